@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Developer entry point that needs nothing but Python 3.11+.
+
+    python3 dev.py demo    # the main job on the bundled sample data
+    python3 dev.py test    # the test suite (what CI runs)
+    python3 dev.py lint    # ruff + mypy
+    python3 dev.py bench   # the benchmarks under bench/
+
+It builds `.venv` from pyproject.toml on first use (and again when pyproject.toml changes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+STAMP = VENV / ".pyproject.sha256"
+
+
+def ensure_venv() -> None:
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    print("installing the project and its dev dependencies into .venv ...", flush=True)
+    subprocess.run(
+        [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "-e", f"{ROOT}[dev]"],
+        check=True,
+    )
+    STAMP.write_text(digest)
+
+
+def run(*args: str) -> int:
+    return subprocess.call(list(args), cwd=ROOT)
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "help"
+    rest = argv[1:]
+    if cmd not in {"demo", "test", "lint", "bench", "venv"}:
+        print(__doc__)
+        return 0 if cmd == "help" else 2
+    ensure_venv()
+    py = str(BIN / "python")
+    if cmd == "venv":
+        return 0
+    if cmd == "test":
+        return run(py, "-m", "pytest", *rest)
+    if cmd == "lint":
+        return run(py, "-m", "ruff", "check", "etl", "tests", "bench") or run(py, "-m", "mypy")
+    if cmd == "bench":
+        return run(py, "bench/run_all.py", *rest)
+    # demo: the main job on the sample data
+    return run(py, "-m", "etl", "demo", *rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
