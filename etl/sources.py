@@ -1,0 +1,314 @@
+"""Spec source -> polars frames of raw string columns, one per file, each row tagged with where it
+came from: `_source_file`, `_record` (1-based data record, header excluded), `_line` (the physical
+line the record starts on) and `_shape_error` (set when the record is ragged).
+
+CSV columns are always read as strings (so postal code 01234 stays 01234) and typed later by the
+spec. Files in a legacy encoding are transcoded to UTF-8 in streaming chunks, strictly: a byte the
+encoding cannot decode is a file-level error naming the line, never a silent replacement character.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob as globlib
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+import polars as pl
+
+from etl.errors import ColumnsMissing, SourceError
+from etl.spec import LoadedSpec, Source
+
+CHUNK = 1 << 22
+UTF8 = {"utf-8", "utf8", "utf_8", "ascii", "us-ascii", "utf-8-sig", "utf_8_sig"}
+
+
+@dataclass
+class RawFile:
+    """One file as read: its rows (strings), header and identity."""
+
+    path: Path
+    display: str
+    frame: pl.DataFrame
+    header: list[str]
+    sha256: str
+    size: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_files(loaded: LoadedSpec) -> list[Path]:
+    """The files the spec's source path or glob names, in name order."""
+    pattern = loaded.spec.source.path
+    base = loaded.base_dir
+    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+    if globlib.has_magic(pattern):
+        files = sorted(Path(p) for p in globlib.glob(full) if Path(p).is_file())
+    else:
+        files = [Path(full)] if Path(full).exists() else []
+    if not files:
+        raise SourceError("no file matches the source path", path=full)
+    return files
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _line_of(path: Path, offset: int) -> int:
+    """1-based line number of byte `offset`."""
+    line = 1
+    with path.open("rb") as fh:
+        remaining = offset
+        while remaining > 0:
+            chunk = fh.read(min(CHUNK, remaining))
+            if not chunk:
+                break
+            line += chunk.count(b"\n") or chunk.count(b"\r") * (b"\n" not in chunk)
+            remaining -= len(chunk)
+    return line
+
+
+def _transcode(path: Path, encoding: str, out: Path, cr_only: bool) -> None:
+    """Decode `path` strictly in chunks and write it as UTF-8 (CR-only line ends become LF)."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    offset = 0
+    with path.open("rb") as src, out.open("w", encoding="utf-8", newline="") as dst:
+        while True:
+            chunk = src.read(CHUNK)
+            final = not chunk
+            try:
+                text = decoder.decode(chunk, final=final)
+            except UnicodeDecodeError as exc:
+                bad = chunk[exc.start:exc.start + 1]
+                raise SourceError(
+                    f"byte 0x{bad.hex() or '??'} cannot be decoded as {encoding} "
+                    f"(is the file in another encoding? set source.encoding)",
+                    path=path, line=_line_of(path, offset + exc.start),
+                ) from None
+            if cr_only:
+                text = text.replace("\r", "\n")
+            dst.write(text.removeprefix("\ufeff") if offset == 0 else text)
+            if final:
+                break
+            offset += len(chunk)
+
+
+def _first_bad_utf8(path: Path) -> tuple[int, str] | None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    offset = 0
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return offset + exc.start, chunk[exc.start:exc.start + 1].hex()
+            if not chunk:
+                return None
+            offset += len(chunk)
+
+
+@contextmanager
+def utf8_file(path: Path, source: Source) -> Iterator[tuple[Path, list[str]]]:
+    """Yield a UTF-8 version of `path` (the file itself when it already is one)."""
+    notes: list[str] = []
+    with path.open("rb") as fh:
+        head = fh.read(1 << 16)
+    cr_only = b"\r" in head and b"\n" not in head
+    if cr_only:
+        notes.append("old-Mac CR-only line endings converted to LF")
+    needs_copy = cr_only or source.encoding.lower() not in UTF8
+    if not needs_copy:
+        yield path, notes
+        return
+    with TemporaryDirectory(prefix="etl-") as tmp:
+        out = Path(tmp) / "utf8.csv"
+        enc = source.encoding if source.encoding.lower() not in UTF8 else "utf-8-sig"
+        _transcode(path, enc, out, cr_only)
+        yield out, notes
+
+
+def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
+    """Per CSV record: the physical line it starts on, its field count, and whether it is blank.
+
+    Counts delimiters outside quotes with vectorized string ops over the file's lines; records
+    spanning lines (quoted newlines) are stitched by the running parity of quote characters.
+    """
+    lines = pl.scan_lines(path, name="l").with_row_index("line", offset=1)
+    seps = pl.col("l").str.count_matches(sep, literal=True)
+    if quote is None:
+        return lines.select(
+            pl.col("line"), (seps + 1).alias("fields"), (pl.col("l") == "").alias("blank")
+        ).collect()
+    q = pl.col("l").str.count_matches(quote, literal=True)
+    inside_before = (q.cum_sum() - q) % 2 == 1
+    qe = _re_escape(quote)
+    opened = pl.when(inside_before).then(pl.lit(quote) + pl.col("l")).otherwise(pl.col("l"))
+    outside = opened.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
+    counted = pl.when(q == 0).then(seps).otherwise(
+        outside.str.count_matches(sep, literal=True)
+    )
+    df = lines.select(
+        pl.col("line"),
+        (~inside_before).alias("start"),
+        counted.alias("seps"),
+        (pl.col("l") == "").alias("blank"),
+    ).collect()
+    rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
+    return (
+        rec.group_by("rec", maintain_order=True)
+        .agg(pl.col("line").first(), (pl.col("seps").sum() + 1).alias("fields"),
+             (pl.col("blank").first() & (pl.len() == 1)).alias("blank"))
+        .select("line", "fields", "blank")
+    )
+
+
+def _re_escape(ch: str) -> str:
+    return "\\" + ch if not ch.isalnum() else ch
+
+
+def _polars_error(exc: Exception, path: Path) -> SourceError:
+    text = str(exc)
+    if "utf-8" in text.lower() or "utf8" in text.lower():
+        bad = _first_bad_utf8(path)
+        if bad:
+            return SourceError(
+                f"byte 0x{bad[1]} is not valid UTF-8 (set source.encoding, e.g. cp1252)",
+                path=path, line=_line_of(path, bad[0]),
+            )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if "not properly escaped" in text or "escaped" in first:
+        first = "a quoted field is never closed (unterminated quote)"
+    return SourceError(f"cannot parse the file: {first}", path=path)
+
+
+def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
+    seen: set[str] = set()
+    dupes = sorted({h for h in header if h in seen or seen.add(h)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise SourceError(f"duplicate column names in the header: {', '.join(map(repr, dupes))}",
+                          path=path, line=1)
+    missing = [c for c in needed if c not in header]
+    if missing:
+        raise ColumnsMissing(path, missing, header)
+
+
+def read_csv(path: Path, source: Source, needed: list[str], display: str) -> RawFile:
+    """Read one CSV file: needed columns as strings plus `_record`, `_line`, `_shape_error`."""
+    digest, size = file_digest(path)
+    if size == 0:
+        raise SourceError("the file is empty (not even a header)", path=display)
+    with utf8_file(path, source) as (data, notes):
+        opts = dict(separator=source.delimiter, quote_char=source.quote_char,
+                    infer_schema=False, has_header=False, truncate_ragged_lines=True)
+        try:
+            first = pl.read_csv(data, n_rows=1, **opts)  # type: ignore[arg-type]
+        except pl.exceptions.PolarsError as exc:
+            raise _polars_error(exc, path) from None
+        width = first.width
+        if source.header:
+            header = [str(v or "").removeprefix("\ufeff").strip() for v in first.row(0)]
+            if any(str(v or "") != h for v, h in zip(first.row(0), header, strict=True)):
+                notes.append("spaces around header names were trimmed")
+        else:
+            header = list(source.columns or [])
+            width = max(width, len(header))
+        _check_header(Path(display), header, needed)
+        layout = _record_layout(data, source.delimiter, source.quote_char)
+        index = {name: i for i, name in enumerate(header)}
+        schema = {f"c{i}": pl.String for i in range(width)}
+        try:
+            frame = (
+                pl.scan_csv(data, schema=schema, missing_columns="insert",
+                            null_values=source.null_values or None,
+                            **opts)  # type: ignore[arg-type]
+                .select([pl.col(f"c{index[c]}").alias(c) for c in needed])
+                .collect()
+            )
+        except pl.exceptions.PolarsError as exc:
+            raise _polars_error(exc, path) from None
+    skip = 1 if source.header else 0
+    if layout.height != frame.height:
+        notes.append("could not check field counts per record (quoting is irregular)")
+        layout = pl.DataFrame({"line": [None] * frame.height, "fields": [width] * frame.height,
+                               "blank": [False] * frame.height},
+                              schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean})
+    expected = len(header)
+    frame = frame.with_columns(
+        layout["line"].cast(pl.Int64).alias("_line"),
+        pl.when(layout["fields"] != expected)
+        .then(pl.format("record has {} fields, the header has " + str(expected),
+                        layout["fields"]))
+        .alias("_shape_error"),
+        layout["blank"].alias("_blank"),
+    ).slice(skip)
+    blanks = int(frame["_blank"].sum())
+    if blanks:
+        notes.append(f"{blanks} blank line(s) skipped")
+    frame = (
+        frame.filter(~pl.col("_blank")).drop("_blank")
+        .with_row_index("_record", offset=1)
+        .with_columns(pl.col("_record").cast(pl.Int64), pl.lit(display).alias("_source_file"))
+    )
+    return RawFile(path, display, frame, header, digest, size, notes)
+
+
+def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
+    """Read one Parquet file; every needed column becomes a string (nested ones as JSON)."""
+    digest, size = file_digest(path)
+    try:
+        schema = pl.read_parquet_schema(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise SourceError(f"not a readable Parquet file ({str(exc).splitlines()[0]})",
+                          path=display) from None
+    header = list(schema)
+    _check_header(Path(display), header, needed)
+    exprs = []
+    for c in needed:
+        dtype = schema[c]
+        if dtype.is_nested():
+            exprs.append(pl.struct(pl.col(c).alias("v")).struct.json_encode()
+                         .str.slice(5).str.head(-1).alias(c))
+        else:
+            exprs.append(pl.col(c).cast(pl.String).alias(c))
+    try:
+        frame = pl.scan_parquet(path).select(exprs).collect()
+    except pl.exceptions.PolarsError as exc:
+        raise SourceError(f"cannot read the Parquet data ({str(exc).splitlines()[0]})",
+                          path=display) from None
+    frame = frame.with_row_index("_record", offset=1).with_columns(
+        pl.col("_record").cast(pl.Int64),
+        pl.lit(None, pl.Int64).alias("_line"),
+        pl.lit(None, pl.String).alias("_shape_error"),
+        pl.lit(display).alias("_source_file"),
+    )
+    return RawFile(path, display, frame, header, digest, size)
+
+
+def read_file(path: Path, loaded: LoadedSpec) -> RawFile:
+    """Read one source file with the spec's options, keeping only the columns the spec uses."""
+    source = loaded.spec.source
+    fmt = source.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
+    display = _display(path)
+    needed = loaded.spec.columns()
+    if fmt == "parquet":
+        return read_parquet(path, needed, display)
+    return read_csv(path, source, needed, display)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

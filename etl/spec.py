@@ -1,0 +1,410 @@
+"""The pipeline spec: YAML -> validated, frozen pydantic objects. `load_spec(path)` is the entry.
+
+A bad spec never reaches the data: every problem is reported with the YAML file, line, key path
+and what would be valid, e.g.
+`pipelines/gifts.yaml:14: mappings.amount.transforms[0]: unknown transform 'parse_amout'
+(did you mean 'parse_amount'?)`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from etl import transforms
+from etl.errors import SpecError, SpecErrors
+from etl.targets import TARGET_NAMES, get_target
+from etl.yamlload import Loc, line_for, load_yaml
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Source(_Model):
+    """Where the rows come from: one file or a glob; CSV options apply to CSV only."""
+
+    path: str = Field(description="File path or glob, relative to the spec file's folder")
+    format: Literal["csv", "parquet"] | None = Field(None, description="Default: from extension")
+    encoding: str = Field("utf-8", description="utf-8, utf-8-sig, cp1252, latin-1, ...")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    quote_char: str | None = Field('"', description="null for no quoting")
+    null_values: list[str] = Field(default_factory=lambda: ["", "N/A", "NULL"])
+    header: bool = Field(True, description="Does the first record name the columns?")
+    columns: list[str] | None = Field(None, description="Column names when header is false")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding {v!r} (try utf-8, utf-8-sig, cp1252, latin-1)"
+            ) from None
+        return v
+
+    @field_validator("quote_char")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        if v is not None and len(v) != 1:
+            raise ValueError("quote_char must be one character (or null)")
+        return v
+
+    @model_validator(mode="after")
+    def _columns_when_headerless(self) -> Source:
+        if not self.header and not self.columns:
+            raise ValueError("header: false needs `columns:` (the column names, in order)")
+        return self
+
+
+IdFrom = Annotated[str, Field(min_length=1)]
+
+
+class KeyId(_Model):
+    """How the row's id (referenceId / transactionId) is made: exactly one of the three."""
+
+    column: str | None = None
+    template: str | None = Field(None, description='e.g. "{DonorID}-{GiftDate}"')
+    hash: list[IdFrom] | None = Field(None, description="sha256 of these columns, stable")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KeyId:
+        given = [k for k in ("column", "template", "hash") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of column, template or hash")
+        return self
+
+
+class Keys(_Model):
+    """The idempotency key: a constant source name plus a per-row id."""
+
+    source: str = Field(min_length=1, description="referenceSource / transactionSource")
+    id: KeyId
+    duplicates: Literal["keep_first", "keep_last", "reject_all"] = "reject_all"
+
+
+class Case(_Model):
+    """One branch of a conditional mapping: when `column` matches, the value is `then`."""
+
+    column: str
+    equals: str | int | float | bool | None = None
+    in_: list[str | int | float] | None = Field(None, alias="in")
+    is_null: bool | None = None
+    then: str | int | float | bool
+
+
+TransformRef = str | dict[str, Any]
+
+
+class Mapping(_Model):
+    """How one target field is filled: from a column, a constant, a template or conditions."""
+
+    column: str | None = None
+    constant: str | int | float | bool | None = None
+    template: str | None = None
+    when: list[Case] | None = None
+    else_: str | int | float | bool | None = Field(None, alias="else")
+    transforms: list[TransformRef] = Field(default_factory=list)
+    value_map: dict[str, str] | None = None
+    unmapped: Literal["reject", "keep", "default", "null"] = "reject"
+    default: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"column": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Mapping:
+        given = [k for k in ("column", "constant", "template", "when") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of column, constant, template or when (got {given or 'none'})"
+            )
+        if self.unmapped == "default" and self.default is None:
+            raise ValueError("unmapped: default needs a `default:` value")
+        if self.value_map is None and self.unmapped != "reject":
+            raise ValueError("`unmapped` only applies with a value_map")
+        return self
+
+    def steps(self) -> list[tuple[str, dict[str, Any]]]:
+        """The transform chain as (name, args) pairs."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        for ref in self.transforms:
+            if isinstance(ref, str):
+                out.append((ref, {}))
+            else:
+                (name, args), = ref.items()
+                out.append((name, dict(args or {})))
+        return out
+
+    def columns(self) -> list[str]:
+        """Every source column this mapping reads."""
+        cols: list[str] = []
+        if self.column:
+            cols.append(self.column)
+        if self.template:
+            cols += template_columns(self.template)
+        for case in self.when or []:
+            cols.append(case.column)
+        for name, args in self.steps():
+            for arg in transforms.COLUMN_ARGS.get(name, ()):
+                value = args.get(arg)
+                cols += [value] if isinstance(value, str) else list(value or [])
+        return cols
+
+
+class Designation(_Model):
+    """One designation of a gift: a project by code, name or id, and the amount to it."""
+
+    code: Mapping | None = None
+    name: Mapping | None = None
+    id: Mapping | None = None
+    amount: Mapping | None = Field(
+        None, description="Omit on one designation: it gets the gift amount minus the others"
+    )
+
+    @model_validator(mode="after")
+    def _one_project(self) -> Designation:
+        if sum(x is not None for x in (self.code, self.name, self.id)) != 1:
+            raise ValueError("give exactly one of code, name or id")
+        return self
+
+
+class FieldRules(_Model):
+    """Declared checks on one target field (run by pandera, every failure collected)."""
+
+    required: bool = False
+    pattern: str | None = None
+    one_of: list[str | int | float] | None = None
+    min: float | None = None
+    max: float | None = None
+    max_length: int | None = Field(None, gt=0)
+    unique: bool = False
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"pattern does not compile: {exc}") from None
+        return v
+
+
+class Load(_Model):
+    """Submission settings (used by `etl run`)."""
+
+    batch_size: int = Field(100, ge=1, le=1000)
+    requests_per_hour: int = Field(5000, ge=1)
+    reserve_share: float = Field(0.2, ge=0.0, lt=1.0,
+                                 description="Share of the hourly budget left to other integrations")
+    concurrency: int = Field(2, ge=1, le=32)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=20)
+    in_doubt: Literal["park", "resend"] | None = Field(
+        None, description="Rows left 'sending' by a crash: park (default for gifts) or resend"
+    )
+    ledger: str | None = Field(None, description="SQLite ledger path (default: beside the spec)")
+
+
+class Output(_Model):
+    """Where reports go."""
+
+    dir: str | None = Field(None, description="Default: reports/<pipeline name>")
+    payload_sample: int | None = Field(None, ge=0, description="Write only the first N payloads")
+
+
+class Spec(_Model):
+    """A pipeline: one feed described once."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str | None = None
+    target: Literal["contact_transaction", "gift_transaction"]
+    organization: str | None = Field(None, description="Refuse to write to any other organization")
+    source: Source
+    keys: Keys
+    mappings: dict[str, Mapping] = Field(default_factory=dict)
+    designations: list[Designation] = Field(default_factory=list)
+    rules: dict[str, FieldRules] = Field(default_factory=dict)
+    load: Load = Field(default_factory=Load)
+    output: Output = Field(default_factory=Output)
+    version: Literal[1] = 1
+
+    def columns(self) -> list[str]:
+        """Every source column the spec reads, in first-use order."""
+        cols: list[str] = []
+        ident = self.keys.id
+        cols += [ident.column] if ident.column else []
+        cols += template_columns(ident.template) if ident.template else []
+        cols += ident.hash or []
+        for m in self.mappings.values():
+            cols += m.columns()
+        for d in self.designations:
+            for m in (d.code, d.name, d.id, d.amount):
+                cols += m.columns() if m else []
+        return list(dict.fromkeys(cols))
+
+
+class LoadedSpec(BaseModel):
+    """A validated spec plus where it came from."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    spec: Spec
+    path: Path
+    sha256: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+
+_TEMPLATE_FIELD = re.compile(r"\{([^{}]+)\}")
+
+
+def template_columns(template: str) -> list[str]:
+    """Column names used in a `"{first} {last}"` template."""
+    return _TEMPLATE_FIELD.findall(template)
+
+
+def _loc_text(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _pydantic_errors(exc: ValidationError, path: Path, lines: dict[Loc, int]) -> list[SpecError]:
+    errors = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        loc = tuple(p for p in loc if p not in ("str", "dict[str,any]", "list[str]"))
+        msg = err["msg"].removeprefix("Value error, ")
+        hint = None
+        if err["type"] == "extra_forbidden" and loc:
+            msg = f"unknown key {loc[-1]!r}"
+            parent = _model_at(loc[:-1])
+            if parent is not None:
+                known = sorted(f.alias or n for n, f in parent.model_fields.items())
+                close = transforms.suggest(str(loc[-1]), known)
+                hint = f"did you mean {close!r}?" if close else f"valid keys: {', '.join(known)}"
+        elif err["type"] == "literal_error":
+            hint = None
+        errors.append(SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc),
+                                hint=hint))
+    return errors
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model that sits at `loc` in a Spec (to list its keys in hints)."""
+    model: Any = Spec
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        fields = getattr(model, "model_fields", None)
+        if fields is None:
+            return None
+        name = next((n for n, f in fields.items() if (f.alias or n) == part), None)
+        if name is None:
+            return None
+        ann = fields[name].annotation
+        text = str(ann)
+        if name in ("mappings",):
+            model, i = Mapping, i + 2
+            continue
+        if name == "rules":
+            model, i = FieldRules, i + 2
+            continue
+        if name == "designations":
+            model, i = Designation, i + 2
+            continue
+        if name == "when":
+            model, i = Case, i + 2
+            continue
+        model = ann if isinstance(ann, type) else None
+        if model is None and "KeyId" in text:
+            model = KeyId
+        i += 1
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[SpecError]:
+    """Checks that need the target and the transform registry."""
+    errors: list[SpecError] = []
+    target = get_target(spec.target)
+
+    def err(loc: Loc, msg: str, hint: str | None = None) -> None:
+        errors.append(SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc),
+                                hint=hint))
+
+    known_fields = sorted(target.fields)
+    for field in (*spec.mappings, *spec.rules):
+        section = "mappings" if field in spec.mappings else "rules"
+        if field in (target.source_field, target.id_field):
+            err((section, field), f"{field} comes from `keys:`, not from {section}")
+        elif target.kind(field) is None:
+            close = transforms.suggest(field, known_fields)
+            err((section, field), f"{spec.target} has no field {field!r}",
+                f"did you mean {close!r}?" if close else "see `etl fields " + spec.target + "`")
+    for field, mapping in spec.mappings.items():
+        for i, (name, args) in enumerate(mapping.steps()):
+            loc: Loc = ("mappings", field, "transforms", i)
+            if name not in transforms.REGISTRY:
+                close = transforms.suggest(name, sorted(transforms.REGISTRY))
+                err(loc, f"unknown transform {name!r}",
+                    f"did you mean {close!r}?" if close
+                    else f"known: {', '.join(sorted(transforms.REGISTRY))}")
+                continue
+            problem = transforms.check_args(name, args)
+            if problem:
+                err(loc, f"{name}: {problem}")
+    if spec.designations and spec.target != "gift_transaction":
+        err(("designations",), "designations only apply to gift_transaction")
+    if sum(d.amount is None for d in spec.designations) > 1:
+        err(("designations",), "at most one designation may omit `amount` (it gets the rest)")
+    if spec.target == "gift_transaction" and "amount" not in spec.mappings:
+        err(("mappings",), "a gift_transaction needs a mapping for `amount`")
+    return errors
+
+
+def spec_from_data(data: Any, path: Path, lines: dict[Loc, int]) -> Spec:
+    """Validate already-parsed YAML data; raise SpecErrors listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError("the spec must be a mapping of keys (name:, target:, source: ...)",
+                        path=path, line=1)
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecErrors(_pydantic_errors(exc, path, lines)) from None
+    problems = _semantic_errors(spec, path, lines)
+    if problems:
+        raise SpecErrors(problems)
+    return spec
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate a pipeline spec file."""
+    path = Path(path)
+    data, lines = load_yaml(path)
+    spec = spec_from_data(data, path, lines)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return LoadedSpec(spec=spec, path=path, sha256=digest)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the spec format, for editors."""
+    schema = Spec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "etl pipeline spec"
+    return schema
+
+
+__all__ = ["TARGET_NAMES", "LoadedSpec", "Spec", "json_schema", "load_spec"]

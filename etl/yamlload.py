@@ -1,0 +1,91 @@
+"""Safe YAML loading that remembers where every key came from, for errors that name the line.
+
+Only `yaml.SafeLoader` is used (no Python objects), and anchors/aliases are refused: they are
+never needed in a pipeline spec and they are how a tiny file expands into gigabytes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from etl.errors import SpecError
+
+Loc = tuple[str | int, ...]
+
+
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("keys must be plain words", path=path,
+                                line=key_node.start_mark.line + 1)
+            key = key_node.value
+            if key == "<<":
+                raise SpecError("merge keys (<<) are not supported", path=path,
+                                line=key_node.start_mark.line + 1)
+            if key in out:
+                raise SpecError(f"key {key!r} appears twice", path=path,
+                                line=key_node.start_mark.line + 1,
+                                key=".".join(map(str, (*loc, key))))
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _walk(value_node, (*loc, key), lines, path)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[(*loc, i)] = item.start_mark.line + 1
+            items.append(_walk(item, (*loc, i), lines, path))
+        return items
+    # A scalar: let the safe constructor type it (ints, floats, bools, null, strings).
+    return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)  # type: ignore[arg-type]
+
+
+class _Constructor(yaml.SafeLoader):
+    def __init__(self) -> None:  # no stream: used only to type scalars
+        yaml.SafeLoader.__init__(self, "")
+
+
+_CONSTRUCTOR = _Constructor()
+
+
+def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML safely; return the data and a map from key path to 1-based line number."""
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            raise SpecError("no such file", path=path) from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", path=path) from None
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise SpecError("anchors and aliases (&name / *name) are not supported",
+                                path=path, line=event.start_mark.line + 1)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        if "\\t" in problem or "\t" in problem:
+            problem += " (indent with spaces, not tabs)"
+        raise SpecError(f"YAML syntax error: {problem}", path=path, line=line) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"YAML error: {exc}", path=path) from None
+    if node is None:
+        raise SpecError("the spec is empty", path=path)
+    lines: dict[Loc, int] = {}
+    return _walk(node, (), lines, path), lines
+
+
+def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
+    """The line of `loc`, or of its nearest ancestor that has one."""
+    while loc:
+        if loc in lines:
+            return lines[loc]
+        loc = loc[:-1]
+    return None
