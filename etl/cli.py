@@ -1,0 +1,154 @@
+"""The `etl` command: a thin click skin over the library. Each command parses its options, calls
+one library function, and renders the result; `EtlError`s become a message and an exit code.
+
+Exit codes: 0 all good; 1 rows rejected (over --max-reject-rate) or failed; 2 spec or usage
+error; 3 a source file cannot be read; 4 credentials refused; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from etl import __version__
+from etl.errors import EtlError, SourceError
+
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+def _fail(exc: EtlError) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="etl")
+def main() -> None:
+    """Import donor data (CSV/Parquet) into Virtuous CRM+, described once in a YAML spec.
+
+    Example:
+
+        etl validate pipelines/legacy_gifts.yaml --out reports/gifts
+    """
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Report folder (default: the spec's output.dir, else reports/<name>).")
+@click.option("--max-reject-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Exit 0 while the share of rejected rows stays at or under this.")
+@click.option("--payloads", "payload_limit", type=click.IntRange(min=0),
+              help="Write only the first N payloads (default: all, or output.payload_sample).")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report.json summary instead.")
+def validate(spec: Path, out_dir: Path | None, max_reject_rate: float,
+             payload_limit: int | None, quiet: bool, as_json: bool) -> None:
+    """Dry run: read, transform and validate; write a report; send nothing.
+
+    Example:
+
+        etl validate pipelines/legacy_contacts.yaml --out reports/contacts
+    """
+    from etl.dryrun import dry_run
+
+    try:
+        outcome = dry_run(spec, out_dir=out_dir, payload_limit=payload_limit)
+    except EtlError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(outcome.report, indent=2))
+    elif not quiet:
+        click.echo(outcome.summary)
+        click.echo(f"report: {outcome.paths.report_html}")
+    rate = outcome.result.reject_rate()
+    sys.exit(EXIT_OK if rate <= max_reject_rate and (rate == 0 or max_reject_rate > 0)
+             else EXIT_REJECTS)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of the pipeline spec format (for editor autocompletion).
+
+    Example:
+
+        etl schema > pipeline.schema.json
+    """
+    from etl.spec import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@main.command()
+@click.argument("target", type=click.Choice(["contact_transaction", "gift_transaction"]))
+def fields(target: str) -> None:
+    """List the payload fields a target accepts, with their kinds.
+
+    Example:
+
+        etl fields gift_transaction
+    """
+    from etl.targets import get_target
+
+    t = get_target(target)
+    click.echo(f"{t.source_field}  (from keys.source)\n{t.id_field}  (from keys.id)")
+    for name, kind in t.fields.items():
+        if name not in (t.source_field, t.id_field):
+            click.echo(f"{name}  {kind}")
+    click.echo("customFields.<Name>  str")
+    if target == "gift_transaction":
+        click.echo("designations  (section: list of {code|name|id, amount})")
+
+
+@main.command("transforms")
+def list_transforms() -> None:
+    """List the transforms a mapping can chain, with their arguments.
+
+    Example:
+
+        etl transforms
+    """
+    import inspect
+
+    from etl.transforms import REGISTRY
+
+    for name in sorted(REGISTRY):
+        fn = REGISTRY[name]
+        params = list(inspect.signature(fn).parameters.values())[1:]
+        args = ", ".join(str(p) for p in params)
+        doc = (fn.__doc__ or "").strip().splitlines()
+        click.echo(f"{name}({args})\n    {doc[0] if doc else ''}")
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports"), show_default=True)
+def demo(out_dir: Path) -> None:
+    """The main job on the bundled sample data: every sample pipeline, dry run.
+
+    Example:
+
+        etl demo
+    """
+    from etl.dryrun import dry_run
+
+    root = Path(__file__).resolve().parent.parent
+    worst = EXIT_OK
+    for name in ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop"):
+        spec = root / "pipelines" / f"{name}.yaml"
+        click.echo(f"== {name}: dry run ==")
+        try:
+            outcome = dry_run(spec, out_dir=out_dir / name)
+        except EtlError as exc:
+            _fail(exc)
+        click.echo(outcome.summary)
+        click.echo(f"report: {outcome.paths.report_html}\n")
+        worst = max(worst, EXIT_REJECTS if outcome.result.rejected else EXIT_OK)
+    click.echo("The sample data is dirty on purpose: rejected rows are expected (see the reports).")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The dry run as one call: validate a pipeline and write its report folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from etl.report import build_report, summary_table, write_report
+from etl.result import ReportPaths, ValidationResult
+from etl.runner import validate_pipeline
+from etl.spec import LoadedSpec, load_spec
+
+
+@dataclass
+class DryRun:
+    """A finished dry run: the result, where its report went, and the text summary."""
+
+    result: ValidationResult
+    paths: ReportPaths
+    report: dict[str, Any]
+    summary: str
+
+
+def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
+    """--out, else the spec's output.dir (relative to the spec), else reports/<name>."""
+    if out_dir is not None:
+        return out_dir
+    if loaded.spec.output.dir:
+        return loaded.base_dir / loaded.spec.output.dir
+    return Path("reports") / loaded.spec.name
+
+
+def dry_run(spec_path: Path, *, out_dir: Path | None = None,
+            payload_limit: int | None = None) -> DryRun:
+    """Validate `spec_path`'s sources and write report.json, rejects.csv, payloads.jsonl, HTML."""
+    loaded = load_spec(spec_path)
+    result = validate_pipeline(loaded)
+    limit = payload_limit if payload_limit is not None else loaded.spec.output.payload_sample
+    paths = write_report(result, report_dir(loaded, out_dir), payload_limit=limit)
+    return DryRun(result, paths, build_report(result), summary_table(result))

@@ -1,0 +1,205 @@
+"""Spec mappings -> polars expressions: each target field's value, its error, and its raw value.
+
+For every mapped field the stage produces three columns:
+- `<field>`: the typed value the payload will carry (String, Float64 money, Date, Int64, ...);
+- `__err__<field>`: "rule<US>message" where a transform, value map or typing failed, else null;
+- `__raw__<field>`: what the user would recognise in the source (the raw column, when there is one).
+No Python runs per row; everything here only builds expressions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from etl import transforms
+from etl.spec import KeyId, Mapping, Spec, template_columns
+from etl.targets import Target
+
+SEP = "\x1f"  # separates the rule name from the message inside an error cell
+ERR = "__err__"
+RAW = "__raw__"
+OUT = "\u2192"  # prefix of computed fields while source columns are still present
+_BOOL = {"true": True, "t": True, "yes": True, "y": True, "1": True,
+         "false": False, "f": False, "no": False, "n": False, "0": False}
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """The three expressions for one target field."""
+
+    field: str
+    value: pl.Expr
+    error: pl.Expr
+    raw: pl.Expr
+
+
+def _err(rule: str, message: pl.Expr) -> pl.Expr:
+    return pl.lit(rule + SEP) + message
+
+
+def _first_error(errors: list[pl.Expr]) -> pl.Expr:
+    return pl.coalesce(errors) if errors else pl.lit(None, pl.String)
+
+
+def _quoted(expr: pl.Expr) -> pl.Expr:
+    return pl.lit("'") + expr.cast(pl.String) + pl.lit("'")
+
+
+def template_expr(template: str) -> pl.Expr:
+    """`"{First} {Last}"` -> concatenation that skips null columns; all-blank -> null."""
+    parts: list[pl.Expr] = []
+    rest = template
+    for col in template_columns(template):
+        before, rest = rest.split("{" + col + "}", 1)
+        if before:
+            parts.append(pl.lit(before))
+        parts.append(pl.col(col))
+    if rest:
+        parts.append(pl.lit(rest))
+    joined = pl.concat_str(parts, ignore_nulls=True).str.strip_chars()
+    return pl.when(joined == "").then(None).otherwise(joined)
+
+
+def _base(m: Mapping) -> pl.Expr:
+    if m.column is not None:
+        return pl.col(m.column)
+    if m.template is not None:
+        return template_expr(m.template)
+    if m.when is not None:
+        chain: Any = pl
+        for case in m.when:
+            col = pl.col(case.column)
+            if case.is_null is not None:
+                cond = col.is_null() if case.is_null else col.is_not_null()
+            elif case.in_ is not None:
+                cond = col.is_in([str(v) for v in case.in_])
+            else:
+                cond = col == str(case.equals)
+            chain = chain.when(cond).then(pl.lit(case.then))
+        return chain.otherwise(pl.lit(m.else_))
+    return pl.lit(m.constant)
+
+
+def plan_mapping(m: Mapping, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """Value, error and raw expressions for one mapping typed as `kind`."""
+    value = _base(m)
+    errors: list[pl.Expr] = []
+    for name, args in m.steps():
+        step = transforms.REGISTRY[name](value, **args)
+        if step.error is not None:
+            errors.append(_err(name, step.error))
+        value = step.value
+    if m.value_map is not None:
+        mapped = value.cast(pl.String).replace_strict(m.value_map, default=None,
+                                                      return_dtype=pl.String)
+        unknown = value.is_not_null() & mapped.is_null()
+        if m.unmapped == "reject":
+            known = ", ".join(list(m.value_map)[:12])
+            errors.append(pl.when(unknown).then(
+                _err("value_map", pl.lit("unmapped value ") + _quoted(value)
+                     + pl.lit(f" (mapped: {known})"))))
+        elif m.unmapped == "keep":
+            mapped = pl.coalesce(mapped, value.cast(pl.String))
+        elif m.unmapped == "default":
+            mapped = pl.when(unknown).then(pl.lit(m.default)).otherwise(mapped)
+        value = mapped
+    value, type_error = _typed(value, kind)
+    if type_error is not None:
+        errors.append(type_error)
+    raw = pl.col(m.column) if m.column is not None else value.cast(pl.String)
+    return value, _first_error(errors), raw
+
+
+def _typed(value: pl.Expr, kind: str) -> tuple[pl.Expr, pl.Expr | None]:
+    """Bring a mapped value to the field's wire type; strings are parsed, with errors."""
+    if kind in ("money", "number"):
+        step = transforms.REGISTRY["parse_amount"](value)
+        return step.value, (_err("number", step.error) if step.error is not None else None)
+    if kind == "date":
+        step = transforms.REGISTRY["parse_date"](value, formats=["%Y-%m-%d"])
+        return step.value, (_err("date", step.error) if step.error is not None else None)
+    if kind == "int":
+        as_int = value.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
+        bad = value.is_not_null() & as_int.is_null()
+        return as_int, pl.when(bad).then(_err("integer", pl.lit("not a whole number: ")
+                                                 + _quoted(value)))
+    if kind == "bool":
+        text = value.cast(pl.String).str.strip_chars().str.to_lowercase()
+        as_bool = text.replace_strict(_BOOL, default=None, return_dtype=pl.Boolean)
+        bad = value.is_not_null() & as_bool.is_null()
+        return as_bool, pl.when(bad).then(_err("boolean", pl.lit("not yes/no: ") + _quoted(value)))
+    text = value.cast(pl.String).str.strip_chars()
+    text = pl.when(text == "").then(None).otherwise(text)
+    if kind == "tags":
+        return text.str.replace_all(r"\s*[|;]\s*", ";").str.strip_chars(";"), None
+    if kind == "str_list":
+        return text.str.split(";").list.eval(pl.element().str.strip_chars()), None
+    return text, None
+
+
+def _stable_hash(columns: list[str]) -> pl.Expr:
+    """sha256 of the named columns (unit-separated, nulls marked): stable across runs and
+    versions, unlike polars' own hash. hashlib runs once per batch of values."""
+
+    def digest(s: pl.Series) -> pl.Series:
+        return pl.Series([hashlib.sha256(v.encode()).hexdigest()[:24] for v in s],
+                         dtype=pl.String)
+
+    joined = pl.concat_str([pl.col(c).fill_null("\x00") for c in columns], separator=SEP)
+    return joined.map_batches(digest, return_dtype=pl.String)
+
+
+def key_expr(key: KeyId) -> pl.Expr:
+    """The per-row id (referenceId / transactionId) from the spec's `keys.id`."""
+    if key.column is not None:
+        ident = pl.col(key.column).str.strip_chars()
+        return pl.when(ident == "").then(None).otherwise(ident)
+    if key.template is not None:
+        return template_expr(key.template)
+    return _stable_hash(list(key.hash or []))
+
+
+def plan(spec: Spec, target: Target) -> list[FieldPlan]:
+    """Expressions for every output field: the keys first, then mappings and designations."""
+    ident = key_expr(spec.keys.id)
+    raw_id = pl.col(spec.keys.id.column) if spec.keys.id.column else ident
+    plans = [
+        FieldPlan(target.source_field, pl.lit(spec.keys.source), pl.lit(None, pl.String),
+                  pl.lit(spec.keys.source)),
+        FieldPlan(target.id_field, ident, pl.lit(None, pl.String), raw_id),
+    ]
+    for field, m in spec.mappings.items():
+        value, error, raw = plan_mapping(m, target.kind(field) or "str")
+        plans.append(FieldPlan(field, value, error, raw))
+    plans += _designations(spec)
+    return plans
+
+
+def _designations(spec: Spec) -> list[FieldPlan]:
+    """`designations.<i>.<code|name|id>` and `designations.<i>.amountDesignated` columns."""
+    plans: list[FieldPlan] = []
+    amounts: list[pl.Expr] = []
+    rest_index: int | None = None
+    for i, d in enumerate(spec.designations):
+        by = "code" if d.code else ("name" if d.name else "id")
+        m = d.code or d.name or d.id
+        assert m is not None
+        value, error, raw = plan_mapping(m, "int" if by == "id" else "str")
+        plans.append(FieldPlan(f"designations.{i}.{by}", value, error, raw))
+        if d.amount is None:
+            rest_index = i
+            continue
+        amount, aerror, araw = plan_mapping(d.amount, "money")
+        amount = pl.when(value.is_not_null()).then(amount)
+        amounts.append(amount.fill_null(0.0))
+        plans.append(FieldPlan(f"designations.{i}.amountDesignated", amount, aerror, araw))
+    if rest_index is not None:
+        gift = pl.col(OUT + "amount")
+        total = gift - pl.sum_horizontal(amounts) if amounts else gift
+        plans.append(FieldPlan(f"designations.{rest_index}.amountDesignated", total.round(2),
+                               pl.lit(None, pl.String), total.cast(pl.String)))
+    return plans

@@ -1,0 +1,147 @@
+"""The only place the stages are wired: spec -> source -> mapping -> validate -> payload.
+
+`validate_pipeline` is the dry run (no network) and the first half of `etl run`, so a row the dry
+run accepts is exactly a row the run sends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from etl import __version__, mapping
+from etl.mapping import ERR, OUT, RAW
+from etl.payload import payload_expr, strip_empty
+from etl.result import FileInfo, ValidationResult
+from etl.sources import RawFile, read_file, resolve_files
+from etl.spec import LoadedSpec
+from etl.targets import get_target
+from etl.validate import failures
+
+META = ["_row", "_source_file", "_record", "_line", "_shape_error"]
+
+
+@dataclass
+class FileOutcome:
+    """One file after validation."""
+
+    info: FileInfo
+    rejects: pl.DataFrame
+    failures: pl.DataFrame
+    payloads: pl.DataFrame
+    amounts: pl.DataFrame
+    warnings: list[str]
+
+
+def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+    """Source rows -> typed fields, their errors and raw values, plus the meta columns."""
+    spec = loaded.spec
+    target = get_target(spec.target)
+    plans = mapping.plan(spec, target)
+    first = [p for p in plans if not p.field.startswith("designations.")]
+    second = [p for p in plans if p.field.startswith("designations.")]
+    lf = raw.frame.lazy().with_row_index("_row", offset=offset).with_columns(
+        pl.col("_row").cast(pl.Int64))
+    for group in (first, second):
+        if group:
+            lf = lf.with_columns(
+                [p.value.alias(OUT + p.field) for p in group]
+                + [p.error.alias(OUT + ERR + p.field) for p in group]
+                + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
+            )
+    outputs = [c for c in lf.collect_schema().names() if c.startswith(OUT)]
+    return lf.select(*META, *[pl.col(c).alias(c[len(OUT):]) for c in outputs]).collect()
+
+
+def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame:
+    """Original columns of each rejected row plus `_source_file`.. `_error` (joined reasons)."""
+    reasons = fails.group_by("_row", maintain_order=True).agg(
+        pl.col("field").str.join(" | ").alias("_field"),
+        pl.col("rule").str.join(" | ").alias("_rule"),
+        pl.col("value").fill_null("").str.join(" | ").alias("_value"),
+        pl.col("error").str.join(" | ").alias("_error"),
+    )
+    source_cols = [c for c in raw.header if c in raw.frame.columns]
+    rows = raw.frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+    return rows.join(reasons, on="_row", how="inner", maintain_order="left").select(
+        *source_cols, "_source_file", "_record", "_field", "_rule", "_value", "_error")
+
+
+def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) -> FileOutcome:
+    spec = loaded.spec
+    target = get_target(spec.target)
+    raw = read_file(path, loaded)
+    out = _compute(raw, loaded, offset)
+    fields = [c for c in out.columns
+              if c not in META and not c.startswith((ERR, RAW))]
+    out = strip_empty(out, fields)
+    n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
+    fails = failures(out, spec, fields, target.id_field, n_designations, today)
+    bad = fails.select("_row").unique()
+    valid = out.join(bad, on="_row", how="anti", maintain_order="left")
+    key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
+    payloads = valid.select("_source_file", "_record", key.alias("_key"),
+                            payload_expr(target, fields).alias("_payload"))
+    rejects = _reject_rows(raw, fails, offset)
+    info = FileInfo(path=raw.display, sha256=raw.sha256, size=raw.size, rows=out.height,
+                    valid=valid.height, rejected=bad.height)
+    # The accounting invariant: every input row is valid or rejected, never both or neither.
+    assert info.rows == info.valid + info.rejected, f"row accounting broken for {path}"
+    return FileOutcome(info, rejects, fails, payloads, _amounts(out, valid, fields),
+                       [f"{raw.display}: {w}" for w in raw.warnings])
+
+
+def _amounts(out: pl.DataFrame, valid: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
+    """Gift amount sums in cents by currency, for all parsed rows and for valid rows."""
+    if "amount" not in fields:
+        return pl.DataFrame(schema={"currency": pl.String, "stage": pl.String, "cents": pl.Int64})
+    cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
+    frames = []
+    for stage, frame in (("read", out), ("valid", valid)):
+        frames.append(frame.group_by(cur.fill_null("(unspecified)").alias("currency")).agg(
+            (pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))
+            .with_columns(pl.lit(stage).alias("stage")).select("currency", "stage", "cents"))
+    return pl.concat(frames)
+
+
+def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]:
+    read = sum(o.info.rows for o in outcomes)
+    valid = sum(o.info.valid for o in outcomes)
+    totals: dict[str, dict[str, object]] = {
+        "rows": {"read": read, "valid": valid, "rejected": read - valid},
+        "amounts": {},
+    }
+    sums = pl.concat([o.amounts for o in outcomes]).group_by("currency", "stage").agg(
+        pl.col("cents").sum()).sort("currency", "stage")
+    for currency, stage, cents in sums.iter_rows():
+        totals["amounts"].setdefault(currency, {"read": "0.00", "valid": "0.00"})
+        sign = "-" if cents < 0 else ""
+        totals["amounts"][currency][stage] = f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"  # type: ignore[index]
+    return totals
+
+
+def validate_pipeline(loaded: LoadedSpec, *, today: dt.date | None = None) -> ValidationResult:
+    """The dry run: read every source file, transform, validate and build payloads."""
+    today = today or dt.date.today()
+    outcomes: list[FileOutcome] = []
+    offset = 0
+    for path in resolve_files(loaded):
+        outcome = _validate_file(path, loaded, offset, today)
+        offset += outcome.info.rows
+        outcomes.append(outcome)
+    return ValidationResult(
+        pipeline=loaded.spec.name,
+        spec_path=str(loaded.path),
+        spec_hash=loaded.sha256,
+        tool_version=__version__,
+        target=loaded.spec.target,
+        files=[o.info for o in outcomes],
+        rejects=pl.concat([o.rejects for o in outcomes], how="diagonal_relaxed"),
+        failures=pl.concat([o.failures for o in outcomes]).drop("_row"),
+        payloads=pl.concat([o.payloads for o in outcomes]),
+        control_totals=_control_totals(outcomes),
+        warnings=[w for o in outcomes for w in o.warnings],
+    )

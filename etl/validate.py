@@ -1,0 +1,164 @@
+"""Split transformed rows into valid rows and rejects-with-reasons.
+
+Every failure of every row is collected (pandera lazy validation on the collected frame for the
+per-field rules, polars expressions for the cross-field rules), as one long frame:
+`_row, _source_file, _record, field, rule, value, error`. A row with any failure is rejected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandera.polars as pa
+import polars as pl
+
+from etl.mapping import ERR, RAW, SEP
+from etl.rules import REQUIRED, row_rules
+from etl.spec import FieldRules, Spec
+
+FAILURE_SCHEMA = {"_row": pl.Int64, "field": pl.String, "rule": pl.String, "error": pl.String}
+
+
+def _schema(spec: Spec, fields: list[str]) -> tuple[pa.DataFrameSchema, dict[str, list[tuple[str, str]]]]:
+    """A pandera schema for the declared and built-in per-field rules, plus, per column, the
+    (rule, message) of each check in order (pandera reports failures by check number)."""
+    columns: dict[str, pa.Column] = {}
+    labels: dict[str, list[tuple[str, str]]] = {}
+    required = set(REQUIRED[spec.target])
+    for field in fields:
+        rules = spec.rules.get(field, FieldRules())
+        checks: list[pa.Check] = []
+        names: list[tuple[str, str]] = []
+        if rules.pattern:
+            checks.append(pa.Check.str_matches(f"^(?:{rules.pattern})$"))
+            names.append(("pattern", f"does not match the pattern {rules.pattern}"))
+        if rules.one_of is not None:
+            checks.append(pa.Check.isin(rules.one_of))
+            shown = ", ".join(map(str, rules.one_of[:10]))
+            names.append(("one_of", f"is not one of: {shown}"))
+        if rules.min is not None:
+            checks.append(pa.Check.ge(rules.min))
+            names.append(("min", f"is less than {rules.min:g}"))
+        if rules.max is not None:
+            checks.append(pa.Check.le(rules.max))
+            names.append(("max", f"is more than {rules.max:g}"))
+        if rules.max_length is not None:
+            checks.append(pa.Check.str_length(max_value=rules.max_length))
+            names.append(("max_length", f"is longer than {rules.max_length} characters"))
+        must = rules.required or field in required
+        if checks or must or rules.unique:
+            columns[field] = pa.Column(None, checks=checks, nullable=not must,
+                                       unique=rules.unique, required=True)
+            labels[field] = names
+    return pa.DataFrameSchema(columns), labels
+
+
+def _pandera_failures(frame: pl.DataFrame, spec: Spec, fields: list[str]) -> pl.DataFrame:
+    schema, labels = _schema(spec, fields)
+    if not schema.columns:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    try:
+        schema.validate(frame.select(list(schema.columns)), lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = exc.failure_cases
+    else:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    cases = cases.filter(pl.col("index").is_not_null())
+    rules: list[tuple[str, str, int | None, str, str]] = []
+    for field, names in labels.items():
+        rules.append((field, "not_nullable", None, "required", "is required"))
+        for i, (rule, message) in enumerate(names):
+            rules.append((field, "", i, rule, message))
+    table = pl.DataFrame(rules, schema=["column", "check", "check_number", "rule", "error"],
+                         orient="row")
+    special = cases.filter(pl.col("check_number").is_null())
+    by_number = cases.filter(pl.col("check_number").is_not_null())
+    required = special.filter(pl.col("check") == "not_nullable").join(
+        table.filter(pl.col("check") == "not_nullable").select("column", "rule", "error"),
+        on="column")
+    unique = special.filter(pl.col("check") != "not_nullable").with_columns(
+        pl.lit("unique").alias("rule"), pl.lit("is not unique in the file").alias("error"))
+    numbered = by_number.join(
+        table.filter(pl.col("check_number").is_not_null()).select(
+            "column", pl.col("check_number").cast(pl.Int32), "rule", "error"),
+        on=["column", "check_number"])
+    out = pl.concat([f.select(pl.col("index").cast(pl.Int64).alias("_row"),
+                              pl.col("column").alias("field"), "rule", "error")
+                     for f in (required, unique, numbered)])
+    return out.unique(maintain_order=True)
+
+
+def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.DataFrame:
+    ident = pl.col(id_field)
+    group = [ident, pl.col("_source_file")]
+    n = pl.len().over(group)
+    rank = pl.int_range(pl.len()).over(group)
+    if policy == "keep_first":
+        loses = rank > 0
+    elif policy == "keep_last":
+        loses = rank < n - 1
+    else:
+        loses = pl.lit(True)
+    first = pl.col("_record").min().over(group)
+    return frame.filter(ident.is_not_null() & (n > 1) & loses).select(
+        pl.col("_row"), pl.lit(id_field).alias("field"), pl.lit("duplicate").alias("rule"),
+        (pl.lit(f"{id_field} appears ") + n.cast(pl.String) + pl.lit(" times in the file (first on record ")
+         + first.cast(pl.String) + pl.lit(f"; duplicates: {policy})")).alias("error"),
+    )
+
+
+def failures(frame: pl.DataFrame, spec: Spec, fields: list[str], id_field: str,
+             designations: int, today: dt.date) -> pl.DataFrame:
+    """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`."""
+    parts: list[pl.DataFrame] = [
+        frame.filter(pl.col("_shape_error").is_not_null()).select(
+            "_row", pl.lit("(record)").alias("field"), pl.lit("ragged").alias("rule"),
+            pl.col("_shape_error").alias("error"))
+    ]
+    transform_errors = [
+        frame.filter(pl.col(ERR + f).is_not_null()).select(
+            "_row", pl.lit(f).alias("field"),
+            pl.col(ERR + f).str.split_exact(SEP, 1).struct.rename_fields(["rule", "error"])
+        ).unnest(pl.selectors.by_dtype(pl.Struct))
+        for f in fields if ERR + f in frame.columns
+    ]
+    parts += transform_errors
+    checked = _pandera_failures(frame, spec, fields)
+    present = set(fields)
+    rules = row_rules(spec.target, present, designations, today)
+    if rules:
+        flags = frame.select("_row", *[r.fails.fill_null(False).alias(f"r{i}")
+                                       for i, r in enumerate(rules)])
+        for i, r in enumerate(rules):
+            hit = flags.filter(pl.col(f"r{i}")).select("_row")
+            if hit.height:
+                parts.append(hit.join(frame.select("_row", r.message.alias("error")), on="_row")
+                             .select("_row", pl.lit(r.field).alias("field"),
+                                     pl.lit(r.rule).alias("rule"), "error"))
+    # A field whose transform failed is null: do not also report it as missing or invalid.
+    failed = pl.concat([checked, *[p for p in parts[1:] if p.height]], how="vertical")
+    first = pl.concat(transform_errors) if transform_errors else pl.DataFrame(schema=FAILURE_SCHEMA)
+    later = failed.join(first.select("_row", "field"), on=["_row", "field"], how="anti")
+    dupes = _duplicate_failures(frame, id_field, spec.keys.duplicates)
+    everything = pl.concat([parts[0], first, later.unique(maintain_order=True), dupes],
+                           how="vertical").sort("_row", maintain_order=True)
+    return _with_values(everything, frame, fields)
+
+
+def _with_values(fails: pl.DataFrame, frame: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
+    """Attach `_source_file`, `_record` and the raw value of the failing field."""
+    meta = frame.select("_row", "_source_file", "_record")
+    out = fails.join(meta, on="_row", how="left", maintain_order="left")
+    values = []
+    for f in fields:
+        rows = out.filter(pl.col("field") == f).select("_row").unique()
+        if rows.height and RAW + f in frame.columns:
+            values.append(rows.join(frame.select("_row", pl.col(RAW + f).cast(pl.String)
+                                                 .alias("value")), on="_row")
+                          .with_columns(pl.lit(f).alias("field")))
+    if values:
+        out = out.join(pl.concat(values), on=["_row", "field"], how="left",
+                       maintain_order="left")
+    else:
+        out = out.with_columns(pl.lit(None, pl.String).alias("value"))
+    return out.select("_row", "_source_file", "_record", "field", "rule", "value", "error")
