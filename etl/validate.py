@@ -100,10 +100,13 @@ def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.D
     else:
         loses = pl.lit(True)
     first = pl.col("_record").min().over(group)
-    return frame.filter(ident.is_not_null() & (n > 1) & loses).select(
+    marked = frame.select("_row", ident.alias("_id"), n.alias("_n"), loses.alias("_loses"),
+                          first.alias("_first"))
+    return marked.filter(pl.col("_id").is_not_null() & (pl.col("_n") > 1) & pl.col("_loses")).select(
         pl.col("_row"), pl.lit(id_field).alias("field"), pl.lit("duplicate").alias("rule"),
-        (pl.lit(f"{id_field} appears ") + n.cast(pl.String) + pl.lit(" times in the file (first on record ")
-         + first.cast(pl.String) + pl.lit(f"; duplicates: {policy})")).alias("error"),
+        (pl.lit(f"{id_field} appears ") + pl.col("_n").cast(pl.String)
+         + pl.lit(" times in the file (first on record ") + pl.col("_first").cast(pl.String)
+         + pl.lit(f"; duplicates: {policy})")).alias("error"),
     )
 
 

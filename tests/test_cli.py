@@ -1,0 +1,118 @@
+"""The CLI: exit codes, help texts, no tracebacks for foreseeable problems."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from etl.cli import main
+
+DATA = Path(__file__).parent / "data"
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def commands(group=main, prefix=()):
+    for name, cmd in group.commands.items():
+        yield (*prefix, name), cmd
+        if hasattr(cmd, "commands"):
+            yield from commands(cmd, (*prefix, name))
+
+
+def test_every_command_has_help_with_an_example():
+    for path, cmd in commands():
+        assert cmd.help, f"{' '.join(path)} has no help"
+        result = invoke(*path, "--help")
+        assert result.exit_code == 0
+        assert "Example" in result.output, f"{' '.join(path)} help has no Example"
+
+
+def test_validate_writes_the_report_and_exits_1_on_rejects(tmp_path):
+    out = tmp_path / "rep"
+    result = invoke("validate", str(DATA / "gifts_small.yaml"), "--out", str(out))
+    assert result.exit_code == 1
+    assert "reject rate" in result.output
+    for name in ("report.json", "rejects.csv", "payloads.jsonl", "report.html"):
+        assert (out / name).is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["counts"]["read"] == 7
+
+
+def test_max_reject_rate_tolerates_some(tmp_path):
+    args = ["validate", str(DATA / "contacts_small.yaml"), "--out", str(tmp_path), "-q"]
+    assert invoke(*args, "--max-reject-rate", "0.5").exit_code == 0
+    assert invoke(*args, "--max-reject-rate", "0.1").exit_code == 1
+
+
+def test_clean_file_exits_0(write, tmp_path):
+    write("d.csv", "id,f,l\n1,A,B\n")
+    spec = write("p.yaml", """
+        name: ok
+        target: contact_transaction
+        source: {path: d.csv}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f, lastName: l}
+    """)
+    result = invoke("validate", str(spec), "--out", str(tmp_path / "r"), "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["counts"]["valid"] == 1
+
+
+def test_spec_error_exits_2_with_the_line(write, tmp_path):
+    spec = write("p.yaml", "name: x\ntarget: gift\n")
+    result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert f"{spec}:2: target:" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_source_error_exits_3(write, tmp_path):
+    write("d.csv", b"id,f,l\n1,\xe9,B\n")
+    spec = write("p.yaml", """
+        name: ok
+        target: contact_transaction
+        source: {path: d.csv}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f, lastName: l}
+    """)
+    result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 3
+    assert "d.csv:2: byte 0xe9 is not valid UTF-8" in result.output
+
+
+def test_missing_column_exits_3_and_shows_header(write, tmp_path):
+    write("d.csv", "id,first,l\n1,A,B\n")
+    spec = write("p.yaml", """
+        name: ok
+        target: contact_transaction
+        source: {path: d.csv}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f, lastName: l}
+    """)
+    result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 3
+    assert "missing: 'f'; the header has: 'id', 'first', 'l'" in result.output
+
+
+def test_schema_is_json():
+    result = invoke("schema")
+    assert json.loads(result.output)["title"] == "etl pipeline spec"
+
+
+@pytest.mark.parametrize("target", ["contact_transaction", "gift_transaction"])
+def test_fields_lists_the_wire_names(target):
+    out = invoke("fields", target).output
+    assert ("contact.firstname" in out) == (target == "gift_transaction")
+
+
+def test_python_dash_m_works():
+    proc = subprocess.run([sys.executable, "-m", "etl", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert proc.stdout.startswith("etl, version")

@@ -1,0 +1,173 @@
+"""The dry run end to end: accounting, exact reject reasons, payload shapes (golden files)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from etl.runner import validate_pipeline
+from etl.spec import load_spec
+
+DATA = Path(__file__).parent / "data"
+TODAY = dt.date(2026, 11, 24)
+
+
+def run(name: str):
+    return validate_pipeline(load_spec(DATA / f"{name}.yaml"), today=TODAY)
+
+
+@pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
+def test_payloads_match_golden_files(name):
+    result = run(name)
+    golden = (DATA / "golden" / f"{name}.payloads.jsonl").read_text().splitlines()
+    assert result.payloads["_payload"].to_list() == golden
+    for line in golden:
+        json.loads(line)
+
+
+@pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
+def test_every_row_is_valid_or_rejected(name):
+    result = run(name)
+    for f in result.files:
+        assert f.rows == f.valid + f.rejected
+    assert result.payloads.height == result.valid
+    assert result.rejects.height == result.rejected
+    rejected = set(result.rejects["_record"].to_list())
+    sent = set(result.payloads["_record"].to_list())
+    assert not rejected & sent
+    assert rejected | sent == set(range(1, result.read + 1))
+
+
+def reasons(result) -> dict[int, list[tuple[str, str]]]:
+    out: dict[int, list[tuple[str, str]]] = {}
+    for rec, field, rule in result.failures.select("_record", "field", "rule").iter_rows():
+        out.setdefault(rec, []).append((field, rule))
+    return out
+
+
+def test_gift_reject_reasons_are_exact():
+    result = run("gifts_small")
+    got = reasons(result)
+    assert got[1] == [("transactionId", "duplicate")]
+    assert got[4] == [("transactionId", "duplicate")]
+    assert sorted(got[2]) == [("contact.email", "email"), ("giftDate", "parse_date")]
+    assert ("giftType", "value_map") in got[3]
+    assert ("amount", "positive") in got[3]
+    assert ("contact", "contact_required") in got[3]
+    assert got[6] == [("designations", "designation_positive")]
+    assert sorted(got[7]) == sorted([("(record)", "ragged"), ("amount", "two_decimals"),
+                                     ("giftDate", "not_future"),
+                                     ("designations", "designations_sum")])
+    errors = dict(zip(result.failures["rule"], result.failures["error"], strict=True))
+    assert errors["parse_date"] == "not a date in formats %m/%d/%Y: '02/30/2022'"
+    assert errors["value_map"] == "unmapped value '??' (mapped: CC, CHK, CASH, EFT)"
+    assert errors["ragged"] == "record has 10 fields, the header has 12"
+    assert errors["not_future"] == "is in the future (after 2026-11-24)"
+
+
+def test_rejects_keep_original_columns_and_reasons():
+    result = run("gifts_small")
+    rejects = result.rejects
+    assert rejects.columns[:3] == ["GiftID", "DonorID", "First"]
+    assert rejects.columns[-6:] == ["_source_file", "_record", "_field", "_rule", "_value",
+                                    "_error"]
+    row = rejects.filter(pl.col("_record") == 2).row(0, named=True)
+    assert row["GiftDate"] == "02/30/2022"
+    assert row["_value"] == "02/30/2022 | bob@"
+    assert row["_source_file"].endswith("gifts_small.csv")
+
+
+def test_control_totals_by_currency():
+    totals = run("gifts_small").control_totals
+    assert totals["rows"] == {"read": 7, "valid": 1, "rejected": 6}
+    assert totals["amounts"]["USD"]["valid"] == "100.00"
+    assert totals["amounts"]["CAD"] == {"read": "-25.00", "valid": "0.00"}
+
+
+def test_duplicate_policy_keep_first_keeps_the_first():
+    result = run("contacts_small")
+    ids = [json.loads(p)["referenceId"] for p in result.payloads["_payload"]]
+    assert ids.count("D4") == 1
+    first_d4 = json.loads(result.payloads["_payload"][2])
+    assert first_d4["firstName"] == "Zoë"
+
+
+def _spec(write, extra: str, csv: str, target="contact_transaction"):
+    write("d.csv", csv)
+    return load_spec(write("p.yaml", f"""
+        name: t
+        target: {target}
+        source: {{path: d.csv}}
+        keys: {{source: S, id: {{column: id}}}}
+        {extra}
+    """))
+
+
+def test_declared_rules_are_checked_by_pandera(write):
+    loaded = _spec(write, """
+        mappings:
+          firstName: first
+          lastName: last
+          state: {column: state, transforms: [upper]}
+          birthYear: year
+        rules:
+          state: {one_of: [NY, NJ], required: true}
+          birthYear: {min: 1900, max: 2026}
+          lastName: {pattern: "[A-Za-z' -]+", unique: true}
+    """, "id,first,last,state,year\n1,A,Lee,ny,1950\n2,B,Lee,CA,1850\n3,C,R2D2,,x\n")
+    result = validate_pipeline(loaded, today=TODAY)
+    got = reasons(result)
+    assert sorted(got[1]) == [("lastName", "unique")]
+    assert sorted(got[2]) == [("birthYear", "min"), ("lastName", "unique"), ("state", "one_of")]
+    assert sorted(got[3]) == [("birthYear", "integer"), ("lastName", "pattern"),
+                              ("state", "required")]
+    assert result.valid == 0
+
+
+def test_template_and_hash_keys_are_stable(write):
+    loaded = _spec(write, """
+        mappings: {name: {template: "{first} & {last}"}}
+    """.replace("keys", "keys"), "id,first,last\n1,Ann,\n2,Ann,Lee\n")
+    names = [json.loads(p)["name"] for p in validate_pipeline(loaded).payloads["_payload"]]
+    assert names == ["Ann &", "Ann & Lee"]
+    write("d.csv", "a,b\nx,y\nx,y\nx,z\n")
+    hashed = load_spec(write("h.yaml", """
+        name: h
+        target: contact_transaction
+        source: {path: d.csv}
+        keys: {source: S, id: {hash: [a, b]}, duplicates: keep_first}
+        mappings: {name: a}
+    """))
+    first = validate_pipeline(hashed)
+    again = validate_pipeline(hashed)
+    assert first.payloads["_key"].to_list() == again.payloads["_key"].to_list()
+    assert first.payloads.height == 2
+    assert first.payloads["_key"][0].startswith("contact_transaction:S:")
+
+
+def test_empty_values_are_omitted_and_header_only_file_is_fine(write):
+    loaded = _spec(write, "mappings: {firstName: f, lastName: l, email: e}", "id,f,l,e\n")
+    result = validate_pipeline(loaded)
+    assert (result.read, result.valid, result.rejected) == (0, 0, 0)
+    loaded = _spec(write, "mappings: {firstName: f, lastName: l, email: e}", "id,f,l,e\n1,A,B,  \n")
+    assert json.loads(validate_pipeline(loaded).payloads["_payload"][0]) == {
+        "referenceSource": "S", "referenceId": "1", "firstName": "A", "lastName": "B"}
+
+
+def test_glob_reads_every_file_with_per_file_accounting(write):
+    write("drop/a.csv", "id,f,l\n1,A,B\n2,,\n")
+    write("drop/b.csv", "id,f,l\n1,C,D\n")
+    loaded = load_spec(write("p.yaml", """
+        name: g
+        target: contact_transaction
+        source: {path: "drop/*.csv"}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f, lastName: l}
+    """))
+    result = validate_pipeline(loaded)
+    assert [(Path(f.path).name, f.rows, f.valid, f.rejected) for f in result.files] == [
+        ("a.csv", 2, 1, 1), ("b.csv", 1, 1, 0)]

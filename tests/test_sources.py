@@ -1,0 +1,130 @@
+"""Reading CSV/Parquet: encodings, BOM, line endings, quoting, ragged rows, file-level errors."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from etl.errors import ColumnsMissing, SourceError
+from etl.sources import read_csv, read_parquet
+from etl.spec import Source
+
+
+def read(path, **opts):
+    raw = read_csv(path, Source(path=str(path), **opts), ["name"], path.name)
+    return raw
+
+
+def test_cp1252_accents_survive(write):
+    path = write("c.csv", "name,city\r\nJosé,Zürich\r\nO’Brien,Peña\r\n".encode("cp1252"))
+    raw = read(path, encoding="cp1252")
+    assert raw.frame["name"].to_list() == ["José", "O’Brien"]
+    assert raw.frame["city"].to_list() == ["Zürich", "Peña"]
+
+
+def test_latin1(write):
+    path = write("c.csv", "name\nZoë\n".encode("latin-1"))
+    assert read(path, encoding="latin-1").frame["name"].to_list() == ["Zoë"]
+
+
+def test_utf8_bom_never_in_first_column_name(write):
+    path = write("c.csv", b"\xef\xbb\xbfname,x\r\nAnn,1\r\n")
+    raw = read(path)
+    assert raw.header == ["name", "x"]
+    assert raw.frame["name"].to_list() == ["Ann"]
+
+
+def test_crlf_and_quoted_embedded_newlines(write):
+    path = write("c.csv", b'name,addr\r\n"Ann","1 Main\r\nApt 2"\r\n"Bob ""B""",x\r\n')
+    raw = read(path)
+    assert raw.frame["addr"].to_list() == ["1 Main\r\nApt 2", "x"]
+    assert raw.frame["name"].to_list() == ["Ann", 'Bob "B"']
+    assert raw.frame["_record"].to_list() == [1, 2]
+    assert raw.frame["_line"].to_list() == [2, 4]
+    assert raw.frame["_shape_error"].null_count() == 2
+
+
+def test_cr_only_line_endings_are_converted(write):
+    path = write("c.csv", b"name,x\rAnn,1\rBob,2\r")
+    raw = read(path)
+    assert raw.frame["name"].to_list() == ["Ann", "Bob"]
+    assert any("CR-only" in w for w in raw.warnings)
+
+
+def test_ragged_rows_are_flagged_not_padded_or_dropped(write):
+    path = write("c.csv", "name,a,b\nAnn,1,2\nBob,1\nCy,1,2,3\nDee,,\n")
+    raw = read(path)
+    assert raw.frame.height == 4
+    assert raw.frame["_shape_error"].to_list() == [
+        None, "record has 2 fields, the header has 3", "record has 4 fields, the header has 3", None,
+    ]
+
+
+def test_postal_codes_stay_strings(write):
+    path = write("c.csv", "name,zip\nAnn,01234\n")
+    assert read(path).frame["zip"].to_list() == ["01234"]
+
+
+def test_null_markers(write):
+    path = write("c.csv", "name,x\nN/A,NULL\nAnn,\n")
+    raw = read(path)
+    assert raw.frame["name"].to_list() == [None, "Ann"]
+    assert raw.frame["x"].to_list() == [None, None]
+
+
+def test_blank_lines_are_skipped_and_said(write):
+    path = write("c.csv", "name\nAnn\n\nBob\n")
+    raw = read(path)
+    assert raw.frame["name"].to_list() == ["Ann", "Bob"]
+    assert raw.warnings == ["1 blank line(s) skipped"]
+
+
+def test_semicolon_delimiter(write):
+    path = write("c.csv", "name;x\nAnn;1,5\n")
+    assert read(path, delimiter=";").frame["x"].to_list() == ["1,5"]
+
+
+def test_headerless_file_with_declared_columns(write):
+    path = write("c.csv", "Ann,1\nBob,2\n")
+    raw = read_csv(path, Source(path="c.csv", header=False, columns=["name", "n"]), ["name"], "c")
+    assert raw.frame["name"].to_list() == ["Ann", "Bob"]
+
+
+@pytest.mark.parametrize(
+    ("content", "opts", "message"),
+    [
+        (b"name\nAnn\nB\x81b\n", {"encoding": "cp1252"}, r"c\.csv:3: byte 0x81 cannot be decoded as cp1252"),
+        (b"name\nAnn\nB\xe9b\n", {}, r"c\.csv:3: byte 0xe9 is not valid UTF-8 \(set source\.encoding"),
+        (b"", {}, r"c\.csv: the file is empty"),
+        (b"name,name\nA,B\n", {}, r"c\.csv:1: duplicate column names in the header: 'name'"),
+        (b'name\n"Ann\nBob\n', {}, r"c\.csv: cannot parse the file: .*unterminated quote"),
+    ],
+)
+def test_file_level_errors_name_file_and_line(write, content, opts, message):
+    path = write("c.csv", content)
+    with pytest.raises(SourceError, match=message):
+        read(path, **opts)
+
+
+def test_missing_columns_show_the_header(write):
+    path = write("c.csv", "Name ,x\nAnn,1\n")
+    with pytest.raises(ColumnsMissing, match=r"missing: 'name'; the header has: 'Name', 'x'"):
+        read(path)
+
+
+def test_parquet_any_types_become_strings(tmp_path):
+    path = tmp_path / "p.parquet"
+    pl.DataFrame({"name": ["Ann", None], "amount": [12.5, 3.0], "zip": [7001, 2134],
+                  "tags": [["a", "b"], []]}).write_parquet(path)
+    raw = read_parquet(path, ["name", "amount", "zip", "tags"], "p.parquet")
+    assert raw.frame["amount"].to_list() == ["12.5", "3.0"]
+    assert raw.frame["zip"].to_list() == ["7001", "2134"]
+    assert raw.frame["tags"].to_list() == ['["a","b"]', "[]"]
+    assert raw.frame["_record"].to_list() == [1, 2]
+
+
+def test_corrupt_parquet(tmp_path):
+    path = tmp_path / "p.parquet"
+    path.write_bytes(b"PAR1 not really")
+    with pytest.raises(SourceError, match=r"p\.parquet: not a readable Parquet file"):
+        read_parquet(path, ["name"], "p.parquet")

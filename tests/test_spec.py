@@ -1,0 +1,112 @@
+"""Spec errors name the file, the line, the key path and what would be valid."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from etl.errors import SpecError
+from etl.spec import json_schema, load_spec
+
+GOOD = """
+name: gifts
+target: gift_transaction
+source:
+  path: gifts.csv
+  encoding: cp1252
+keys:
+  source: LegacyCRM
+  id: {column: GiftID}
+mappings:
+  amount: {column: Amount, transforms: [parse_amount]}
+  giftType:
+    column: PayMethod
+    value_map: {CC: Credit}
+    unmapped: default
+    default: Other
+  contact.referenceId: DonorID
+"""
+
+
+def test_good_spec_loads(write):
+    loaded = load_spec(write("p.yaml", GOOD))
+    spec = loaded.spec
+    assert spec.target == "gift_transaction"
+    assert spec.mappings["contact.referenceId"].column == "DonorID"  # shorthand
+    assert spec.columns() == ["GiftID", "Amount", "PayMethod", "DonorID"]
+    assert spec.load.batch_size == 100
+    assert len(loaded.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("transforms: [parse_amount]", "transforms: [parse_amout]",
+         r"p\.yaml:10: mappings\.amount\.transforms\[0\]: unknown transform 'parse_amout' "
+         r"\(did you mean 'parse_amount'\?\)"),
+        ("  encoding: cp1252", "  encodng: cp1252",
+         r"p\.yaml:5: source\.encodng: unknown key 'encodng' \(did you mean 'encoding'\?\)"),
+        ("  encoding: cp1252", "  encoding: klingon",
+         r"p\.yaml:5: source\.encoding: unknown encoding 'klingon'"),
+        ("target: gift_transaction", "target: gift",
+         r"p\.yaml:2: target: Input should be 'contact_transaction' or 'gift_transaction'"),
+        ("  contact.referenceId: DonorID", "  contact.refId: DonorID",
+         r"p\.yaml:16: mappings\.contact\.refId: gift_transaction has no field 'contact\.refId' "
+         r"\(did you mean 'contact\.referenceId'\?\)"),
+        ("    unmapped: default\n    default: Other\n", "    unmapped: default\n",
+         r"p\.yaml:11: mappings\.giftType: unmapped: default needs a `default:` value"),
+        ("  id: {column: GiftID}", "  id: {column: GiftID, hash: [A]}",
+         r"p\.yaml:8: keys\.id: give exactly one of column, template or hash"),
+        ("source:\n", "source:\n  batch_size: ten\n", r"p\.yaml:4: source\.batch_size: unknown key"),
+        ("name: gifts", "name: gifts\nload: {batch_size: 0}",
+         r"p\.yaml:2: load\.batch_size: Input should be greater than or equal to 1"),
+        ("transforms: [parse_amount]", "transforms: [{parse_amount: {decimals: ','}}]",
+         r"mappings\.amount\.transforms\[0\]: parse_amount: .*decimals"),
+    ],
+)
+def test_spec_errors_name_file_line_and_key(write, old, new, message):
+    assert old in GOOD
+    path = write("p.yaml", GOOD.replace(old, new))
+    with pytest.raises(SpecError, match=message):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\n\tsource: 1\n", r"p\.yaml:2: YAML syntax error: .*tabs"),
+        ("name: &a x\nother: *a\n", r"p\.yaml:1: anchors and aliases"),
+        ("name: [1,\n", r"p\.yaml:2: YAML syntax error"),
+        ("", r"p\.yaml: the spec is empty"),
+        ("- a\n- b\n", r"p\.yaml:1: the spec must be a mapping"),
+        ("name: x\nname: y\n", r"p\.yaml:2: name: key 'name' appears twice"),
+    ],
+)
+def test_yaml_problems(write, text, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(write("p.yaml", text))
+
+
+def test_several_errors_reported_at_once(write):
+    path = write("p.yaml", GOOD.replace("parse_amount]", "parse_amout]")
+                 .replace("contact.referenceId", "contact.refId"))
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2
+    assert all(line.startswith(str(path)) for line in lines)
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match="no such file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_json_schema_describes_the_format():
+    schema = json_schema()
+    json.dumps(schema)
+    assert schema["title"] == "etl pipeline spec"
+    assert {"name", "target", "source", "keys", "mappings", "rules", "load"} <= set(
+        schema["properties"])
+    assert schema["properties"]["target"]["enum"] == ["contact_transaction", "gift_transaction"]
