@@ -16,7 +16,14 @@ import click
 from etl import __version__
 from etl.errors import EtlError, SourceError
 
-EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    130,
+)
 
 
 def _fail(exc: EtlError) -> None:
@@ -37,16 +44,35 @@ def main() -> None:
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Report folder (default: the spec's output.dir, else reports/<name>).")
-@click.option("--max-reject-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Exit 0 while the share of rejected rows stays at or under this.")
-@click.option("--payloads", "payload_limit", type=click.IntRange(min=0),
-              help="Write only the first N payloads (default: all, or output.payload_sample).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Report folder (default: the spec's output.dir, else reports/<name>).",
+)
+@click.option(
+    "--max-reject-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Exit 0 while the share of rejected rows stays at or under this.",
+)
+@click.option(
+    "--payloads",
+    "payload_limit",
+    type=click.IntRange(min=0),
+    help="Write only the first N payloads (default: all, or output.payload_sample).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report.json summary instead.")
-def validate(spec: Path, out_dir: Path | None, max_reject_rate: float,
-             payload_limit: int | None, quiet: bool, as_json: bool) -> None:
+def validate(
+    spec: Path,
+    out_dir: Path | None,
+    max_reject_rate: float,
+    payload_limit: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Dry run: read, transform and validate; write a report; send nothing.
 
     Example:
@@ -65,8 +91,9 @@ def validate(spec: Path, out_dir: Path | None, max_reject_rate: float,
         click.echo(outcome.summary)
         click.echo(f"report: {outcome.paths.report_html}")
     rate = outcome.result.reject_rate()
-    sys.exit(EXIT_OK if rate <= max_reject_rate and (rate == 0 or max_reject_rate > 0)
-             else EXIT_REJECTS)
+    sys.exit(
+        EXIT_OK if rate <= max_reject_rate and (rate == 0 or max_reject_rate > 0) else EXIT_REJECTS
+    )
 
 
 @main.command()
@@ -124,8 +151,13 @@ def list_transforms() -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports"), show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+)
 def demo(out_dir: Path) -> None:
     """The main job on the bundled sample data: every sample pipeline, dry run.
 

@@ -31,8 +31,9 @@ def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
     return Path("reports") / loaded.spec.name
 
 
-def dry_run(spec_path: Path, *, out_dir: Path | None = None,
-            payload_limit: int | None = None) -> DryRun:
+def dry_run(
+    spec_path: Path, *, out_dir: Path | None = None, payload_limit: int | None = None
+) -> DryRun:
     """Validate `spec_path`'s sources and write report.json, rejects.csv, payloads.jsonl, HTML."""
     loaded = load_spec(spec_path)
     result = validate_pipeline(loaded)

@@ -98,7 +98,9 @@ class TransientError(EtlError):
 
     exit_code = 1
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ):
         self.status = status
         self.retry_after = retry_after
         super().__init__(message)

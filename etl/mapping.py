@@ -23,8 +23,18 @@ SEP = "\x1f"  # separates the rule name from the message inside an error cell
 ERR = "__err__"
 RAW = "__raw__"
 OUT = "\u2192"  # prefix of computed fields while source columns are still present
-_BOOL = {"true": True, "t": True, "yes": True, "y": True, "1": True,
-         "false": False, "f": False, "no": False, "n": False, "0": False}
+_BOOL = {
+    "true": True,
+    "t": True,
+    "yes": True,
+    "y": True,
+    "1": True,
+    "false": False,
+    "f": False,
+    "no": False,
+    "n": False,
+    "0": False,
+}
 
 
 @dataclass(frozen=True)
@@ -94,14 +104,20 @@ def plan_mapping(m: Mapping, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
             errors.append(_err(name, step.error))
         value = step.value
     if m.value_map is not None:
-        mapped = value.cast(pl.String).replace_strict(m.value_map, default=None,
-                                                      return_dtype=pl.String)
+        mapped = value.cast(pl.String).replace_strict(
+            m.value_map, default=None, return_dtype=pl.String
+        )
         unknown = value.is_not_null() & mapped.is_null()
         if m.unmapped == "reject":
             known = ", ".join(list(m.value_map)[:12])
-            errors.append(pl.when(unknown).then(
-                _err("value_map", pl.lit("unmapped value ") + _quoted(value)
-                     + pl.lit(f" (mapped: {known})"))))
+            errors.append(
+                pl.when(unknown).then(
+                    _err(
+                        "value_map",
+                        pl.lit("unmapped value ") + _quoted(value) + pl.lit(f" (mapped: {known})"),
+                    )
+                )
+            )
         elif m.unmapped == "keep":
             mapped = pl.coalesce(mapped, value.cast(pl.String))
         elif m.unmapped == "default":
@@ -125,8 +141,9 @@ def _typed(value: pl.Expr, kind: str) -> tuple[pl.Expr, pl.Expr | None]:
     if kind == "int":
         as_int = value.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
         bad = value.is_not_null() & as_int.is_null()
-        return as_int, pl.when(bad).then(_err("integer", pl.lit("not a whole number: ")
-                                                 + _quoted(value)))
+        return as_int, pl.when(bad).then(
+            _err("integer", pl.lit("not a whole number: ") + _quoted(value))
+        )
     if kind == "bool":
         text = value.cast(pl.String).str.strip_chars().str.to_lowercase()
         as_bool = text.replace_strict(_BOOL, default=None, return_dtype=pl.Boolean)
@@ -146,8 +163,7 @@ def _stable_hash(columns: list[str]) -> pl.Expr:
     versions, unlike polars' own hash. hashlib runs once per batch of values."""
 
     def digest(s: pl.Series) -> pl.Series:
-        return pl.Series([hashlib.sha256(v.encode()).hexdigest()[:24] for v in s],
-                         dtype=pl.String)
+        return pl.Series([hashlib.sha256(v.encode()).hexdigest()[:24] for v in s], dtype=pl.String)
 
     joined = pl.concat_str([pl.col(c).fill_null("\x00") for c in columns], separator=SEP)
     return joined.map_batches(digest, return_dtype=pl.String)
@@ -168,8 +184,12 @@ def plan(spec: Spec, target: Target) -> list[FieldPlan]:
     ident = key_expr(spec.keys.id)
     raw_id = pl.col(spec.keys.id.column) if spec.keys.id.column else ident
     plans = [
-        FieldPlan(target.source_field, pl.lit(spec.keys.source), pl.lit(None, pl.String),
-                  pl.lit(spec.keys.source)),
+        FieldPlan(
+            target.source_field,
+            pl.lit(spec.keys.source),
+            pl.lit(None, pl.String),
+            pl.lit(spec.keys.source),
+        ),
         FieldPlan(target.id_field, ident, pl.lit(None, pl.String), raw_id),
     ]
     for field, m in spec.mappings.items():
@@ -200,6 +220,12 @@ def _designations(spec: Spec) -> list[FieldPlan]:
     if rest_index is not None:
         gift = pl.col(OUT + "amount")
         total = gift - pl.sum_horizontal(amounts) if amounts else gift
-        plans.append(FieldPlan(f"designations.{rest_index}.amountDesignated", total.round(2),
-                               pl.lit(None, pl.String), total.cast(pl.String)))
+        plans.append(
+            FieldPlan(
+                f"designations.{rest_index}.amountDesignated",
+                total.round(2),
+                pl.lit(None, pl.String),
+                total.cast(pl.String),
+            )
+        )
     return plans

@@ -46,18 +46,29 @@ def _designations(fields: list[str]) -> pl.Expr | None:
         return None
     items = []
     for i in range(count):
+
         def col(name: str, dtype: pl.DataType, i: int = i) -> pl.Expr:
             path = f"designations.{i}.{name}"
             return pl.col(path) if path in fields else pl.lit(None, dtype)
-        project = pl.coalesce(col("code", pl.String()), col("name", pl.String()),
-                              col("id", pl.Int64()).cast(pl.String))
-        items.append(pl.when(project.is_not_null()).then(pl.struct(
-            col("id", pl.Int64()).alias("id"),
-            col("name", pl.String()).alias("name"),
-            col("code", pl.String()).alias("code"),
-            col("amountDesignated", pl.Float64()).round(2).cast(pl.Decimal(18, 2))
-            .alias("amountDesignated"),
-        )))
+
+        project = pl.coalesce(
+            col("code", pl.String()),
+            col("name", pl.String()),
+            col("id", pl.Int64()).cast(pl.String),
+        )
+        items.append(
+            pl.when(project.is_not_null()).then(
+                pl.struct(
+                    col("id", pl.Int64()).alias("id"),
+                    col("name", pl.String()).alias("name"),
+                    col("code", pl.String()).alias("code"),
+                    col("amountDesignated", pl.Float64())
+                    .round(2)
+                    .cast(pl.Decimal(18, 2))
+                    .alias("amountDesignated"),
+                )
+            )
+        )
     return pl.concat_list(items).list.drop_nulls().alias("designations")
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-EMAIL = r"^[^@\s;,<>()\[\]\"']+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}$"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+EMAIL = r"^[^@\s;,<>()\[\]\"']+@" + _LABEL + r"(?:\." + _LABEL + r")*\.[A-Za-z]{2,}$"
 
 REQUIRED: dict[str, tuple[str, ...]] = {
     "contact_transaction": ("referenceId",),
@@ -34,8 +35,14 @@ def _email(field: str, present: set[str]) -> list[RowRule]:
     if field not in present:
         return []
     col = pl.col(field)
-    return [RowRule(field, "email", col.is_not_null() & ~col.str.contains(EMAIL),
-                    pl.lit("not a valid email address"))]
+    return [
+        RowRule(
+            field,
+            "email",
+            col.is_not_null() & ~col.str.contains(EMAIL),
+            pl.lit("not a valid email address"),
+        )
+    ]
 
 
 def row_rules(target: str, present: set[str], designations: int, today: dt.date) -> list[RowRule]:
@@ -47,38 +54,78 @@ def row_rules(target: str, present: set[str], designations: int, today: dt.date)
     rules: list[RowRule] = []
     if target == "contact_transaction":
         no_person = col("firstName").is_null() | col("lastName").is_null()
-        rules.append(RowRule("name", "name_required", no_person & col("name").is_null(),
-                             pl.lit("needs firstName and lastName, or name (organization)")))
+        rules.append(
+            RowRule(
+                "name",
+                "name_required",
+                no_person & col("name").is_null(),
+                pl.lit("needs firstName and lastName, or name (organization)"),
+            )
+        )
         rules += _email("email", present)
         return rules
     amount = col("amount")
     cents = amount * 100
-    rules.append(RowRule("amount", "positive", amount.is_not_null() & (amount <= 0),
-                         pl.lit("must be greater than 0")))
-    rules.append(RowRule("amount", "two_decimals",
-                         amount.is_not_null() & ((cents - cents.round(0)).abs() > 1e-6),
-                         pl.lit("has more than 2 decimals")))
-    rules.append(RowRule("giftDate", "not_future", col("giftDate") > pl.lit(today),
-                         pl.lit(f"is in the future (after {today.isoformat()})")))
-    rules.append(RowRule(
-        "contact", "contact_required",
-        col("contact.id").is_null() & col("contact.referenceId").is_null(),
-        pl.lit("needs contact.id or contact.referenceId"),
-    ))
+    rules.append(
+        RowRule(
+            "amount",
+            "positive",
+            amount.is_not_null() & (amount <= 0),
+            pl.lit("must be greater than 0"),
+        )
+    )
+    rules.append(
+        RowRule(
+            "amount",
+            "two_decimals",
+            amount.is_not_null() & ((cents - cents.round(0)).abs() > 1e-6),
+            pl.lit("has more than 2 decimals"),
+        )
+    )
+    rules.append(
+        RowRule(
+            "giftDate",
+            "not_future",
+            col("giftDate") > pl.lit(today),
+            pl.lit(f"is in the future (after {today.isoformat()})"),
+        )
+    )
+    rules.append(
+        RowRule(
+            "contact",
+            "contact_required",
+            col("contact.id").is_null() & col("contact.referenceId").is_null(),
+            pl.lit("needs contact.id or contact.referenceId"),
+        )
+    )
     rules += _email("contact.email", present)
     if designations:
-        parts = [pl.col(f"designations.{i}.amountDesignated") for i in range(designations)
-                 if f"designations.{i}.amountDesignated" in present]
+        parts = [
+            pl.col(f"designations.{i}.amountDesignated")
+            for i in range(designations)
+            if f"designations.{i}.amountDesignated" in present
+        ]
         if parts:
             total = pl.sum_horizontal([p.fill_null(0.0) for p in parts])
-            rules.append(RowRule(
-                "designations", "designations_sum",
-                amount.is_not_null() & ((total - amount).abs() > 0.005),
-                pl.lit("designations sum to ") + total.round(2).cast(pl.String)
-                + pl.lit(", not the amount ") + amount.cast(pl.String),
-            ))
+            rules.append(
+                RowRule(
+                    "designations",
+                    "designations_sum",
+                    amount.is_not_null() & ((total - amount).abs() > 0.005),
+                    pl.lit("designations sum to ")
+                    + total.round(2).cast(pl.String)
+                    + pl.lit(", not the amount ")
+                    + amount.cast(pl.String),
+                )
+            )
             for p in parts:
-                rules.append(RowRule("designations", "designation_positive",
-                                     p.is_not_null() & (p <= 0),
-                                     pl.lit("a designated amount is not positive: ") + p.round(2).cast(pl.String)))
+                rules.append(
+                    RowRule(
+                        "designations",
+                        "designation_positive",
+                        p.is_not_null() & (p <= 0),
+                        pl.lit("a designated amount is not positive: ")
+                        + p.round(2).cast(pl.String),
+                    )
+                )
     return rules

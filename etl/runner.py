@@ -43,8 +43,11 @@ def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
     plans = mapping.plan(spec, target)
     first = [p for p in plans if not p.field.startswith("designations.")]
     second = [p for p in plans if p.field.startswith("designations.")]
-    lf = raw.frame.lazy().with_row_index("_row", offset=offset).with_columns(
-        pl.col("_row").cast(pl.Int64))
+    lf = (
+        raw.frame.lazy()
+        .with_row_index("_row", offset=offset)
+        .with_columns(pl.col("_row").cast(pl.Int64))
+    )
     for group in (first, second):
         if group:
             lf = lf.with_columns(
@@ -53,7 +56,7 @@ def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
                 + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
             )
     outputs = [c for c in lf.collect_schema().names() if c.startswith(OUT)]
-    return lf.select(*META, *[pl.col(c).alias(c[len(OUT):]) for c in outputs]).collect()
+    return lf.select(*META, *[pl.col(c).alias(c[len(OUT) :]) for c in outputs]).collect()
 
 
 def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame:
@@ -65,9 +68,12 @@ def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame
         pl.col("error").str.join(" | ").alias("_error"),
     )
     source_cols = [c for c in raw.header if c in raw.frame.columns]
-    rows = raw.frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+    rows = raw.frame.with_row_index("_row", offset=offset).with_columns(
+        pl.col("_row").cast(pl.Int64)
+    )
     return rows.join(reasons, on="_row", how="inner", maintain_order="left").select(
-        *source_cols, "_source_file", "_record", "_field", "_rule", "_value", "_error")
+        *source_cols, "_source_file", "_record", "_field", "_rule", "_value", "_error"
+    )
 
 
 def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) -> FileOutcome:
@@ -75,23 +81,35 @@ def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) 
     target = get_target(spec.target)
     raw = read_file(path, loaded)
     out = _compute(raw, loaded, offset)
-    fields = [c for c in out.columns
-              if c not in META and not c.startswith((ERR, RAW))]
+    fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
     fails = failures(out, spec, fields, target.id_field, n_designations, today)
     bad = fails.select("_row").unique()
     valid = out.join(bad, on="_row", how="anti", maintain_order="left")
     key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
-    payloads = valid.select("_source_file", "_record", key.alias("_key"),
-                            payload_expr(target, fields).alias("_payload"))
+    payloads = valid.select(
+        "_source_file", "_record", key.alias("_key"), payload_expr(target, fields).alias("_payload")
+    )
     rejects = _reject_rows(raw, fails, offset)
-    info = FileInfo(path=raw.display, sha256=raw.sha256, size=raw.size, rows=out.height,
-                    valid=valid.height, rejected=bad.height)
+    info = FileInfo(
+        path=raw.display,
+        sha256=raw.sha256,
+        size=raw.size,
+        rows=out.height,
+        valid=valid.height,
+        rejected=bad.height,
+    )
     # The accounting invariant: every input row is valid or rejected, never both or neither.
     assert info.rows == info.valid + info.rejected, f"row accounting broken for {path}"
-    return FileOutcome(info, rejects, fails, payloads, _amounts(out, valid, fields),
-                       [f"{raw.display}: {w}" for w in raw.warnings])
+    return FileOutcome(
+        info,
+        rejects,
+        fails,
+        payloads,
+        _amounts(out, valid, fields),
+        [f"{raw.display}: {w}" for w in raw.warnings],
+    )
 
 
 def _amounts(out: pl.DataFrame, valid: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
@@ -101,9 +119,12 @@ def _amounts(out: pl.DataFrame, valid: pl.DataFrame, fields: list[str]) -> pl.Da
     cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
     frames = []
     for stage, frame in (("read", out), ("valid", valid)):
-        frames.append(frame.group_by(cur.fill_null("(unspecified)").alias("currency")).agg(
-            (pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))
-            .with_columns(pl.lit(stage).alias("stage")).select("currency", "stage", "cents"))
+        frames.append(
+            frame.group_by(cur.fill_null("(unspecified)").alias("currency"))
+            .agg((pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))
+            .with_columns(pl.lit(stage).alias("stage"))
+            .select("currency", "stage", "cents")
+        )
     return pl.concat(frames)
 
 
@@ -114,8 +135,12 @@ def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]
         "rows": {"read": read, "valid": valid, "rejected": read - valid},
         "amounts": {},
     }
-    sums = pl.concat([o.amounts for o in outcomes]).group_by("currency", "stage").agg(
-        pl.col("cents").sum()).sort("currency", "stage")
+    sums = (
+        pl.concat([o.amounts for o in outcomes])
+        .group_by("currency", "stage")
+        .agg(pl.col("cents").sum())
+        .sort("currency", "stage")
+    )
     for currency, stage, cents in sums.iter_rows():
         totals["amounts"].setdefault(currency, {"read": "0.00", "valid": "0.00"})
         sign = "-" if cents < 0 else ""

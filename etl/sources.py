@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from tempfile import TemporaryDirectory
 
 import polars as pl
@@ -90,11 +91,12 @@ def _transcode(path: Path, encoding: str, out: Path, cr_only: bool) -> None:
             try:
                 text = decoder.decode(chunk, final=final)
             except UnicodeDecodeError as exc:
-                bad = chunk[exc.start:exc.start + 1]
+                bad = chunk[exc.start : exc.start + 1]
                 raise SourceError(
                     f"byte 0x{bad.hex() or '??'} cannot be decoded as {encoding} "
                     f"(is the file in another encoding? set source.encoding)",
-                    path=path, line=_line_of(path, offset + exc.start),
+                    path=path,
+                    line=_line_of(path, offset + exc.start),
                 ) from None
             if cr_only:
                 text = text.replace("\r", "\n")
@@ -113,7 +115,7 @@ def _first_bad_utf8(path: Path) -> tuple[int, str] | None:
             try:
                 decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
-                return offset + exc.start, chunk[exc.start:exc.start + 1].hex()
+                return offset + exc.start, chunk[exc.start : exc.start + 1].hex()
             if not chunk:
                 return None
             offset += len(chunk)
@@ -156,9 +158,7 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
     qe = _re_escape(quote)
     opened = pl.when(inside_before).then(pl.lit(quote) + pl.col("l")).otherwise(pl.col("l"))
     outside = opened.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
-    counted = pl.when(q == 0).then(seps).otherwise(
-        outside.str.count_matches(sep, literal=True)
-    )
+    counted = pl.when(q == 0).then(seps).otherwise(outside.str.count_matches(sep, literal=True))
     df = lines.select(
         pl.col("line"),
         (~inside_before).alias("start"),
@@ -168,8 +168,11 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
     rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
     return (
         rec.group_by("rec", maintain_order=True)
-        .agg(pl.col("line").first(), (pl.col("seps").sum() + 1).alias("fields"),
-             (pl.col("blank").first() & (pl.len() == 1)).alias("blank"))
+        .agg(
+            pl.col("line").first(),
+            (pl.col("seps").sum() + 1).alias("fields"),
+            (pl.col("blank").first() & (pl.len() == 1)).alias("blank"),
+        )
         .select("line", "fields", "blank")
     )
 
@@ -185,7 +188,8 @@ def _polars_error(exc: Exception, path: Path) -> SourceError:
         if bad:
             return SourceError(
                 f"byte 0x{bad[1]} is not valid UTF-8 (set source.encoding, e.g. cp1252)",
-                path=path, line=_line_of(path, bad[0]),
+                path=path,
+                line=_line_of(path, bad[0]),
             )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if "not properly escaped" in text or "escaped" in first:
@@ -197,8 +201,11 @@ def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
     seen: set[str] = set()
     dupes = sorted({h for h in header if h in seen or seen.add(h)})  # type: ignore[func-returns-value]
     if dupes:
-        raise SourceError(f"duplicate column names in the header: {', '.join(map(repr, dupes))}",
-                          path=path, line=1)
+        raise SourceError(
+            f"duplicate column names in the header: {', '.join(map(repr, dupes))}",
+            path=path,
+            line=1,
+        )
     missing = [c for c in needed if c not in header]
     if missing:
         raise ColumnsMissing(path, missing, header)
@@ -210,10 +217,15 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
     if size == 0:
         raise SourceError("the file is empty (not even a header)", path=display)
     with utf8_file(path, source) as (data, notes):
-        opts = dict(separator=source.delimiter, quote_char=source.quote_char,
-                    infer_schema=False, has_header=False, truncate_ragged_lines=True)
+        opts: dict[str, Any] = dict(
+            separator=source.delimiter,
+            quote_char=source.quote_char,
+            infer_schema=False,
+            has_header=False,
+            truncate_ragged_lines=True,
+        )
         try:
-            first = pl.read_csv(data, n_rows=1, **opts)  # type: ignore[arg-type]
+            first = pl.read_csv(data, n_rows=1, **opts)
         except pl.exceptions.PolarsError as exc:
             raise _polars_error(exc, path) from None
         width = first.width
@@ -230,10 +242,14 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
         schema = {f"c{i}": pl.String for i in range(width)}
         try:
             frame = (
-                pl.scan_csv(data, schema=schema, missing_columns="insert",
-                            null_values=source.null_values or None,
-                            **opts)  # type: ignore[arg-type]
-                .select([pl.col(f"c{index[c]}").alias(c) for c in needed])
+                pl.scan_csv(
+                    data,
+                    schema=schema,
+                    missing_columns="insert",
+                    null_values=source.null_values or None,
+                    **opts,
+                )
+                .select([pl.col(f"c{index[c]}").alias(c) for c in header])
                 .collect()
             )
         except pl.exceptions.PolarsError as exc:
@@ -241,15 +257,19 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
     skip = 1 if source.header else 0
     if layout.height != frame.height:
         notes.append("could not check field counts per record (quoting is irregular)")
-        layout = pl.DataFrame({"line": [None] * frame.height, "fields": [width] * frame.height,
-                               "blank": [False] * frame.height},
-                              schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean})
+        layout = pl.DataFrame(
+            {
+                "line": [None] * frame.height,
+                "fields": [width] * frame.height,
+                "blank": [False] * frame.height,
+            },
+            schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean},
+        )
     expected = len(header)
     frame = frame.with_columns(
         layout["line"].cast(pl.Int64).alias("_line"),
         pl.when(layout["fields"] != expected)
-        .then(pl.format("record has {} fields, the header has " + str(expected),
-                        layout["fields"]))
+        .then(pl.format("record has {} fields, the header has " + str(expected), layout["fields"]))
         .alias("_shape_error"),
         layout["blank"].alias("_blank"),
     ).slice(skip)
@@ -257,7 +277,8 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
     if blanks:
         notes.append(f"{blanks} blank line(s) skipped")
     frame = (
-        frame.filter(~pl.col("_blank")).drop("_blank")
+        frame.filter(~pl.col("_blank"))
+        .drop("_blank")
         .with_row_index("_record", offset=1)
         .with_columns(pl.col("_record").cast(pl.Int64), pl.lit(display).alias("_source_file"))
     )
@@ -270,23 +291,30 @@ def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
     try:
         schema = pl.read_parquet_schema(path)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise SourceError(f"not a readable Parquet file ({str(exc).splitlines()[0]})",
-                          path=display) from None
+        raise SourceError(
+            f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=display
+        ) from None
     header = list(schema)
     _check_header(Path(display), header, needed)
     exprs = []
-    for c in needed:
+    for c in header:
         dtype = schema[c]
         if dtype.is_nested():
-            exprs.append(pl.struct(pl.col(c).alias("v")).struct.json_encode()
-                         .str.slice(5).str.head(-1).alias(c))
+            exprs.append(
+                pl.struct(pl.col(c).alias("v"))
+                .struct.json_encode()
+                .str.slice(5)
+                .str.head(-1)
+                .alias(c)
+            )
         else:
             exprs.append(pl.col(c).cast(pl.String).alias(c))
     try:
         frame = pl.scan_parquet(path).select(exprs).collect()
     except pl.exceptions.PolarsError as exc:
-        raise SourceError(f"cannot read the Parquet data ({str(exc).splitlines()[0]})",
-                          path=display) from None
+        raise SourceError(
+            f"cannot read the Parquet data ({str(exc).splitlines()[0]})", path=display
+        ) from None
     frame = frame.with_row_index("_record", offset=1).with_columns(
         pl.col("_record").cast(pl.Int64),
         pl.lit(None, pl.Int64).alias("_line"),

@@ -122,7 +122,9 @@ class Mapping(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Mapping:
-        given = [k for k in ("column", "constant", "template", "when") if getattr(self, k) is not None]
+        given = [
+            k for k in ("column", "constant", "template", "when") if getattr(self, k) is not None
+        ]
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of column, constant, template or when (got {given or 'none'})"
@@ -140,7 +142,7 @@ class Mapping(_Model):
             if isinstance(ref, str):
                 out.append((ref, {}))
             else:
-                (name, args), = ref.items()
+                ((name, args),) = ref.items()
                 out.append((name, dict(args or {})))
         return out
 
@@ -204,8 +206,9 @@ class Load(_Model):
 
     batch_size: int = Field(100, ge=1, le=1000)
     requests_per_hour: int = Field(5000, ge=1)
-    reserve_share: float = Field(0.2, ge=0.0, lt=1.0,
-                                 description="Share of the hourly budget left to other integrations")
+    reserve_share: float = Field(
+        0.2, ge=0.0, lt=1.0, description="Share of the hourly budget left to other integrations"
+    )
     concurrency: int = Field(2, ge=1, le=32)
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
@@ -248,8 +251,8 @@ class Spec(_Model):
         for m in self.mappings.values():
             cols += m.columns()
         for d in self.designations:
-            for m in (d.code, d.name, d.id, d.amount):
-                cols += m.columns() if m else []
+            for part in (d.code, d.name, d.id, d.amount):
+                cols += part.columns() if part else []
         return list(dict.fromkeys(cols))
 
 
@@ -298,8 +301,9 @@ def _pydantic_errors(exc: ValidationError, path: Path, lines: dict[Loc, int]) ->
                 hint = f"did you mean {close!r}?" if close else f"valid keys: {', '.join(known)}"
         elif err["type"] == "literal_error":
             hint = None
-        errors.append(SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc),
-                                hint=hint))
+        errors.append(
+            SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc), hint=hint)
+        )
     return errors
 
 
@@ -342,8 +346,9 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
     target = get_target(spec.target)
 
     def err(loc: Loc, msg: str, hint: str | None = None) -> None:
-        errors.append(SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc),
-                                hint=hint))
+        errors.append(
+            SpecError(msg, path=path, line=line_for(lines, loc), key=_loc_text(loc), hint=hint)
+        )
 
     known_fields = sorted(target.fields)
     for field in (*spec.mappings, *spec.rules):
@@ -352,16 +357,23 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
             err((section, field), f"{field} comes from `keys:`, not from {section}")
         elif target.kind(field) is None:
             close = transforms.suggest(field, known_fields)
-            err((section, field), f"{spec.target} has no field {field!r}",
-                f"did you mean {close!r}?" if close else "see `etl fields " + spec.target + "`")
+            err(
+                (section, field),
+                f"{spec.target} has no field {field!r}",
+                f"did you mean {close!r}?" if close else "see `etl fields " + spec.target + "`",
+            )
     for field, mapping in spec.mappings.items():
         for i, (name, args) in enumerate(mapping.steps()):
             loc: Loc = ("mappings", field, "transforms", i)
             if name not in transforms.REGISTRY:
                 close = transforms.suggest(name, sorted(transforms.REGISTRY))
-                err(loc, f"unknown transform {name!r}",
-                    f"did you mean {close!r}?" if close
-                    else f"known: {', '.join(sorted(transforms.REGISTRY))}")
+                err(
+                    loc,
+                    f"unknown transform {name!r}",
+                    f"did you mean {close!r}?"
+                    if close
+                    else f"known: {', '.join(sorted(transforms.REGISTRY))}",
+                )
                 continue
             problem = transforms.check_args(name, args)
             if problem:
@@ -378,8 +390,9 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
 def spec_from_data(data: Any, path: Path, lines: dict[Loc, int]) -> Spec:
     """Validate already-parsed YAML data; raise SpecErrors listing every problem."""
     if not isinstance(data, dict):
-        raise SpecError("the spec must be a mapping of keys (name:, target:, source: ...)",
-                        path=path, line=1)
+        raise SpecError(
+            "the spec must be a mapping of keys (name:, target:, source: ...)", path=path, line=1
+        )
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:

@@ -19,14 +19,16 @@ from etl.spec import FieldRules, Spec
 FAILURE_SCHEMA = {"_row": pl.Int64, "field": pl.String, "rule": pl.String, "error": pl.String}
 
 
-def _schema(spec: Spec, fields: list[str]) -> tuple[pa.DataFrameSchema, dict[str, list[tuple[str, str]]]]:
+def _schema(
+    spec: Spec, fields: list[str]
+) -> tuple[pa.DataFrameSchema, dict[str, list[tuple[str, str]]]]:
     """A pandera schema for the declared and built-in per-field rules, plus, per column, the
     (rule, message) of each check in order (pandera reports failures by check number)."""
     columns: dict[str, pa.Column] = {}
     labels: dict[str, list[tuple[str, str]]] = {}
     required = set(REQUIRED[spec.target])
     for field in fields:
-        rules = spec.rules.get(field, FieldRules())
+        rules = spec.rules.get(field) or FieldRules.model_validate({})
         checks: list[pa.Check] = []
         names: list[tuple[str, str]] = []
         if rules.pattern:
@@ -47,8 +49,9 @@ def _schema(spec: Spec, fields: list[str]) -> tuple[pa.DataFrameSchema, dict[str
             names.append(("max_length", f"is longer than {rules.max_length} characters"))
         must = rules.required or field in required
         if checks or must or rules.unique:
-            columns[field] = pa.Column(None, checks=checks, nullable=not must,
-                                       unique=rules.unique, required=True)
+            columns[field] = pa.Column(
+                None, checks=checks, nullable=not must, unique=rules.unique, required=True
+            )
             labels[field] = names
     return pa.DataFrameSchema(columns), labels
 
@@ -69,22 +72,35 @@ def _pandera_failures(frame: pl.DataFrame, spec: Spec, fields: list[str]) -> pl.
         rules.append((field, "not_nullable", None, "required", "is required"))
         for i, (rule, message) in enumerate(names):
             rules.append((field, "", i, rule, message))
-    table = pl.DataFrame(rules, schema=["column", "check", "check_number", "rule", "error"],
-                         orient="row")
+    table = pl.DataFrame(
+        rules, schema=["column", "check", "check_number", "rule", "error"], orient="row"
+    )
     special = cases.filter(pl.col("check_number").is_null())
     by_number = cases.filter(pl.col("check_number").is_not_null())
     required = special.filter(pl.col("check") == "not_nullable").join(
         table.filter(pl.col("check") == "not_nullable").select("column", "rule", "error"),
-        on="column")
+        on="column",
+    )
     unique = special.filter(pl.col("check") != "not_nullable").with_columns(
-        pl.lit("unique").alias("rule"), pl.lit("is not unique in the file").alias("error"))
+        pl.lit("unique").alias("rule"), pl.lit("is not unique in the file").alias("error")
+    )
     numbered = by_number.join(
         table.filter(pl.col("check_number").is_not_null()).select(
-            "column", pl.col("check_number").cast(pl.Int32), "rule", "error"),
-        on=["column", "check_number"])
-    out = pl.concat([f.select(pl.col("index").cast(pl.Int64).alias("_row"),
-                              pl.col("column").alias("field"), "rule", "error")
-                     for f in (required, unique, numbered)])
+            "column", pl.col("check_number").cast(pl.Int32), "rule", "error"
+        ),
+        on=["column", "check_number"],
+    )
+    out = pl.concat(
+        [
+            f.select(
+                pl.col("index").cast(pl.Int64).alias("_row"),
+                pl.col("column").alias("field"),
+                "rule",
+                "error",
+            )
+            for f in (required, unique, numbered)
+        ]
+    )
     return out.unique(maintain_order=True)
 
 
@@ -100,51 +116,80 @@ def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.D
     else:
         loses = pl.lit(True)
     first = pl.col("_record").min().over(group)
-    marked = frame.select("_row", ident.alias("_id"), n.alias("_n"), loses.alias("_loses"),
-                          first.alias("_first"))
-    return marked.filter(pl.col("_id").is_not_null() & (pl.col("_n") > 1) & pl.col("_loses")).select(
-        pl.col("_row"), pl.lit(id_field).alias("field"), pl.lit("duplicate").alias("rule"),
-        (pl.lit(f"{id_field} appears ") + pl.col("_n").cast(pl.String)
-         + pl.lit(" times in the file (first on record ") + pl.col("_first").cast(pl.String)
-         + pl.lit(f"; duplicates: {policy})")).alias("error"),
+    marked = frame.select(
+        "_row", ident.alias("_id"), n.alias("_n"), loses.alias("_loses"), first.alias("_first")
+    )
+    return marked.filter(
+        pl.col("_id").is_not_null() & (pl.col("_n") > 1) & pl.col("_loses")
+    ).select(
+        pl.col("_row"),
+        pl.lit(id_field).alias("field"),
+        pl.lit("duplicate").alias("rule"),
+        (
+            pl.lit(f"{id_field} appears ")
+            + pl.col("_n").cast(pl.String)
+            + pl.lit(" times in the file (first on record ")
+            + pl.col("_first").cast(pl.String)
+            + pl.lit(f"; duplicates: {policy})")
+        ).alias("error"),
     )
 
 
-def failures(frame: pl.DataFrame, spec: Spec, fields: list[str], id_field: str,
-             designations: int, today: dt.date) -> pl.DataFrame:
+def failures(
+    frame: pl.DataFrame,
+    spec: Spec,
+    fields: list[str],
+    id_field: str,
+    designations: int,
+    today: dt.date,
+) -> pl.DataFrame:
     """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`."""
     parts: list[pl.DataFrame] = [
         frame.filter(pl.col("_shape_error").is_not_null()).select(
-            "_row", pl.lit("(record)").alias("field"), pl.lit("ragged").alias("rule"),
-            pl.col("_shape_error").alias("error"))
+            "_row",
+            pl.lit("(record)").alias("field"),
+            pl.lit("ragged").alias("rule"),
+            pl.col("_shape_error").alias("error"),
+        )
     ]
     transform_errors = [
-        frame.filter(pl.col(ERR + f).is_not_null()).select(
-            "_row", pl.lit(f).alias("field"),
-            pl.col(ERR + f).str.split_exact(SEP, 1).struct.rename_fields(["rule", "error"])
-        ).unnest(pl.selectors.by_dtype(pl.Struct))
-        for f in fields if ERR + f in frame.columns
+        frame.filter(pl.col(ERR + f).is_not_null())
+        .select(
+            "_row",
+            pl.lit(f).alias("field"),
+            pl.col(ERR + f).str.split_exact(SEP, 1).struct.rename_fields(["rule", "error"]),
+        )
+        .unnest(pl.selectors.by_dtype(pl.Struct))
+        for f in fields
+        if ERR + f in frame.columns
     ]
     parts += transform_errors
     checked = _pandera_failures(frame, spec, fields)
     present = set(fields)
     rules = row_rules(spec.target, present, designations, today)
     if rules:
-        flags = frame.select("_row", *[r.fails.fill_null(False).alias(f"r{i}")
-                                       for i, r in enumerate(rules)])
+        flags = frame.select(
+            "_row", *[r.fails.fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)]
+        )
         for i, r in enumerate(rules):
             hit = flags.filter(pl.col(f"r{i}")).select("_row")
             if hit.height:
-                parts.append(hit.join(frame.select("_row", r.message.alias("error")), on="_row")
-                             .select("_row", pl.lit(r.field).alias("field"),
-                                     pl.lit(r.rule).alias("rule"), "error"))
+                parts.append(
+                    hit.join(frame.select("_row", r.message.alias("error")), on="_row").select(
+                        "_row",
+                        pl.lit(r.field).alias("field"),
+                        pl.lit(r.rule).alias("rule"),
+                        "error",
+                    )
+                )
     # A field whose transform failed is null: do not also report it as missing or invalid.
     failed = pl.concat([checked, *[p for p in parts[1:] if p.height]], how="vertical")
     first = pl.concat(transform_errors) if transform_errors else pl.DataFrame(schema=FAILURE_SCHEMA)
     later = failed.join(first.select("_row", "field"), on=["_row", "field"], how="anti")
     dupes = _duplicate_failures(frame, id_field, spec.keys.duplicates)
-    everything = pl.concat([parts[0], first, later.unique(maintain_order=True), dupes],
-                           how="vertical").sort("_row", maintain_order=True)
+    everything = pl.concat(
+        [parts[0], first, later.unique(maintain_order=True), dupes], how="vertical"
+    ).sort("_row", maintain_order=True)
     return _with_values(everything, frame, fields)
 
 
@@ -156,12 +201,13 @@ def _with_values(fails: pl.DataFrame, frame: pl.DataFrame, fields: list[str]) ->
     for f in fields:
         rows = out.filter(pl.col("field") == f).select("_row").unique()
         if rows.height and RAW + f in frame.columns:
-            values.append(rows.join(frame.select("_row", pl.col(RAW + f).cast(pl.String)
-                                                 .alias("value")), on="_row")
-                          .with_columns(pl.lit(f).alias("field")))
+            values.append(
+                rows.join(
+                    frame.select("_row", pl.col(RAW + f).cast(pl.String).alias("value")), on="_row"
+                ).with_columns(pl.lit(f).alias("field"))
+            )
     if values:
-        out = out.join(pl.concat(values), on=["_row", "field"], how="left",
-                       maintain_order="left")
+        out = out.join(pl.concat(values), on=["_row", "field"], how="left", maintain_order="left")
     else:
         out = out.with_columns(pl.lit(None, pl.String).alias("value"))
     return out.select("_row", "_source_file", "_record", "field", "rule", "value", "error")

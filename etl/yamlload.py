@@ -21,16 +21,23 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError("keys must be plain words", path=path,
-                                line=key_node.start_mark.line + 1)
+                raise SpecError(
+                    "keys must be plain words", path=path, line=key_node.start_mark.line + 1
+                )
             key = key_node.value
             if key == "<<":
-                raise SpecError("merge keys (<<) are not supported", path=path,
-                                line=key_node.start_mark.line + 1)
+                raise SpecError(
+                    "merge keys (<<) are not supported",
+                    path=path,
+                    line=key_node.start_mark.line + 1,
+                )
             if key in out:
-                raise SpecError(f"key {key!r} appears twice", path=path,
-                                line=key_node.start_mark.line + 1,
-                                key=".".join(map(str, (*loc, key))))
+                raise SpecError(
+                    f"key {key!r} appears twice",
+                    path=path,
+                    line=key_node.start_mark.line + 1,
+                    key=".".join(map(str, (*loc, key))),
+                )
             lines[(*loc, key)] = key_node.start_mark.line + 1
             out[key] = _walk(value_node, (*loc, key), lines, path)
         return out
@@ -41,7 +48,7 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
             items.append(_walk(item, (*loc, i), lines, path))
         return items
     # A scalar: let the safe constructor type it (ints, floats, bools, null, strings).
-    return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)  # type: ignore[arg-type]
+    return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
 
 
 class _Constructor(yaml.SafeLoader):
@@ -64,8 +71,11 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise SpecError("anchors and aliases (&name / *name) are not supported",
-                                path=path, line=event.start_mark.line + 1)
+                raise SpecError(
+                    "anchors and aliases (&name / *name) are not supported",
+                    path=path,
+                    line=event.start_mark.line + 1 if event.start_mark else None,
+                )
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -53,13 +53,16 @@ def test_max_reject_rate_tolerates_some(tmp_path):
 
 def test_clean_file_exits_0(write, tmp_path):
     write("d.csv", "id,f,l\n1,A,B\n")
-    spec = write("p.yaml", """
+    spec = write(
+        "p.yaml",
+        """
         name: ok
         target: contact_transaction
         source: {path: d.csv}
         keys: {source: S, id: {column: id}}
         mappings: {firstName: f, lastName: l}
-    """)
+    """,
+    )
     result = invoke("validate", str(spec), "--out", str(tmp_path / "r"), "--json")
     assert result.exit_code == 0
     assert json.loads(result.output)["counts"]["valid"] == 1
@@ -75,13 +78,16 @@ def test_spec_error_exits_2_with_the_line(write, tmp_path):
 
 def test_source_error_exits_3(write, tmp_path):
     write("d.csv", b"id,f,l\n1,\xe9,B\n")
-    spec = write("p.yaml", """
+    spec = write(
+        "p.yaml",
+        """
         name: ok
         target: contact_transaction
         source: {path: d.csv}
         keys: {source: S, id: {column: id}}
         mappings: {firstName: f, lastName: l}
-    """)
+    """,
+    )
     result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "d.csv:2: byte 0xe9 is not valid UTF-8" in result.output
@@ -89,13 +95,16 @@ def test_source_error_exits_3(write, tmp_path):
 
 def test_missing_column_exits_3_and_shows_header(write, tmp_path):
     write("d.csv", "id,first,l\n1,A,B\n")
-    spec = write("p.yaml", """
+    spec = write(
+        "p.yaml",
+        """
         name: ok
         target: contact_transaction
         source: {path: d.csv}
         keys: {source: S, id: {column: id}}
         mappings: {firstName: f, lastName: l}
-    """)
+    """,
+    )
     result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "missing: 'f'; the header has: 'id', 'first', 'l'" in result.output
@@ -113,6 +122,7 @@ def test_fields_lists_the_wire_names(target):
 
 
 def test_python_dash_m_works():
-    proc = subprocess.run([sys.executable, "-m", "etl", "--version"], capture_output=True,
-                          text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "etl", "--version"], capture_output=True, text=True, check=True
+    )
     assert proc.stdout.startswith("etl, version")

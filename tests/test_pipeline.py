@@ -59,9 +59,14 @@ def test_gift_reject_reasons_are_exact():
     assert ("amount", "positive") in got[3]
     assert ("contact", "contact_required") in got[3]
     assert got[6] == [("designations", "designation_positive")]
-    assert sorted(got[7]) == sorted([("(record)", "ragged"), ("amount", "two_decimals"),
-                                     ("giftDate", "not_future"),
-                                     ("designations", "designations_sum")])
+    assert sorted(got[7]) == sorted(
+        [
+            ("(record)", "ragged"),
+            ("amount", "two_decimals"),
+            ("giftDate", "not_future"),
+            ("designations", "designations_sum"),
+        ]
+    )
     errors = dict(zip(result.failures["rule"], result.failures["error"], strict=True))
     assert errors["parse_date"] == "not a date in formats %m/%d/%Y: '02/30/2022'"
     assert errors["value_map"] == "unmapped value '??' (mapped: CC, CHK, CASH, EFT)"
@@ -73,8 +78,14 @@ def test_rejects_keep_original_columns_and_reasons():
     result = run("gifts_small")
     rejects = result.rejects
     assert rejects.columns[:3] == ["GiftID", "DonorID", "First"]
-    assert rejects.columns[-6:] == ["_source_file", "_record", "_field", "_rule", "_value",
-                                    "_error"]
+    assert rejects.columns[-6:] == [
+        "_source_file",
+        "_record",
+        "_field",
+        "_rule",
+        "_value",
+        "_error",
+    ]
     row = rejects.filter(pl.col("_record") == 2).row(0, named=True)
     assert row["GiftDate"] == "02/30/2022"
     assert row["_value"] == "02/30/2022 | bob@"
@@ -98,17 +109,24 @@ def test_duplicate_policy_keep_first_keeps_the_first():
 
 def _spec(write, extra: str, csv: str, target="contact_transaction"):
     write("d.csv", csv)
-    return load_spec(write("p.yaml", f"""
+    return load_spec(
+        write(
+            "p.yaml",
+            f"""
         name: t
         target: {target}
         source: {{path: d.csv}}
         keys: {{source: S, id: {{column: id}}}}
         {extra}
-    """))
+    """,
+        )
+    )
 
 
 def test_declared_rules_are_checked_by_pandera(write):
-    loaded = _spec(write, """
+    loaded = _spec(
+        write,
+        """
         mappings:
           firstName: first
           lastName: last
@@ -118,30 +136,44 @@ def test_declared_rules_are_checked_by_pandera(write):
           state: {one_of: [NY, NJ], required: true}
           birthYear: {min: 1900, max: 2026}
           lastName: {pattern: "[A-Za-z' -]+", unique: true}
-    """, "id,first,last,state,year\n1,A,Lee,ny,1950\n2,B,Lee,CA,1850\n3,C,R2D2,,x\n")
+    """,
+        "id,first,last,state,year\n1,A,Lee,ny,1950\n2,B,Lee,CA,1850\n3,C,R2D2,,x\n",
+    )
     result = validate_pipeline(loaded, today=TODAY)
     got = reasons(result)
     assert sorted(got[1]) == [("lastName", "unique")]
     assert sorted(got[2]) == [("birthYear", "min"), ("lastName", "unique"), ("state", "one_of")]
-    assert sorted(got[3]) == [("birthYear", "integer"), ("lastName", "pattern"),
-                              ("state", "required")]
+    assert sorted(got[3]) == [
+        ("birthYear", "integer"),
+        ("lastName", "pattern"),
+        ("state", "required"),
+    ]
     assert result.valid == 0
 
 
 def test_template_and_hash_keys_are_stable(write):
-    loaded = _spec(write, """
+    loaded = _spec(
+        write,
+        """
         mappings: {name: {template: "{first} & {last}"}}
-    """.replace("keys", "keys"), "id,first,last\n1,Ann,\n2,Ann,Lee\n")
+    """.replace("keys", "keys"),
+        "id,first,last\n1,Ann,\n2,Ann,Lee\n",
+    )
     names = [json.loads(p)["name"] for p in validate_pipeline(loaded).payloads["_payload"]]
     assert names == ["Ann &", "Ann & Lee"]
     write("d.csv", "a,b\nx,y\nx,y\nx,z\n")
-    hashed = load_spec(write("h.yaml", """
+    hashed = load_spec(
+        write(
+            "h.yaml",
+            """
         name: h
         target: contact_transaction
         source: {path: d.csv}
         keys: {source: S, id: {hash: [a, b]}, duplicates: keep_first}
         mappings: {name: a}
-    """))
+    """,
+        )
+    )
     first = validate_pipeline(hashed)
     again = validate_pipeline(hashed)
     assert first.payloads["_key"].to_list() == again.payloads["_key"].to_list()
@@ -155,19 +187,30 @@ def test_empty_values_are_omitted_and_header_only_file_is_fine(write):
     assert (result.read, result.valid, result.rejected) == (0, 0, 0)
     loaded = _spec(write, "mappings: {firstName: f, lastName: l, email: e}", "id,f,l,e\n1,A,B,  \n")
     assert json.loads(validate_pipeline(loaded).payloads["_payload"][0]) == {
-        "referenceSource": "S", "referenceId": "1", "firstName": "A", "lastName": "B"}
+        "referenceSource": "S",
+        "referenceId": "1",
+        "firstName": "A",
+        "lastName": "B",
+    }
 
 
 def test_glob_reads_every_file_with_per_file_accounting(write):
     write("drop/a.csv", "id,f,l\n1,A,B\n2,,\n")
     write("drop/b.csv", "id,f,l\n1,C,D\n")
-    loaded = load_spec(write("p.yaml", """
+    loaded = load_spec(
+        write(
+            "p.yaml",
+            """
         name: g
         target: contact_transaction
         source: {path: "drop/*.csv"}
         keys: {source: S, id: {column: id}}
         mappings: {firstName: f, lastName: l}
-    """))
+    """,
+        )
+    )
     result = validate_pipeline(loaded)
     assert [(Path(f.path).name, f.rows, f.valid, f.rejected) for f in result.files] == [
-        ("a.csv", 2, 1, 1), ("b.csv", 1, 1, 0)]
+        ("a.csv", 2, 1, 1),
+        ("b.csv", 1, 1, 0),
+    ]

@@ -56,7 +56,10 @@ def test_ragged_rows_are_flagged_not_padded_or_dropped(write):
     raw = read(path)
     assert raw.frame.height == 4
     assert raw.frame["_shape_error"].to_list() == [
-        None, "record has 2 fields, the header has 3", "record has 4 fields, the header has 3", None,
+        None,
+        "record has 2 fields, the header has 3",
+        "record has 4 fields, the header has 3",
+        None,
     ]
 
 
@@ -93,8 +96,16 @@ def test_headerless_file_with_declared_columns(write):
 @pytest.mark.parametrize(
     ("content", "opts", "message"),
     [
-        (b"name\nAnn\nB\x81b\n", {"encoding": "cp1252"}, r"c\.csv:3: byte 0x81 cannot be decoded as cp1252"),
-        (b"name\nAnn\nB\xe9b\n", {}, r"c\.csv:3: byte 0xe9 is not valid UTF-8 \(set source\.encoding"),
+        (
+            b"name\nAnn\nB\x81b\n",
+            {"encoding": "cp1252"},
+            r"c\.csv:3: byte 0x81 cannot be decoded as cp1252",
+        ),
+        (
+            b"name\nAnn\nB\xe9b\n",
+            {},
+            r"c\.csv:3: byte 0xe9 is not valid UTF-8 \(set source\.encoding",
+        ),
         (b"", {}, r"c\.csv: the file is empty"),
         (b"name,name\nA,B\n", {}, r"c\.csv:1: duplicate column names in the header: 'name'"),
         (b'name\n"Ann\nBob\n', {}, r"c\.csv: cannot parse the file: .*unterminated quote"),
@@ -114,8 +125,14 @@ def test_missing_columns_show_the_header(write):
 
 def test_parquet_any_types_become_strings(tmp_path):
     path = tmp_path / "p.parquet"
-    pl.DataFrame({"name": ["Ann", None], "amount": [12.5, 3.0], "zip": [7001, 2134],
-                  "tags": [["a", "b"], []]}).write_parquet(path)
+    pl.DataFrame(
+        {
+            "name": ["Ann", None],
+            "amount": [12.5, 3.0],
+            "zip": [7001, 2134],
+            "tags": [["a", "b"], []],
+        }
+    ).write_parquet(path)
     raw = read_parquet(path, ["name", "amount", "zip", "tags"], "p.parquet")
     assert raw.frame["amount"].to_list() == ["12.5", "3.0"]
     assert raw.frame["zip"].to_list() == ["7001", "2134"]

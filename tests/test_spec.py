@@ -42,27 +42,58 @@ def test_good_spec_loads(write):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("transforms: [parse_amount]", "transforms: [parse_amout]",
-         r"p\.yaml:10: mappings\.amount\.transforms\[0\]: unknown transform 'parse_amout' "
-         r"\(did you mean 'parse_amount'\?\)"),
-        ("  encoding: cp1252", "  encodng: cp1252",
-         r"p\.yaml:5: source\.encodng: unknown key 'encodng' \(did you mean 'encoding'\?\)"),
-        ("  encoding: cp1252", "  encoding: klingon",
-         r"p\.yaml:5: source\.encoding: unknown encoding 'klingon'"),
-        ("target: gift_transaction", "target: gift",
-         r"p\.yaml:2: target: Input should be 'contact_transaction' or 'gift_transaction'"),
-        ("  contact.referenceId: DonorID", "  contact.refId: DonorID",
-         r"p\.yaml:16: mappings\.contact\.refId: gift_transaction has no field 'contact\.refId' "
-         r"\(did you mean 'contact\.referenceId'\?\)"),
-        ("    unmapped: default\n    default: Other\n", "    unmapped: default\n",
-         r"p\.yaml:11: mappings\.giftType: unmapped: default needs a `default:` value"),
-        ("  id: {column: GiftID}", "  id: {column: GiftID, hash: [A]}",
-         r"p\.yaml:8: keys\.id: give exactly one of column, template or hash"),
-        ("source:\n", "source:\n  batch_size: ten\n", r"p\.yaml:4: source\.batch_size: unknown key"),
-        ("name: gifts", "name: gifts\nload: {batch_size: 0}",
-         r"p\.yaml:2: load\.batch_size: Input should be greater than or equal to 1"),
-        ("transforms: [parse_amount]", "transforms: [{parse_amount: {decimals: ','}}]",
-         r"mappings\.amount\.transforms\[0\]: parse_amount: .*decimals"),
+        (
+            "transforms: [parse_amount]",
+            "transforms: [parse_amout]",
+            r"p\.yaml:10: mappings\.amount\.transforms\[0\]: unknown transform 'parse_amout' "
+            r"\(did you mean 'parse_amount'\?\)",
+        ),
+        (
+            "  encoding: cp1252",
+            "  encodng: cp1252",
+            r"p\.yaml:5: source\.encodng: unknown key 'encodng' \(did you mean 'encoding'\?\)",
+        ),
+        (
+            "  encoding: cp1252",
+            "  encoding: klingon",
+            r"p\.yaml:5: source\.encoding: unknown encoding 'klingon'",
+        ),
+        (
+            "target: gift_transaction",
+            "target: gift",
+            r"p\.yaml:2: target: Input should be 'contact_transaction' or 'gift_transaction'",
+        ),
+        (
+            "  contact.referenceId: DonorID",
+            "  contact.refId: DonorID",
+            r"p\.yaml:16: mappings\.contact\.refId: gift_transaction has no field 'contact\.refId' "
+            r"\(did you mean 'contact\.referenceId'\?\)",
+        ),
+        (
+            "    unmapped: default\n    default: Other\n",
+            "    unmapped: default\n",
+            r"p\.yaml:11: mappings\.giftType: unmapped: default needs a `default:` value",
+        ),
+        (
+            "  id: {column: GiftID}",
+            "  id: {column: GiftID, hash: [A]}",
+            r"p\.yaml:8: keys\.id: give exactly one of column, template or hash",
+        ),
+        (
+            "source:\n",
+            "source:\n  batch_size: ten\n",
+            r"p\.yaml:4: source\.batch_size: unknown key",
+        ),
+        (
+            "name: gifts",
+            "name: gifts\nload: {batch_size: 0}",
+            r"p\.yaml:2: load\.batch_size: Input should be greater than or equal to 1",
+        ),
+        (
+            "transforms: [parse_amount]",
+            "transforms: [{parse_amount: {decimals: ','}}]",
+            r"mappings\.amount\.transforms\[0\]: parse_amount: .*decimals",
+        ),
     ],
 )
 def test_spec_errors_name_file_line_and_key(write, old, new, message):
@@ -89,8 +120,12 @@ def test_yaml_problems(write, text, message):
 
 
 def test_several_errors_reported_at_once(write):
-    path = write("p.yaml", GOOD.replace("parse_amount]", "parse_amout]")
-                 .replace("contact.referenceId", "contact.refId"))
+    path = write(
+        "p.yaml",
+        GOOD.replace("parse_amount]", "parse_amout]").replace(
+            "contact.referenceId", "contact.refId"
+        ),
+    )
     with pytest.raises(SpecError) as info:
         load_spec(path)
     lines = str(info.value).splitlines()
@@ -108,5 +143,6 @@ def test_json_schema_describes_the_format():
     json.dumps(schema)
     assert schema["title"] == "etl pipeline spec"
     assert {"name", "target", "source", "keys", "mappings", "rules", "load"} <= set(
-        schema["properties"])
+        schema["properties"]
+    )
     assert schema["properties"]["target"]["enum"] == ["contact_transaction", "gift_transaction"]
