@@ -1,0 +1,204 @@
+"""The dry-run report stage: a `ValidationResult` -> report.json, rejects.csv, payloads.jsonl and
+report.html in one directory, plus a short plain-text summary for the terminal.
+
+    paths = write_report(result, Path("reports/gifts"), payload_limit=1000)
+    print(summary_table(result))
+
+Fast for big runs: failures are aggregated with a polars group_by, rejects and payloads are
+written by polars, and only the first few sample rows (HTML) go through Python.
+Each file is written to a temporary name and renamed, so a crashed run never leaves a half report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from etl.csvsafe import neutralize_formulas
+from etl.report_html import render_html
+from etl.result import ReportPaths, ValidationResult
+
+REPORT_JSON = "report.json"
+REJECTS_CSV = "rejects.csv"
+PAYLOADS_JSONL = "payloads.jsonl"
+REPORT_HTML = "report.html"
+
+
+def write_report(
+    result: ValidationResult, out_dir: Path, *, payload_limit: int | None = None
+) -> ReportPaths:
+    """Write the four report files into `out_dir` (created if needed) and return their paths.
+
+    `payload_limit` caps payloads.jsonl to the first n payloads (None: all of them).
+    """
+    if payload_limit is not None and payload_limit < 0:
+        raise ValueError(f"payload_limit must be >= 0 or None, got {payload_limit}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = ReportPaths(
+        out_dir=out_dir,
+        report_json=out_dir / REPORT_JSON,
+        rejects_csv=out_dir / REJECTS_CSV,
+        payloads_jsonl=out_dir / PAYLOADS_JSONL,
+        report_html=out_dir / REPORT_HTML,
+    )
+    report = build_report(result)
+    with _atomic(paths.report_json) as tmp:
+        text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
+        tmp.write_text(text + "\n", encoding="utf-8")
+    with _atomic(paths.rejects_csv) as tmp:
+        neutralize_formulas(result.rejects).write_csv(tmp)
+    with _atomic(paths.payloads_jsonl) as tmp:
+        _write_payloads(result.payloads, tmp, payload_limit)
+    with _atomic(paths.report_html) as tmp:
+        tmp.write_text(render_html(result, report), encoding="utf-8")
+    return paths
+
+
+def build_report(result: ValidationResult) -> dict[str, Any]:
+    """The content of report.json (key order is the output order)."""
+    files_ok = [(f.path, f.rows == f.valid + f.rejected) for f in result.files]
+    overall_ok = result.read == result.valid + result.rejected
+    return {
+        "pipeline": result.pipeline,
+        "target": result.target,
+        "spec": {"path": result.spec_path, "hash": result.spec_hash},
+        "tool_version": result.tool_version,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "counts": {
+            "read": result.read,
+            "rejected": result.rejected,
+            "valid": result.valid,
+            "reject_rate": round(result.reject_rate(), 6),
+        },
+        "files": [
+            {
+                "path": f.path,
+                "sha256": f.sha256,
+                "size": f.size,
+                "rows": f.rows,
+                "rejected": f.rejected,
+                "valid": f.valid,
+            }
+            for f in result.files
+        ],
+        "failures": failure_counts(result.failures),
+        "control_totals": json.loads(json.dumps(result.control_totals, default=str)),
+        "warnings": list(result.warnings),
+        "invariant": {
+            "rule": "read == valid + rejected",
+            "ok": overall_ok and all(ok for _, ok in files_ok),
+            "overall": overall_ok,
+            "files": [{"path": path, "ok": ok} for path, ok in files_ok],
+            # The frames agree with the counts (one reject row per rejected row, one payload
+            # per valid row).
+            "rejects_rows_match": result.rejects.height == result.rejected,
+            "payload_rows_match": result.payloads.height == result.valid,
+        },
+    }
+
+
+def failure_counts(failures: pl.DataFrame, limit: int | None = None) -> list[dict[str, Any]]:
+    """[{field, rule, count}] by count descending (ties by field, rule), from a polars group_by."""
+    if failures.height == 0 or not {"field", "rule"} <= set(failures.columns):
+        return []
+    grouped = (
+        failures.group_by("field", "rule")
+        .agg(pl.len().alias("count"))
+        .sort(["count", "field", "rule"], descending=[True, False, False], nulls_last=True)
+    )
+    if limit is not None:
+        grouped = grouped.head(limit)
+    return grouped.select("field", "rule", "count").to_dicts()
+
+
+def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> None:
+    """One compact JSON document per line, written by polars without any quoting."""
+    if "_payload" not in payloads.columns:
+        path.write_text("", encoding="utf-8")
+        return
+    column = payloads.select(pl.col("_payload").cast(pl.String)).drop_nulls()
+    if limit is not None:
+        column = column.head(limit)
+    # Valid JSON only has raw line breaks between tokens, where a space means the same: keep one
+    # document per line even if a payload was not written compactly.
+    if column.select(pl.col("_payload").str.contains("[\r\n]").any()).item():
+        column = column.with_columns(pl.col("_payload").str.replace_all("[\r\n]", " "))
+    column.write_csv(path, include_header=False, quote_style="never")
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it over `path` when the block succeeds."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- terminal summary -------------------------------------------------------------------------
+
+MAX_FILES = 5
+MAX_REASONS = 5
+MAX_CURRENCIES = 4
+NAME_WIDTH = 40
+
+
+def summary_table(result: ValidationResult) -> str:
+    """A short fixed-width plain-text summary (no ANSI codes, < 25 lines) for terminals and mail."""
+    lines = [f"{_show(result.pipeline)} -> {_show(result.target)}"]
+    rows = [(_show(f.path), f.rows, f.valid, f.rejected) for f in result.files[:MAX_FILES]]
+    if len(result.files) > MAX_FILES:
+        more = result.files[MAX_FILES:]
+        rows.append((f"... {len(more)} more files", *_sums(more)))
+    rows.append(("total", result.read, result.valid, result.rejected))
+    width = max(len("file"), *(len(r[0]) for r in rows))
+    lines.append(f"  {'file':<{width}}  {'read':>11}  {'valid':>11}  {'rejected':>11}")
+    lines += [f"  {n:<{width}}  {r:>11,}  {v:>11,}  {x:>11,}" for n, r, v, x in rows]
+    lines.append(f"  reject rate {result.reject_rate():.2%}")
+    reasons = failure_counts(result.failures, MAX_REASONS)
+    if reasons:
+        labels = [f"{_show(r['field'])} / {_show(r['rule'])}" for r in reasons]
+        width = max(len("top failures (field / rule)"), *(len(label) for label in labels))
+        lines.append(f"  {'top failures (field / rule)':<{width}}  {'count':>11}")
+        for label, reason in zip(labels, reasons, strict=True):
+            lines.append(f"  {label:<{width}}  {reason['count']:>11,}")
+    amounts = result.control_totals.get("amounts") or {}
+    if isinstance(amounts, dict) and amounts:
+        lines.append(f"  {'control totals':<14}  {'read':>16}  {'valid':>16}")
+        for currency, totals in list(amounts.items())[:MAX_CURRENCIES]:
+            t = totals if isinstance(totals, dict) else {}
+            read, valid = _show(t.get("read")), _show(t.get("valid"))
+            lines.append(f"  {_show(currency):<14}  {read:>16}  {valid:>16}")
+        if len(amounts) > MAX_CURRENCIES:
+            lines.append(f"  ... {len(amounts) - MAX_CURRENCIES} more currencies in report.json")
+    if result.warnings:
+        lines.append(f"  {len(result.warnings)} warning(s): see report.json")
+    return "\n".join(lines)
+
+
+def _sums(files: list[Any]) -> tuple[int, int, int]:
+    return sum(f.rows for f in files), sum(f.valid for f in files), sum(f.rejected for f in files)
+
+
+def _show(value: object) -> str:
+    """A data value for the terminal: as is when plain, repr-quoted when it has control
+    characters, surrounding blanks or is empty; long values are shortened in the middle."""
+    if value is None:
+        return "-"
+    text = str(value)
+    if not text or not text.isprintable() or text != text.strip():
+        text = repr(text)
+    if len(text) > NAME_WIDTH:
+        keep = NAME_WIDTH - 3
+        text = text[: keep // 2] + "..." + text[-(keep - keep // 2) :]
+    return text
