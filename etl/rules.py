@@ -123,7 +123,7 @@ def row_rules(target: str, present: set[str], designations: int, today: dt.date)
                     RowRule(
                         "designations",
                         "designation_positive",
-                        p.is_not_null() & (p <= 0),
+                        p.is_not_null() & (p <= 0) & (amount > 0),
                         pl.lit("a designated amount is not positive: ")
                         + p.round(2).cast(pl.String),
                     )
