@@ -13,8 +13,6 @@ import polars as pl
 
 from etl.targets import Target
 
-MONEY_KEYS = ("amount", "amountDesignated")
-
 
 def _tree(fields: list[str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
@@ -27,68 +25,101 @@ def _tree(fields: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _struct(tree: dict[str, Any], kinds: dict[str, str]) -> list[pl.Expr]:
-    exprs = []
+def _value_text(col: pl.Expr, kind: str) -> pl.Expr:
+    """One field's value as JSON text; null stays null (and the member is left out)."""
+    if kind == "money":
+        return _money_text(col)
+    if kind in ("int", "number"):
+        return col.cast(pl.String)
+    if kind == "bool":
+        return pl.when(col).then(pl.lit("true")).otherwise(pl.lit("false"))
+    if kind == "date":
+        return pl.lit('"') + col.dt.strftime("%Y-%m-%d") + pl.lit('"')
+    if kind == "str_list":
+        listed = pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+        return pl.when(col.is_not_null()).then(listed)
+    return _json_text(col)
+
+
+def _object(tree: dict[str, Any], kinds: dict[str, str]) -> pl.Expr:
+    """A JSON object from the tree of field paths; null when every member is null."""
+    members = []
     for key, sub in tree.items():
-        if isinstance(sub, dict):
-            exprs.append(pl.struct(_struct(sub, kinds)).alias(key))
-            continue
-        col = pl.col(sub)
-        if kinds.get(sub) == "money" or sub.endswith(".amountDesignated"):
-            col = col.round(2).cast(pl.Decimal(18, 2))
-        exprs.append(col.alias(key))
-    return exprs
+        value = (
+            _object(sub, kinds)
+            if isinstance(sub, dict)
+            else _value_text(pl.col(sub), kinds.get(sub, "str"))
+        )
+        members.append(pl.lit(f'"{key}":') + value)
+    body = pl.concat_str(members, separator=",", ignore_nulls=True)
+    return pl.when(body == "").then(None).otherwise(pl.lit("{") + body + pl.lit("}"))
+
+
+_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def _json_text(expr: pl.Expr) -> pl.Expr:
+    """A string as a JSON string literal. Other control characters never get here: the
+    validator rejects them (rule `control_chars`)."""
+    for raw, escaped in _ESCAPES:
+        expr = expr.str.replace_all(raw, escaped, literal=True)
+    return pl.lit('"') + expr + pl.lit('"')
+
+
+def _money_text(expr: pl.Expr) -> pl.Expr:
+    """Money as a JSON number with exactly two decimals (from integer cents: no float noise)."""
+    cents = (expr * 100).round(0).cast(pl.Int64)
+    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    whole = (cents.abs() // 100).cast(pl.String)
+    frac = (cents.abs() % 100).cast(pl.String).str.zfill(2)
+    return pl.concat_str([sign, whole, pl.lit("."), frac])
 
 
 def _designations(fields: list[str]) -> pl.Expr | None:
+    """The designations array as JSON text (null when a gift has none)."""
     count = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
     if not count:
         return None
     items = []
     for i in range(count):
-
-        def col(name: str, dtype: pl.DataType, i: int = i) -> pl.Expr:
-            path = f"designations.{i}.{name}"
-            return pl.col(path) if path in fields else pl.lit(None, dtype)
-
-        project = pl.coalesce(
-            col("code", pl.String()),
-            col("name", pl.String()),
-            col("id", pl.Int64()).cast(pl.String),
+        prefix = f"designations.{i}."
+        by = next(
+            f[len(prefix) :]
+            for f in fields
+            if f.startswith(prefix) and not f.endswith("amountDesignated")
         )
+        project = pl.col(prefix + by)
+        amount = pl.col(prefix + "amountDesignated")
         items.append(
             pl.when(project.is_not_null()).then(
-                pl.struct(
-                    col("id", pl.Int64()).alias("id"),
-                    col("name", pl.String()).alias("name"),
-                    col("code", pl.String()).alias("code"),
-                    col("amountDesignated", pl.Float64())
-                    .round(2)
-                    .cast(pl.Decimal(18, 2))
-                    .alias("amountDesignated"),
+                pl.concat_str(
+                    [
+                        pl.lit('{"' + by + '":'),
+                        _json_text(project),
+                        pl.lit(',"amountDesignated":'),
+                        _money_text(amount).fill_null("null"),
+                        pl.lit("}"),
+                    ]
                 )
             )
         )
-    return pl.concat_list(items).list.drop_nulls().alias("designations")
+    joined = pl.concat_str(items, separator=",", ignore_nulls=True)
+    return pl.when(joined == "").then(None).otherwise(joined)
 
 
 def payload_expr(target: Target, fields: list[str]) -> pl.Expr:
     """A String expression: the compact wire JSON of each row."""
     plain = [f for f in fields if not f.startswith("designations.")]
-    members = _struct(_tree(plain), target.fields)
+    kinds = {f: target.kind(f) or "str" for f in plain}
+    text = _object(_tree(plain), kinds)
     designations = _designations(fields)
-    if designations is not None:
-        members.append(designations)
-    text = pl.struct(members).struct.json_encode()
-    for _ in range(2):  # nested objects can empty out in two steps (address, then contact)
-        text = (
-            text.str.replace_all(r',"[^"\\]*":null', "")
-            .str.replace_all(r'\{"[^"\\]*":null,?', "{")
-            .str.replace_all(r',"[^"\\]*":(?:\{\}|\[\])', "")
-            .str.replace_all(r'\{"[^"\\]*":(?:\{\}|\[\]),?', "{")
-        )
-    keys = "|".join(MONEY_KEYS)
-    return text.str.replace_all(f'"({keys})":"(-?[0-9]+\\.[0-9]+)"', '"${1}":${2}')
+    if designations is None:
+        return text
+    return (
+        pl.when(designations.is_null())
+        .then(text)
+        .otherwise(text.str.head(-1) + pl.lit(',"designations":[') + designations + pl.lit("]}"))
+    )
 
 
 def strip_empty(frame: pl.DataFrame, fields: list[str]) -> pl.DataFrame:

@@ -45,13 +45,26 @@ def _email(field: str, present: set[str]) -> list[RowRule]:
     ]
 
 
-def row_rules(target: str, present: set[str], designations: int, today: dt.date) -> list[RowRule]:
+CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def row_rules(
+    target: str, present: set[str], designations: int, today: dt.date, text: list[str]
+) -> list[RowRule]:
     """The target's cross-field and format rules, for the fields the spec maps."""
 
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in present else pl.lit(None)
 
-    rules: list[RowRule] = []
+    rules: list[RowRule] = [
+        RowRule(
+            f,
+            "control_chars",
+            pl.col(f).str.contains(CONTROL),
+            pl.lit("contains a control character (a byte below 0x20 other than tab/newline)"),
+        )
+        for f in text
+    ]
     if target == "contact_transaction":
         no_person = col("firstName").is_null() | col("lastName").is_null()
         rules.append(

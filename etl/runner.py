@@ -76,6 +76,20 @@ def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame
     )
 
 
+PAYLOAD_CHUNK = 200_000  # rows per payload slice: bounds the memory of intermediate strings
+
+
+def _payloads(out: pl.DataFrame, keep: pl.Series, key: pl.Expr, payload: pl.Expr) -> pl.DataFrame:
+    """Payload JSON of the rows where `keep` is true, built slice by slice."""
+    parts = [
+        out.slice(start, PAYLOAD_CHUNK)
+        .filter(keep.slice(start, PAYLOAD_CHUNK))
+        .select("_source_file", "_record", key.alias("_key"), payload.alias("_payload"))
+        for start in range(0, max(out.height, 1), PAYLOAD_CHUNK)
+    ]
+    return pl.concat(parts, rechunk=False)
+
+
 def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) -> FileOutcome:
     spec = loaded.spec
     target = get_target(spec.target)
@@ -86,39 +100,38 @@ def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) 
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
     fails = failures(out, spec, fields, target.id_field, n_designations, today)
     bad = fails.select("_row").unique()
-    valid = out.join(bad, on="_row", how="anti", maintain_order="left")
-    key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
-    payloads = valid.select(
-        "_source_file", "_record", key.alias("_key"), payload_expr(target, fields).alias("_payload")
-    )
     rejects = _reject_rows(raw, fails, offset)
+    display, digest, size, notes = raw.display, raw.sha256, raw.size, raw.warnings
+    del raw  # the source strings are no longer needed: free them before building payloads
+    out = out.select("_row", "_source_file", "_record", *fields)
+    keep = ~out["_row"].is_in(bad["_row"].implode())
+    key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
+    payloads = _payloads(out, keep, key, payload_expr(target, fields))
+    amounts = _amounts(out, keep, fields)
     info = FileInfo(
-        path=raw.display,
-        sha256=raw.sha256,
-        size=raw.size,
+        path=display,
+        sha256=digest,
+        size=size,
         rows=out.height,
-        valid=valid.height,
+        valid=payloads.height,
         rejected=bad.height,
     )
     # The accounting invariant: every input row is valid or rejected, never both or neither.
-    assert info.rows == info.valid + info.rejected, f"row accounting broken for {path}"
-    return FileOutcome(
-        info,
-        rejects,
-        fails,
-        payloads,
-        _amounts(out, valid, fields),
-        [f"{raw.display}: {w}" for w in raw.warnings],
-    )
+    if info.rows != info.valid + info.rejected:
+        raise AssertionError(f"row accounting broken for {path}: {info}")
+    return FileOutcome(info, rejects, fails, payloads, amounts, [f"{display}: {w}" for w in notes])
 
 
-def _amounts(out: pl.DataFrame, valid: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
+def _amounts(out: pl.DataFrame, keep: pl.Series, fields: list[str]) -> pl.DataFrame:
     """Gift amount sums in cents by currency, for all parsed rows and for valid rows."""
     if "amount" not in fields:
         return pl.DataFrame(schema={"currency": pl.String, "stage": pl.String, "cents": pl.Int64})
     cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
     frames = []
-    for stage, frame in (("read", out), ("valid", valid)):
+    for stage, frame in (
+        ("read", out),
+        ("valid", out.select(*cur.meta.root_names(), "amount").filter(keep)),
+    ):
         frames.append(
             frame.group_by(cur.fill_null("(unspecified)").alias("currency"))
             .agg((pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))

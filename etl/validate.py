@@ -166,7 +166,13 @@ def failures(
     parts += transform_errors
     checked = _pandera_failures(frame, spec, fields)
     present = set(fields)
-    rules = row_rules(spec.target, present, designations, today)
+    rules = row_rules(
+        spec.target,
+        present,
+        designations,
+        today,
+        [f for f in fields if frame.schema[f] == pl.String],
+    )
     if rules:
         flags = frame.select(
             "_row", *[r.fails.fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)]

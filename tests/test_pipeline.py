@@ -214,3 +214,17 @@ def test_glob_reads_every_file_with_per_file_accounting(write):
         ("a.csv", 2, 1, 1),
         ("b.csv", 1, 1, 0),
     ]
+
+
+def test_strings_are_escaped_and_control_characters_rejected(write):
+    loaded = _spec(
+        write,
+        "mappings: {firstName: f, lastName: l, address2: a}",
+        'id,f,l,a\n1,"Ann ""Q""",Back\\slash,"Line 1\nLine 2\tx"\n2,A,B\x00C,\n',
+    )
+    result = validate_pipeline(loaded)
+    payload = json.loads(result.payloads["_payload"][0])
+    assert payload["firstName"] == 'Ann "Q"'
+    assert payload["lastName"] == "Back\\slash"
+    assert payload["address2"] == "Line 1\nLine 2\tx"
+    assert reasons(result)[2] == [("lastName", "control_chars")]
