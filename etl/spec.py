@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from etl import transforms
@@ -378,6 +379,11 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
             problem = transforms.check_args(name, args)
             if problem:
                 err(loc, f"{name}: {problem}")
+                continue
+            try:  # building the expression checks the argument values (formats, regexes...)
+                transforms.REGISTRY[name](pl.col("x"), **args)
+            except (ValueError, TypeError, re.error) as exc:
+                err(loc, f"{name}: {exc}")
     if spec.designations and spec.target != "gift_transaction":
         err(("designations",), "designations only apply to gift_transaction")
     if sum(d.amount is None for d in spec.designations) > 1:

@@ -146,3 +146,17 @@ def test_json_schema_describes_the_format():
         schema["properties"]
     )
     assert schema["properties"]["target"]["enum"] == ["contact_transaction", "gift_transaction"]
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("{parse_date: {formats: ['%q']}}", r"transforms\[0\]: parse_date: "),
+        ("{split_name: {part: middle}}", r"transforms\[0\]: split_name: "),
+        ("{replace: {pattern: '(['}}", r"transforms\[0\]: replace: "),
+    ],
+)
+def test_bad_transform_argument_values_are_spec_errors(write, step, message):
+    path = write("p.yaml", GOOD.replace("transforms: [parse_amount]", f"transforms: [{step}]"))
+    with pytest.raises(SpecError, match=r"p\.yaml:10: mappings\.amount\." + message):
+        load_spec(path)
