@@ -10,6 +10,7 @@ encoding cannot decode is a file-level error naming the line, never a silent rep
 from __future__ import annotations
 
 import codecs
+import os
 import glob as globlib
 import hashlib
 from collections.abc import Iterator
@@ -45,7 +46,7 @@ def resolve_files(loaded: LoadedSpec) -> list[Path]:
     """The files the spec's source path or glob names, in name order."""
     pattern = loaded.spec.source.path
     base = loaded.base_dir
-    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+    full = os.path.normpath(pattern if Path(pattern).is_absolute() else str(base / pattern))
     if globlib.has_magic(pattern):
         files = sorted(Path(p) for p in globlib.glob(full) if Path(p).is_file())
     else:
