@@ -352,17 +352,22 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
         )
 
     known_fields = sorted(target.fields)
-    for field in (*spec.mappings, *spec.rules):
-        section = "mappings" if field in spec.mappings else "rules"
-        if field in (target.source_field, target.id_field):
-            err((section, field), f"{field} comes from `keys:`, not from {section}")
-        elif target.kind(field) is None:
-            close = transforms.suggest(field, known_fields)
-            err(
-                (section, field),
-                f"{spec.target} has no field {field!r}",
-                f"did you mean {close!r}?" if close else "see `etl fields " + spec.target + "`",
-            )
+    keyed = (target.source_field, target.id_field)
+    for section, names in (("mappings", list(spec.mappings)), ("rules", list(spec.rules))):
+        for field in names:
+            if field in keyed:
+                if section == "mappings":
+                    err((section, field), f"{field} comes from `keys:`, not from mappings")
+            elif target.kind(field) is None:
+                close = transforms.suggest(field, known_fields)
+                err(
+                    (section, field),
+                    f"{spec.target} has no field {field!r}",
+                    f"did you mean {close!r}?" if close else f"see `etl fields {spec.target}`",
+                )
+            elif section == "rules" and field not in spec.mappings:
+                err((section, field), f"{field} has rules but no mapping",
+                    "add it under mappings:, or remove the rule")
     for field, mapping in spec.mappings.items():
         for i, (name, args) in enumerate(mapping.steps()):
             loc: Loc = ("mappings", field, "transforms", i)

@@ -126,3 +126,8 @@ def test_python_dash_m_works():
         [sys.executable, "-m", "etl", "--version"], capture_output=True, text=True, check=True
     )
     assert proc.stdout.startswith("etl, version")
+
+
+def test_committed_schema_file_is_current():
+    committed = json.loads((Path(__file__).parent.parent / "pipeline.schema.json").read_text())
+    assert committed == json.loads(invoke("schema").output), "run: etl schema > pipeline.schema.json"

@@ -160,3 +160,11 @@ def test_bad_transform_argument_values_are_spec_errors(write, step, message):
     path = write("p.yaml", GOOD.replace("transforms: [parse_amount]", f"transforms: [{step}]"))
     with pytest.raises(SpecError, match=r"p\.yaml:10: mappings\.amount\." + message):
         load_spec(path)
+
+
+def test_rules_need_a_mapping_but_may_check_the_key(write):
+    ok = GOOD + "rules:\n  transactionId: {pattern: 'G[0-9]+'}\n  amount: {max: 10}\n"
+    assert load_spec(write("p.yaml", ok)).spec.rules["transactionId"].pattern == "G[0-9]+"
+    bad = GOOD + "rules:\n  notes: {max_length: 10}\n"
+    with pytest.raises(SpecError, match=r"p\.yaml:18: rules\.notes: notes has rules but no mapping"):
+        load_spec(write("p.yaml", bad))
