@@ -182,5 +182,13 @@ def demo(out_dir: Path) -> None:
     click.echo("The sample data is dirty on purpose: rejected rows are expected (see the reports).")
 
 
+def _attach() -> None:
+    from etl.sandbox.cli import sandbox
+
+    main.add_command(sandbox)
+
+
+_attach()
+
 if __name__ == "__main__":
     main()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["sandbox_fixtures"]
+
 DATA = Path(__file__).parent / "data"
 
 

@@ -1,0 +1,189 @@
+"""Serving the sandbox: in the foreground (`etl sandbox`) or in a background thread (tests).
+
+    with running_sandbox(rate_limit="20/second", faults="http500=0.1,seed=7") as sb:
+        httpx.post(sb.base_url + "/api/v2/Gift/Transaction", json=gift, headers=sb.headers())
+        sb.run_batch()
+        assert sb.state.gifts_for("LegacyCRM", "G-1")
+
+Only ever binds 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from etl.sandbox.app import Sandbox, build_app
+from etl.sandbox.config import SandboxConfig
+from etl.sandbox.faults import Faults
+from etl.sandbox.state import SandboxState
+
+HOST = "127.0.0.1"
+
+
+def bind(port: int) -> socket.socket:
+    """A listening socket on 127.0.0.1 (port 0: an ephemeral port; read it back)."""
+    # proto IPPROTO_TCP (not 0), or asyncio leaves Nagle on for accepted connections: +40 ms
+    # per answer written in two parts (delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((HOST, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: Any) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, ws="none", lifespan="off", http="h11",
+        interface="asgi3", server_header=False, timeout_graceful_shutdown=3,
+    )
+    return uvicorn.Server(config)
+
+
+@dataclass
+class SandboxHandle:
+    """A running sandbox: where it is, its keys, and its live state and switches."""
+
+    base_url: str
+    port: int
+    api_key: str
+    readonly_key: str
+    runtime: Sandbox
+
+    @property
+    def state(self) -> SandboxState:
+        return self.runtime.state
+
+    @property
+    def config(self) -> SandboxConfig:
+        return self.runtime.config
+
+    @property
+    def faults(self) -> Faults:
+        return self.runtime.faults
+
+    def headers(self, *, readonly: bool = False) -> dict[str, str]:
+        key = self.readonly_key if readonly else self.api_key
+        return {"Authorization": f"Bearer {key}"}
+
+    def client(self, *, readonly: bool = False, **options: Any) -> httpx.Client:
+        """An httpx client with the base URL and the key set (close it, or use `with`)."""
+        options.setdefault("timeout", 10.0)
+        return httpx.Client(base_url=self.base_url, headers=self.headers(readonly=readonly),
+                            trust_env=False, **options)
+
+    def run_batch(self, timeout: float | None = 120.0) -> dict[str, Any]:
+        """Run the nightly batch now (over HTTP, on the server's thread); returns the summary."""
+        response = httpx.post(self.base_url + "/sandbox/run-batch", headers=self.headers(),
+                              timeout=timeout, trust_env=False)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def set_faults(self, spec: str | dict[str, Any] | None) -> None:
+        """Replace every fault, e.g. `"http500=0.2,seed=3"`; None switches them all off."""
+        self.runtime.faults.configure(spec)
+
+    def set_rate_limit(self, spec: str) -> None:
+        """A new budget (`"5/second"`, `"none"`); the current window starts afresh."""
+        self.runtime.limiter.configure(spec)
+
+    def reset(self) -> None:
+        """Back to a fresh start: empty state, and the faults, budget and batch switches the
+        sandbox was started with (lets one server serve many tests)."""
+        initial = self.runtime.initial
+        self.state.clear()
+        self.set_faults(initial.faults)
+        self.set_rate_limit(initial.rate_limit)
+        self.config.batch_mode, self.config.max_batch = initial.batch_mode, initial.max_batch
+
+
+class _ServerThread:
+    def __init__(self, app: Any, sock: socket.socket) -> None:
+        self.server = make_server(app)
+        self.sock = sock
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="etl-sandbox", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.server.run(sockets=[self.sock])
+        except BaseException as exc:  # pragma: no cover - reported by start()
+            self.error = exc
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if self.error is not None or not self.thread.is_alive():
+                raise RuntimeError(f"the sandbox did not start: {self.error!r}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sandbox did not start in time")
+            time.sleep(0.005)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@contextmanager
+def running_sandbox(port: int = 0, **config: Any) -> Iterator[SandboxHandle]:
+    """Start the sandbox on 127.0.0.1 in a background thread; stop it cleanly on exit.
+
+    `config` is `SandboxConfig`'s fields: api_key, readonly_key, rate_limit ("5000/hour",
+    "20/second", "none"), faults ("http500=0.05,seed=42" or a dict), state_path, batch_mode
+    ("reject_all" | "accept_valid"), max_batch, organization_name, organization_timezone,
+    org_seed, webhook_attempts, webhook_backoff, webhook_timeout, clock.
+    """
+    cfg = SandboxConfig(**config)
+    app, runtime = build_app(cfg)
+    sock = bind(port)
+    bound = sock.getsockname()[1]
+    server = _ServerThread(app, sock)
+    try:
+        server.start()
+        assert cfg.api_key and cfg.readonly_key
+        yield SandboxHandle(f"http://{HOST}:{bound}", bound, cfg.api_key, cfg.readonly_key,
+                            runtime)
+    finally:
+        server.stop()
+        runtime.state.close()
+
+
+def serve(cfg: SandboxConfig, port: int, on_ready: Callable[[str], None]) -> None:
+    """Serve in the foreground until interrupted (Ctrl+C / SIGTERM).
+
+    `on_ready(base_url)` runs once the socket listens (connections queue until uvicorn accepts).
+    """
+    app, runtime = build_app(cfg)
+    sock = bind(port)
+    on_ready(f"http://{HOST}:{sock.getsockname()[1]}")
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with these
+    # no-op handlers in place that re-raise does nothing, and the command exits 0.
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        make_server(app).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+        runtime.state.close()
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """Stand-in handler: the server already stopped gracefully."""
