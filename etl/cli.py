@@ -91,9 +91,7 @@ def validate(
         click.echo(outcome.summary)
         click.echo(f"report: {outcome.paths.report_html}")
     rate = outcome.result.reject_rate()
-    sys.exit(
-        EXIT_OK if rate <= max_reject_rate and (rate == 0 or max_reject_rate > 0) else EXIT_REJECTS
-    )
+    sys.exit(EXIT_OK if rate <= max_reject_rate else EXIT_REJECTS)
 
 
 @main.command()
