@@ -25,7 +25,7 @@ def _tree(fields: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _value_text(col: pl.Expr, kind: str) -> pl.Expr:
+def _value_text(col: pl.Expr, kind: str, needs: tuple[bool, bool]) -> pl.Expr:
     """One field's value as JSON text; null stays null (and the member is left out)."""
     if kind == "money":
         return _money_text(col)
@@ -38,32 +38,53 @@ def _value_text(col: pl.Expr, kind: str) -> pl.Expr:
     if kind == "str_list":
         listed = pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
         return pl.when(col.is_not_null()).then(listed)
-    return _json_text(col)
+    return _json_text(col, needs)
 
 
-def _object(tree: dict[str, Any], kinds: dict[str, str]) -> pl.Expr:
+def _object(
+    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
+) -> pl.Expr:
     """A JSON object from the tree of field paths; null when every member is null."""
     members = []
     for key, sub in tree.items():
         value = (
-            _object(sub, kinds)
+            _object(sub, kinds, needs)
             if isinstance(sub, dict)
-            else _value_text(pl.col(sub), kinds.get(sub, "str"))
+            else _value_text(pl.col(sub), kinds.get(sub, "str"), needs.get(sub, (True, True)))
         )
         members.append(pl.lit(f'"{key}":') + value)
     body = pl.concat_str(members, separator=",", ignore_nulls=True)
     return pl.when(body == "").then(None).otherwise(pl.lit("{") + body + pl.lit("}"))
 
 
-_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+_QUOTES = r'["\\]'
+_CONTROLS = "[\n\r\t]"
 
 
-def _json_text(expr: pl.Expr) -> pl.Expr:
-    """A string as a JSON string literal. Other control characters never get here: the
-    validator rejects them (rule `control_chars`)."""
-    for raw, escaped in _ESCAPES:
-        expr = expr.str.replace_all(raw, escaped, literal=True)
+def _json_text(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
+    """A string as a JSON string literal. `needs` says whether the column holds any quote or
+    backslash, and any newline or tab, so clean columns skip the replacement passes. Other
+    control characters never get here: the validator rejects them (rule `control_chars`)."""
+    quotes, controls = needs
+    if quotes:
+        expr = expr.str.replace_all(_QUOTES, r"\$0")
+    if controls:
+        for raw, escaped in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
+            expr = expr.str.replace_all(raw, escaped, literal=True)
     return pl.lit('"') + expr + pl.lit('"')
+
+
+def escape_needs(frame: pl.DataFrame, columns: list[str]) -> dict[str, tuple[bool, bool]]:
+    """For each string column: does any value need quote/backslash or control escapes?"""
+    text = [c for c in columns if frame.schema[c] == pl.String]
+    if not text:
+        return {}
+    row = frame.select(
+        [pl.col(c).str.contains(_QUOTES).any().alias(f"q{i}") for i, c in enumerate(text)]
+        + [pl.col(c).str.contains(_CONTROLS).any().alias(f"c{i}") for i, c in enumerate(text)]
+    ).row(0)
+    n = len(text)
+    return {c: (bool(row[i]), bool(row[n + i])) for i, c in enumerate(text)}
 
 
 def _money_text(expr: pl.Expr) -> pl.Expr:
@@ -75,7 +96,7 @@ def _money_text(expr: pl.Expr) -> pl.Expr:
     return pl.concat_str([sign, whole, pl.lit("."), frac])
 
 
-def _designations(fields: list[str]) -> pl.Expr | None:
+def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.Expr | None:
     """The designations array as JSON text (null when a gift has none)."""
     count = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
     if not count:
@@ -95,7 +116,7 @@ def _designations(fields: list[str]) -> pl.Expr | None:
                 pl.concat_str(
                     [
                         pl.lit('{"' + by + '":'),
-                        _json_text(project),
+                        _json_text(project, needs.get(prefix + by, (True, True))),
                         pl.lit(',"amountDesignated":'),
                         _money_text(amount).fill_null("null"),
                         pl.lit("}"),
@@ -107,19 +128,20 @@ def _designations(fields: list[str]) -> pl.Expr | None:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
-def payload_expr(target: Target, fields: list[str]) -> pl.Expr:
-    """A String expression: the compact wire JSON of each row."""
+def payload_expr(
+    target: Target, fields: list[str], needs: dict[str, tuple[bool, bool]] | None = None
+) -> pl.Expr:
+    """A String expression: the compact wire JSON of each row. `needs` (from `escape_needs`)
+    lets clean string columns skip escaping; without it every column is escaped."""
+    needs = needs or {}
     plain = [f for f in fields if not f.startswith("designations.")]
     kinds = {f: target.kind(f) or "str" for f in plain}
-    text = _object(_tree(plain), kinds)
-    designations = _designations(fields)
+    text = _object(_tree(plain), kinds, needs)
+    designations = _designations(fields, needs)
     if designations is None:
         return text
-    return (
-        pl.when(designations.is_null())
-        .then(text)
-        .otherwise(text.str.head(-1) + pl.lit(',"designations":[') + designations + pl.lit("]}"))
-    )
+    member = pl.lit(',"designations":[') + designations + pl.lit("]")
+    return pl.concat_str([text.str.head(-1), member, pl.lit("}")], ignore_nulls=True)
 
 
 def strip_empty(frame: pl.DataFrame, fields: list[str]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import polars as pl
 
 from etl import __version__, mapping
 from etl.mapping import ERR, OUT, RAW
-from etl.payload import payload_expr, strip_empty
+from etl.payload import escape_needs, payload_expr, strip_empty
 from etl.result import FileInfo, ValidationResult
 from etl.sources import RawFile, read_file, resolve_files
 from etl.spec import LoadedSpec
@@ -36,27 +36,67 @@ class FileOutcome:
     warnings: list[str]
 
 
+DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
+DEDUPE_MIN_ROWS = 10_000
+
+
+def _columns(plan: mapping.FieldPlan) -> set[str]:
+    return {c for e in (plan.value, plan.error, plan.raw) for c in e.meta.root_names()}
+
+
+def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
+    return (
+        [p.value.alias(OUT + p.field) for p in group]
+        + [p.error.alias(OUT + ERR + p.field) for p in group]
+        + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
+    )
+
+
+def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
+    """Evaluate one-column mappings once per distinct source value when the column repeats a
+    lot (names, dates, codes): a lookup table per column, joined back by value."""
+    single = {p.field: next(iter(_columns(p))) for p in plans if len(_columns(p)) == 1}
+    columns = sorted(set(single.values()))
+    if not columns or frame.height < DEDUPE_MIN_ROWS:
+        return []
+    distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
+    cheap = {c for c, n in zip(columns, distinct, strict=True) if n < frame.height * DEDUPE_RATIO}
+    tables = []
+    for column in sorted(cheap):
+        group = [p for p in plans if single.get(p.field) == column]
+        tables.append(frame.select(pl.col(column).unique()).select(pl.col(column), *_exprs(group)))
+    return tables
+
+
 def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
     """Source rows -> typed fields, their errors and raw values, plus the meta columns."""
     spec = loaded.spec
-    target = get_target(spec.target)
-    plans = mapping.plan(spec, target)
+    plans = mapping.plan(spec, get_target(spec.target))
     first = [p for p in plans if not p.field.startswith("designations.")]
     second = [p for p in plans if p.field.startswith("designations.")]
-    lf = (
-        raw.frame.lazy()
-        .with_row_index("_row", offset=offset)
-        .with_columns(pl.col("_row").cast(pl.Int64))
+    frame = raw.frame.with_row_index("_row", offset=offset).with_columns(
+        pl.col("_row").cast(pl.Int64)
     )
-    for group in (first, second):
+    looked_up = []
+    for table in _by_distinct_value(frame, first):
+        key = table.columns[0]
+        # Distinct keys: a left join keeps every row, in order, so the columns line up.
+        looked_up.append(
+            frame.select(key)
+            .join(table, on=key, how="left", nulls_equal=True, maintain_order="left")
+            .drop(key)
+        )
+    done = {c for t in looked_up for c in t.columns}
+    lf = pl.concat([frame, *looked_up], how="horizontal").lazy()
+    rest = [p for p in first if OUT + p.field not in done]
+    for group in (rest, second):
         if group:
-            lf = lf.with_columns(
-                [p.value.alias(OUT + p.field) for p in group]
-                + [p.error.alias(OUT + ERR + p.field) for p in group]
-                + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
-            )
-    outputs = [c for c in lf.collect_schema().names() if c.startswith(OUT)]
-    return lf.select(*META, *[pl.col(c).alias(c[len(OUT) :]) for c in outputs]).collect()
+            lf = lf.with_columns(_exprs(group))
+    # Plan order (keys first, then the spec's mappings) is the order of the payload's members.
+    names = (
+        [p.field for p in plans] + [ERR + p.field for p in plans] + [RAW + p.field for p in plans]
+    )
+    return lf.select(*META, *[pl.col(OUT + n).alias(n) for n in names]).collect()
 
 
 def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame:
@@ -106,7 +146,8 @@ def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) 
     out = out.select("_row", "_source_file", "_record", *fields)
     keep = ~out["_row"].is_in(bad["_row"].implode())
     key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
-    payloads = _payloads(out, keep, key, payload_expr(target, fields))
+    payload = payload_expr(target, fields, escape_needs(out, fields))
+    payloads = _payloads(out, keep, key, payload)
     amounts = _amounts(out, keep, fields)
     info = FileInfo(
         path=display,

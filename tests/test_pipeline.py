@@ -228,3 +228,16 @@ def test_strings_are_escaped_and_control_characters_rejected(write):
     assert payload["lastName"] == "Back\\slash"
     assert payload["address2"] == "Line 1\nLine 2\tx"
     assert reasons(result)[2] == [("lastName", "control_chars")]
+
+
+@pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
+def test_distinct_value_lookup_gives_the_same_result(monkeypatch, name):
+    from etl import runner
+
+    plain = run(name)
+    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(runner, "DEDUPE_RATIO", 1.01)
+    looked_up = run(name)
+    assert looked_up.payloads.equals(plain.payloads)
+    assert looked_up.failures.equals(plain.failures)
+    assert looked_up.rejects.equals(plain.rejects)
