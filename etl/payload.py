@@ -42,7 +42,10 @@ def _value_text(col: pl.Expr, kind: str, needs: tuple[bool, bool]) -> pl.Expr:
 
 
 def _object(
-    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
+    tree: dict[str, Any],
+    kinds: dict[str, str],
+    needs: dict[str, tuple[bool, bool]],
+    top: bool = False,
 ) -> pl.Expr:
     """A JSON object from the tree of field paths; null when every member is null."""
     members = []
@@ -54,6 +57,8 @@ def _object(
         )
         members.append(pl.lit(f'"{key}":') + value)
     body = pl.concat_str(members, separator=",", ignore_nulls=True)
+    if top:  # the source and id are always there: never empty
+        return pl.concat_str([pl.lit("{"), body, pl.lit("}")])
     return pl.when(body == "").then(None).otherwise(pl.lit("{") + body + pl.lit("}"))
 
 
@@ -88,12 +93,8 @@ def escape_needs(frame: pl.DataFrame, columns: list[str]) -> dict[str, tuple[boo
 
 
 def _money_text(expr: pl.Expr) -> pl.Expr:
-    """Money as a JSON number with exactly two decimals (from integer cents: no float noise)."""
-    cents = (expr * 100).round(0).cast(pl.Int64)
-    sign = pl.when(cents < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    whole = (cents.abs() // 100).cast(pl.String)
-    frac = (cents.abs() % 100).cast(pl.String).str.zfill(2)
-    return pl.concat_str([sign, whole, pl.lit("."), frac])
+    """Money as a JSON number with exactly two decimals (a decimal type: no float noise)."""
+    return expr.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
 
 
 def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.Expr | None:
@@ -136,7 +137,7 @@ def payload_expr(
     needs = needs or {}
     plain = [f for f in fields if not f.startswith("designations.")]
     kinds = {f: target.kind(f) or "str" for f in plain}
-    text = _object(_tree(plain), kinds, needs)
+    text = _object(_tree(plain), kinds, needs, top=True)
     designations = _designations(fields, needs)
     if designations is None:
         return text
