@@ -2,7 +2,8 @@
 one library function, and renders the result; `EtlError`s become a message and an exit code.
 
 Exit codes: 0 all good; 1 rows rejected (over --max-reject-rate) or failed; 2 spec or usage
-error; 3 a source file cannot be read; 4 credentials refused; 130 interrupted.
+error; 3 a source file cannot be read; 4 credentials refused (or the wrong organization);
+5 interrupted (Ctrl-C / SIGTERM).
 """
 
 from __future__ import annotations
@@ -149,40 +150,46 @@ def list_transforms() -> None:
 
 
 @main.command()
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("reports"),
-    show_default=True,
-)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("reports/demo"), show_default=True, help="Reports and demo ledgers.")
 def demo(out_dir: Path) -> None:
-    """The main job on the bundled sample data: every sample pipeline, dry run.
+    """The main job on the bundled sample data, against a local CRM+ sandbox.
+
+    Validates and submits the sample contacts, legacy gifts and a nightly drop (dirty on purpose:
+    rejected rows are expected), then runs the sandbox's nightly batch and shows what CRM+
+    would have created.
 
     Example:
 
-        etl demo
+        etl demo --out reports/demo
     """
-    from etl.dryrun import dry_run
+    from etl.cli_run import render_summary
+    from etl.demo import run_demo
 
     root = Path(__file__).resolve().parent.parent
-    worst = EXIT_OK
-    for name in ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop"):
-        spec = root / "pipelines" / f"{name}.yaml"
-        click.echo(f"== {name}: dry run ==")
-        try:
-            outcome = dry_run(spec, out_dir=out_dir / name)
-        except EtlError as exc:
-            _fail(exc)
-        click.echo(outcome.summary)
-        click.echo(f"report: {outcome.paths.report_html}\n")
-        worst = max(worst, EXIT_REJECTS if outcome.result.rejected else EXIT_OK)
-    click.echo("The sample data is dirty on purpose: rejected rows are expected (see the reports).")
+    try:
+        outcome = run_demo(root, out_dir, lambda message: click.echo(message))
+    except EtlError as exc:
+        _fail(exc)
+    for summary in outcome.summaries:
+        click.echo(f"\n-- {summary.pipeline} --")
+        render_summary(summary)
+    batch = outcome.batch
+    click.echo("\nsandbox nightly batch (what CRM+ does overnight): "
+               + ", ".join(f"{k} {v}" for k, v in batch.items() if not isinstance(v, dict | list)))
+    codes = {s.exit_code for s in outcome.summaries}
+    if codes - {EXIT_OK, EXIT_REJECTS}:
+        sys.exit(max(codes))
+    click.echo("\nThe samples are dirty on purpose: see rejects.csv and report.html in "
+               f"{out_dir}/<pipeline>/ for every rejected row and why.")
 
 
 def _attach() -> None:
+    from etl.cli_run import ledger, run
     from etl.sandbox.cli import sandbox
 
+    main.add_command(run)
+    main.add_command(ledger)
     main.add_command(sandbox)
 
 

@@ -131,3 +131,13 @@ def test_python_dash_m_works():
 def test_committed_schema_file_is_current():
     committed = json.loads((Path(__file__).parent.parent / "pipeline.schema.json").read_text())
     assert committed == json.loads(invoke("schema").output), "run: etl schema > pipeline.schema.json"
+
+
+def test_demo_runs_every_sample_pipeline_against_the_sandbox(tmp_path):
+    result = invoke("demo", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "sandbox nightly batch" in result.output
+    for name in ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop"):
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        assert report["counts"]["read"] == report["counts"]["valid"] + report["counts"]["rejected"]
+        assert (tmp_path / name / "ledger.sqlite").is_file()

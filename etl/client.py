@@ -1,0 +1,247 @@
+"""The CRM+ HTTP client: every endpoint path in one table, auth, status -> error class, headers.
+
+    send(endpoint, body) -> Reply          2xx
+                         -> TransientError      429 (retry_after), 408, 5xx, timeout, reset
+                         -> CredentialsRefused  401 / 403: stop the run
+                         -> EndpointMissing     404 (a batch endpoint this organization lacks)
+                         -> RequestRejected     400 / 409 / 422 and other 4xx, with details
+
+The status decides; the body is parsed defensively afterwards (empty, plain text, `{message}`,
+the `{"error": {code, message, details[]}}` envelope; unknown fields ignored). The API key lives
+only in the Authorization header: every text that leaves this module goes through `redact`.
+The network is behind an injectable `httpx` transport, so tests pass `httpx.MockTransport`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from etl.errors import CredentialsRefused, RequestRejected, TerminalError, TransientError
+
+DEFAULT_BASE_URL = "https://api.virtuoussoftware.com"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+# The seed's Pattern 1: one table of every path the tool calls. Nothing else builds a path.
+ENDPOINTS: dict[str, tuple[str, str]] = {
+    "organization": ("GET", "/api/Organization/Current"),
+    "contact_transaction": ("POST", "/api/Contact/Transaction"),
+    "contact_batch": ("POST", "/api/Contact/Batch"),
+    "gift_transaction": ("POST", "/api/v2/Gift/Transaction"),
+    "gift_batch": ("POST", "/api/v2/Gift/Transactions"),
+    "contact_find": ("GET", "/api/Contact/Find"),
+    "gift_query": ("POST", "/api/Gift/Query"),
+    "contact_query": ("POST", "/api/Contact/Query"),
+}
+_ITEM = re.compile(r"^(?:transactions|contacts)\[(\d+)\]\.?(.*)$")
+
+
+class EndpointMissing(TerminalError):
+    """404 on a write endpoint: this organization (or API version) does not offer it."""
+
+
+class OrganizationMismatch(CredentialsRefused):
+    """The key writes to another organization than the spec names."""
+
+
+@dataclass(frozen=True)
+class ErrorBody:
+    """What an error answer said, however it was shaped."""
+
+    code: str | None = None
+    message: str = ""
+    details: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A 2xx answer: status, parsed JSON (or None) and the rate-limit headers."""
+
+    status: int
+    data: Any
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None
+
+
+def check_base_url(url: str) -> str:
+    """The base URL without a trailing slash; https, or plain http to localhost only."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ValueError(f"--base-url {url!r} is not an http(s) URL")
+    if parts.username or parts.password:
+        raise ValueError("--base-url must not carry credentials; the key goes in the environment")
+    if parts.scheme == "http" and host not in LOCAL_HOSTS:
+        raise ValueError(f"--base-url {url!r}: plain http is only allowed to localhost/127.0.0.1")
+    return url.strip().rstrip("/")
+
+
+def coerce_number(value: Any) -> float | None:
+    """500, 500.0 and "500.00" -> 500.0; anything else -> None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        return None
+
+
+def coerce_bool(value: Any) -> bool | None:
+    """true / "true" / "True" / 1 -> True; false / "false" / 0 -> False; else None."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "1": True, "false": False, "0": False}.get(text)
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    number = coerce_number(headers.get(name))
+    return int(number) if number is not None else None
+
+
+def retry_after(headers: httpx.Headers) -> float | None:
+    """`Retry-After` in seconds (delta form; an HTTP date is read as 'soon')."""
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    number = coerce_number(raw)
+    return max(0.0, number) if number is not None else 1.0
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value) if value is not None else ""
+
+
+def parse_error_body(content: bytes, content_type: str = "") -> ErrorBody:
+    """Read an error answer of any shape; never raises."""
+    text = content.decode("utf-8", "replace").strip()
+    if not text:
+        return ErrorBody()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ErrorBody(message=text[:500])
+    if isinstance(data, str):
+        return ErrorBody(message=data[:500])
+    if not isinstance(data, dict):
+        return ErrorBody(message=text[:500])
+    inner = data.get("error")
+    if isinstance(inner, dict):
+        details = []
+        for d in inner.get("details") or []:
+            if isinstance(d, dict):
+                details.append({k: _text(d.get(k)) for k in ("field", "code", "message")})
+            elif d is not None:
+                details.append({"field": "", "code": "", "message": _text(d)})
+        code = inner.get("code")
+        return ErrorBody(code=_text(code) if code is not None else None,
+                         message=_text(inner.get("message")), details=details)
+    message = data.get("message") or data.get("Message") or data.get("error") or ""
+    return ErrorBody(message=_text(message)[:500])
+
+
+def item_details(details: list[dict[str, str]]) -> dict[int, list[dict[str, str]]]:
+    """Batch details naming items (`transactions[3].amount`) grouped by item index, with the
+    field made relative to the item (`amount`)."""
+    out: dict[int, list[dict[str, str]]] = {}
+    for d in details:
+        m = _ITEM.match(d.get("field", ""))
+        if m:
+            out.setdefault(int(m.group(1)), []).append({**d, "field": m.group(2)})
+    return out
+
+
+class Redactor:
+    """Removes the secret from any text before it is printed, logged or stored."""
+
+    def __init__(self, *secrets: str) -> None:
+        self._secrets = [s for s in secrets if s]
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class CrmClient:
+    """Async CRM+ client. `observe(reply_headers)` sees every answer (rate-limit correction)."""
+
+    def __init__(self, base_url: str, token: str, *, timeout: float = 30.0,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 observe: Callable[[httpx.Headers], None] | None = None) -> None:
+        self.base_url = check_base_url(base_url)
+        self.redact = Redactor(token)
+        self.observe = observe
+        self.notices: Counter[str] = Counter()  # "sunset /api/..." / "deprecation /api/..."
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=timeout, trust_env=False,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                     "User-Agent": "etl-virtuous-import"})
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> CrmClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def send(self, endpoint: str, body: bytes | None = None) -> Reply:
+        """Call `endpoint` (a name in ENDPOINTS) with a JSON body; 2xx -> Reply, else raises."""
+        method, path = ENDPOINTS[endpoint]
+        headers = {"Content-Type": "application/json"} if body is not None else None
+        try:
+            response = await self._http.request(method, path, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TransientError(f"{path}: timed out ({type(exc).__name__})") from None
+        except httpx.TransportError as exc:
+            raise TransientError(self.redact(f"{path}: connection failed: {exc!r}")) from None
+        return self._reply(path, response)
+
+    async def organization(self) -> dict[str, Any]:
+        """`GET /api/Organization/Current`: which organization this key writes to."""
+        reply = await self.send("organization")
+        return reply.data if isinstance(reply.data, dict) else {}
+
+    def _reply(self, path: str, response: httpx.Response) -> Reply:
+        h = response.headers
+        for name in ("sunset", "deprecation"):
+            if name in h:
+                self.notices[f"{name} {path}"] += 1
+        if self.observe is not None:
+            self.observe(h)
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                data = response.json() if response.content.strip() else None
+            except ValueError:
+                data = None
+            reset = coerce_number(h.get("x-ratelimit-reset"))
+            return Reply(status, data, _int_header(h, "x-ratelimit-limit"),
+                         _int_header(h, "x-ratelimit-remaining"), reset)
+        err = parse_error_body(response.content, h.get("content-type", ""))
+        said = self.redact(err.message or response.reason_phrase or "")
+        where = f"{path}: HTTP {status}" + (f" {err.code}" if err.code else "")
+        if status == 429 or status == 408 or status >= 500:
+            raise TransientError(f"{where}: {said}".rstrip(": "), status=status,
+                                 retry_after=retry_after(h))
+        if status in (401, 403):
+            what = "the API key was refused" if status == 401 else "the key may not do this"
+            raise CredentialsRefused(f"{where}: {what} ({said or 'no detail'}); check the key "
+                                     "and its permission group in CRM+ settings", status=status)
+        if status == 404:
+            raise EndpointMissing(f"{where}: not found", status=404)
+        details = [{k: self.redact(v) for k, v in d.items()} for d in err.details]
+        raise RequestRejected(f"{where}: {said}".rstrip(": "), status=status, code=err.code,
+                              details=details)

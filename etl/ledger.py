@@ -1,0 +1,301 @@
+"""The result ledger: one SQLite file per pipeline that accounts for every source row of every run.
+
+    runs    one per `etl run`: spec hash, tool version, organization, start/end, counts, exit
+    files   each source file seen: path, sha256, size, rows, first/last run
+    rows    one per source row per run (rejected rows too): idempotency key, payload hash,
+            source file + record, status, attempts, HTTP status, error code/details, batch id
+
+Row statuses: rejected, pending, sending, accepted, already_accepted, failed, in_doubt,
+conflict, needs_review (and confirmed, set by a reconciliation).
+
+Durability: WAL with synchronous=FULL; a batch's rows are marked `sending` in one committed
+transaction before its request and settled in one transaction after it, so after kill -9 the
+file is intact and the only rows whose fate is unknown are those left `sending`
+(at most concurrency x batch size). A lock file keeps two runs off one ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from etl.csvsafe import neutralize_formulas
+from etl.errors import EtlError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock
+    fcntl = None  # type: ignore[assignment]
+
+SCHEMA_VERSION = 1
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        "CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, target TEXT,"
+        " spec_path TEXT, spec_hash TEXT, tool_version TEXT, base_url TEXT, organization TEXT,"
+        " in_doubt_policy TEXT, started_at TEXT NOT NULL, ended_at TEXT, exit_code INTEGER,"
+        " exit_reason TEXT, counts TEXT, summary TEXT)",
+        "CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL, sha256 TEXT NOT NULL,"
+        " size INTEGER, rows INTEGER, first_run INTEGER, last_run INTEGER, UNIQUE(path, sha256))",
+        "CREATE TABLE rows (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),"
+        " source_file TEXT, record INTEGER, key TEXT, payload_hash TEXT, status TEXT NOT NULL,"
+        " reason TEXT, attempts INTEGER NOT NULL DEFAULT 0, http_status INTEGER,"
+        " error_code TEXT, error_details TEXT, batch_id TEXT, amount_cents INTEGER,"
+        " currency TEXT, created_at TEXT, sent_at TEXT, done_at TEXT)",
+        "CREATE INDEX rows_run_status ON rows(run_id, status)",
+        "CREATE INDEX rows_key ON rows(key, id) WHERE key IS NOT NULL",
+    ]),
+]
+COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status", "reason",
+           "attempts", "http_status", "error_code", "error_details", "batch_id", "amount_cents",
+           "currency", "created_at", "sent_at", "done_at"]
+INSERT_COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status",
+                  "reason", "error_code", "error_details", "amount_cents", "currency",
+                  "created_at"]
+OK_STATUSES = ("accepted", "already_accepted", "confirmed")
+
+
+class LedgerError(EtlError):
+    """The ledger cannot be used (locked by another run, newer schema, unknown run)."""
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """What earlier runs left for one idempotency key."""
+
+    accepted_hash: str | None
+    accepted_run: int | None
+    doubt_hash: str | None  # in doubt (sent, never answered) since the last acceptance
+
+
+class Ledger:
+    """An open ledger file. Use as a context manager; not thread-safe (one event loop)."""
+
+    def __init__(self, path: str | Path, *, lock: bool = True) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = self._take_lock() if lock else None
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_lock(self) -> Any:
+        if fcntl is None:  # pragma: no cover
+            return None
+        handle = open(str(self.path) + ".lock", "a+")  # noqa: SIM115 - held while open
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise LedgerError(f"{self.path}: another `etl run` is using this ledger") from None
+        return handle
+
+    def _migrate(self) -> None:
+        self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        version = row[0] or 0
+        if version > SCHEMA_VERSION:
+            raise LedgerError(f"{self.path}: ledger schema {version} is newer than this tool "
+                              f"({SCHEMA_VERSION}); upgrade etl")
+        for number, statements in MIGRATIONS:
+            if number > version:
+                with self.tx():
+                    for sql in statements:
+                        self.db.execute(sql)
+                    self.db.execute("INSERT INTO schema_version VALUES (?)", (number,))
+
+    def tx(self) -> _Tx:
+        """`with ledger.tx():` one committed transaction."""
+        return _Tx(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- a run ------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """After a crash: rows left `sending` become `in_doubt`, unfinished runs are closed.
+        Returns how many rows were in doubt."""
+        with self.tx():
+            n = self.db.execute("UPDATE rows SET status='in_doubt', done_at=?,"
+                                " error_code='IN_DOUBT' WHERE status='sending'", (now(),)).rowcount
+            for (run_id,) in self.db.execute("SELECT id FROM runs WHERE ended_at IS NULL")\
+                    .fetchall():
+                self._close_run(run_id, None, "crashed (found unfinished by a later run)", {})
+        return n
+
+    def start_run(self, **fields: Any) -> int:
+        """Open a run; `fields` are runs columns (pipeline, target, spec_hash, ...)."""
+        fields = {**fields, "started_at": now()}
+        names = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        with self.tx():
+            cur = self.db.execute(f"INSERT INTO runs ({names}) VALUES ({marks})",  # noqa: S608
+                                  tuple(fields.values()))
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def set_run(self, run_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k}=?" for k in fields)
+        with self.tx():
+            self.db.execute(f"UPDATE runs SET {sets} WHERE id=?",  # noqa: S608
+                            (*fields.values(), run_id))
+
+    def finish_run(self, run_id: int, exit_code: int, reason: str,
+                   summary: dict[str, Any]) -> None:
+        with self.tx():
+            self._close_run(run_id, exit_code, reason, summary)
+
+    def _close_run(self, run_id: int, exit_code: int | None, reason: str,
+                   summary: dict[str, Any]) -> None:
+        counts = dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE run_id=?"
+                                      " GROUP BY status", (run_id,)).fetchall())
+        self.db.execute("UPDATE runs SET ended_at=?, exit_code=?, exit_reason=?, counts=?,"
+                        " summary=? WHERE id=?", (now(), exit_code, reason, json.dumps(counts),
+                                                  json.dumps(summary), run_id))
+
+    def add_files(self, run_id: int, files: Iterable[tuple[str, str, int, int]]) -> None:
+        """Record (path, sha256, size, rows) of each source file read by the run."""
+        with self.tx():
+            self.db.executemany(
+                "INSERT INTO files (path, sha256, size, rows, first_run, last_run)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(path, sha256)"
+                " DO UPDATE SET last_run=excluded.last_run",
+                [(*f, run_id, run_id) for f in files])
+
+    def prior_state(self) -> dict[str, KeyState]:
+        """Per key: the payload hash last accepted, and whether it is in doubt since."""
+        acc: dict[str, tuple[str, int]] = {}
+        doubt: dict[str, str] = {}
+        cur = self.db.execute(
+            "SELECT key, status, payload_hash, run_id FROM rows WHERE key IS NOT NULL AND"
+            " status IN ('accepted','confirmed','in_doubt','sending') ORDER BY id")
+        for key, status, digest, run_id in cur:
+            if status in ("accepted", "confirmed"):
+                acc[key] = (digest, run_id)
+                doubt.pop(key, None)
+            else:
+                doubt[key] = digest
+        keys = acc.keys() | doubt.keys()
+        return {k: KeyState(acc[k][0] if k in acc else None, acc[k][1] if k in acc else None,
+                            doubt.get(k)) for k in keys}
+
+    def add_rows(self, rows: Sequence[Sequence[Any]]) -> int:
+        """Insert rows (INSERT_COLUMNS minus id and created_at); returns the first id given."""
+        with self.tx():
+            first = (self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]) + 1
+            stamp = now()
+            self.db.executemany(
+                f"INSERT INTO rows ({', '.join(INSERT_COLUMNS)})"  # noqa: S608
+                f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})",
+                ((first + i, *r, stamp) for i, r in enumerate(rows)))
+        return first
+
+    def mark_sending(self, batch_id: str, row_ids: Sequence[int]) -> None:
+        """Before a batch's request: its rows are `sending` (committed)."""
+        stamp = now()
+        with self.tx():
+            self.db.executemany("UPDATE rows SET status='sending', batch_id=?, sent_at=?"
+                                " WHERE id=?", ((batch_id, stamp, r) for r in row_ids))
+
+    def settle(self, outcomes: Iterable[tuple[int, str, int, int | None, str | None,
+                                              str | None]]) -> None:
+        """After a batch: (row id, status, attempts, http status, code, details), one commit."""
+        stamp = now()
+        with self.tx():
+            self.db.executemany(
+                "UPDATE rows SET status=?, attempts=attempts+?, http_status=?, error_code=?,"
+                " error_details=?, done_at=? WHERE id=?",
+                ((s, a, h, c, d, stamp, r) for r, s, a, h, c, d in outcomes))
+
+    # -- reading -----------------------------------------------------------------------------
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM runs ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def run(self, run_id: int | None = None) -> dict[str, Any]:
+        """One run (None: the latest)."""
+        runs = self.runs()
+        found = [r for r in runs if r["id"] == run_id] if run_id is not None else runs[-1:]
+        if not found:
+            raise LedgerError(f"{self.path}: no run {run_id}"
+                              if run_id is not None else f"{self.path}: no runs yet")
+        return found[0]
+
+    def counts(self, run_id: int) -> dict[str, int]:
+        return dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE run_id=?"
+                                    " GROUP BY status ORDER BY status", (run_id,)).fetchall())
+
+    def totals(self, run_id: int) -> list[tuple[str, str, int, int]]:
+        """(stage, currency, rows, cents) for valid, sent and accepted rows of a run."""
+        sql = ("SELECT ?, COALESCE(currency, ''), COUNT(*), COALESCE(SUM(amount_cents), 0)"
+               " FROM rows WHERE run_id=? AND {} GROUP BY 2")
+        stages = {"valid": "reason != 'invalid'", "sent": "attempts > 0",
+                  "accepted": "status IN ('accepted','already_accepted','confirmed')"}
+        out: list[tuple[str, str, int, int]] = []
+        for stage, where in stages.items():
+            out += self.db.execute(sql.format(where), (stage, run_id)).fetchall()
+        return out
+
+    def frame(self, run_id: int) -> pl.DataFrame:
+        """Every row of a run, in source order."""
+        cur = self.db.execute(f"SELECT {', '.join(COLUMNS)} FROM rows WHERE run_id=?"  # noqa: S608
+                              " ORDER BY id", (run_id,))
+        schema = {c: (pl.Int64 if c in ("id", "run_id", "record", "attempts", "http_status",
+                                         "amount_cents") else pl.String) for c in COLUMNS}
+        return pl.DataFrame(cur.fetchall(), schema=schema, orient="row")
+
+    def export(self, run_id: int, out: str | Path, fmt: str = "csv") -> Path:
+        """Write a run's rows to CSV (spreadsheet-safe) or Parquet."""
+        self.run(run_id)
+        frame = self.frame(run_id).sort("source_file", "record", maintain_order=True)
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".part")
+        if fmt == "csv":
+            neutralize_formulas(frame).write_csv(tmp)
+        elif fmt == "parquet":
+            frame.write_parquet(tmp)
+        else:
+            raise LedgerError(f"unknown export format {fmt!r} (csv or parquet)")
+        os.replace(tmp, out)
+        return out
+
+    def integrity(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
