@@ -10,15 +10,15 @@ encoding cannot decode is a file-level error naming the line, never a silent rep
 from __future__ import annotations
 
 import codecs
-import os
 import glob as globlib
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import polars as pl
 

@@ -130,7 +130,9 @@ def test_python_dash_m_works():
 
 def test_committed_schema_file_is_current():
     committed = json.loads((Path(__file__).parent.parent / "pipeline.schema.json").read_text())
-    assert committed == json.loads(invoke("schema").output), "run: etl schema > pipeline.schema.json"
+    assert committed == json.loads(invoke("schema").output), (
+        "run: etl schema > pipeline.schema.json"
+    )
 
 
 def test_demo_runs_every_sample_pipeline_against_the_sandbox(tmp_path):

@@ -166,5 +166,7 @@ def test_rules_need_a_mapping_but_may_check_the_key(write):
     ok = GOOD + "rules:\n  transactionId: {pattern: 'G[0-9]+'}\n  amount: {max: 10}\n"
     assert load_spec(write("p.yaml", ok)).spec.rules["transactionId"].pattern == "G[0-9]+"
     bad = GOOD + "rules:\n  notes: {max_length: 10}\n"
-    with pytest.raises(SpecError, match=r"p\.yaml:18: rules\.notes: notes has rules but no mapping"):
+    with pytest.raises(
+        SpecError, match=r"p\.yaml:18: rules\.notes: notes has rules but no mapping"
+    ):
         load_spec(write("p.yaml", bad))
