@@ -8,9 +8,11 @@ error; 3 a source file cannot be read; 4 credentials refused (or the wrong organ
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import click
 
@@ -32,7 +34,28 @@ def _fail(exc: EtlError) -> None:
     sys.exit(EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands that live in other modules are imported only when used: `etl validate` must
+    not pay for the HTTP client, the ledger and the sandbox server."""
+
+    lazy: ClassVar[dict[str, str]] = {
+        "run": "etl.cli_run:run",
+        "ledger": "etl.cli_run:ledger",
+        "sandbox": "etl.sandbox.cli:sandbox",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module, attr = self.lazy[cmd_name].split(":")
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="etl")
 def main() -> None:
     """Import donor data (CSV/Parquet) into Virtuous CRM+, described once in a YAML spec.
@@ -150,8 +173,14 @@ def list_transforms() -> None:
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("reports/demo"), show_default=True, help="Reports and demo ledgers.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports/demo"),
+    show_default=True,
+    help="Reports and demo ledgers.",
+)
 def demo(out_dir: Path) -> None:
     """The main job on the bundled sample data, against a local CRM+ sandbox.
 
@@ -175,25 +204,18 @@ def demo(out_dir: Path) -> None:
         click.echo(f"\n-- {summary.pipeline} --")
         render_summary(summary)
     batch = outcome.batch
-    click.echo("\nsandbox nightly batch (what CRM+ does overnight): "
-               + ", ".join(f"{k} {v}" for k, v in batch.items() if not isinstance(v, dict | list)))
+    click.echo(
+        "\nsandbox nightly batch (what CRM+ does overnight): "
+        + ", ".join(f"{k} {v}" for k, v in batch.items() if not isinstance(v, dict | list))
+    )
     codes = {s.exit_code for s in outcome.summaries}
     if codes - {EXIT_OK, EXIT_REJECTS}:
         sys.exit(max(codes))
-    click.echo("\nThe samples are dirty on purpose: see rejects.csv and report.html in "
-               f"{out_dir}/<pipeline>/ for every rejected row and why.")
+    click.echo(
+        "\nThe samples are dirty on purpose: see rejects.csv and report.html in "
+        f"{out_dir}/<pipeline>/ for every rejected row and why."
+    )
 
-
-def _attach() -> None:
-    from etl.cli_run import ledger, run
-    from etl.sandbox.cli import sandbox
-
-    main.add_command(run)
-    main.add_command(ledger)
-    main.add_command(sandbox)
-
-
-_attach()
 
 if __name__ == "__main__":
     main()
