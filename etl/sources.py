@@ -166,6 +166,8 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
         counted.alias("seps"),
         (pl.col("l") == "").alias("blank"),
     ).collect()
+    if df["start"].all():  # no record spans lines: one line, one record
+        return df.select("line", (pl.col("seps") + 1).alias("fields"), "blank")
     rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
     return (
         rec.group_by("rec", maintain_order=True)
