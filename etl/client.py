@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -39,6 +39,10 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "contact_find": ("GET", "/api/Contact/Find"),
     "gift_query": ("POST", "/api/Gift/Query"),
     "contact_query": ("POST", "/api/Contact/Query"),
+    "contact_by_reference": ("GET", "/api/Contact/{source}/{id}"),
+    "gift_by_key": ("GET", "/api/Gift/{source}/{id}"),
+    "webhook_list": ("GET", "/api/Webhook"),
+    "webhook_create": ("POST", "/api/Webhook"),
 }
 _ITEM = re.compile(r"^(?:transactions|contacts)\[(\d+)\]\.?(.*)$")
 
@@ -197,12 +201,18 @@ class CrmClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def send(self, endpoint: str, body: bytes | None = None) -> Reply:
-        """Call `endpoint` (a name in ENDPOINTS) with a JSON body; 2xx -> Reply, else raises."""
+    async def send(self, endpoint: str, body: bytes | None = None, *,
+                   params: dict[str, str | int] | None = None,
+                   path_args: dict[str, str] | None = None) -> Reply:
+        """Call `endpoint` (a name in ENDPOINTS) with a JSON body; 2xx -> Reply, else raises.
+        `path_args` fill the path's {placeholders} (percent-encoded); `params` the query."""
         method, path = ENDPOINTS[endpoint]
+        if path_args:
+            path = path.format(**{k: quote(str(v), safe="") for k, v in path_args.items()})
         headers = {"Content-Type": "application/json"} if body is not None else None
         try:
-            response = await self._http.request(method, path, content=body, headers=headers)
+            response = await self._http.request(method, path, content=body, headers=headers,
+                                                params=params)
         except httpx.TimeoutException as exc:
             raise TransientError(f"{path}: timed out ({type(exc).__name__})") from None
         except httpx.TransportError as exc:

@@ -8,6 +8,12 @@
 Row statuses: rejected, pending, sending, accepted, already_accepted, failed, in_doubt,
 conflict, needs_review (and confirmed, set by a reconciliation).
 
+Schema 2 (etl reconcile, etl/recon_store.py): rows gain crm_id, confirmed_at, confirmed_via,
+review_from (the status a reconciliation moved to needs_review from) and checked_at (the last time
+a complete poll proved the row absent from CRM+); tables webhook_deliveries, webhook_keys,
+reconcile_polls and reconciles. Other modules may add their own tables to the same file with
+CREATE TABLE IF NOT EXISTS: migrations only ever add.
+
 Durability: WAL with synchronous=FULL; a batch's rows are marked `sending` in one committed
 transaction before its request and settled in one transaction after it, so after kill -9 the
 file is intact and the only rows whose fate is unknown are those left `sending`
@@ -35,7 +41,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
         "CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, target TEXT,"
@@ -52,10 +58,31 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX rows_run_status ON rows(run_id, status)",
         "CREATE INDEX rows_key ON rows(key, id) WHERE key IS NOT NULL",
     ]),
+    (2, [
+        "ALTER TABLE rows ADD COLUMN crm_id TEXT",
+        "ALTER TABLE rows ADD COLUMN confirmed_at TEXT",
+        "ALTER TABLE rows ADD COLUMN confirmed_via TEXT",
+        "ALTER TABLE rows ADD COLUMN review_from TEXT",
+        "ALTER TABLE rows ADD COLUMN checked_at TEXT",
+        "CREATE INDEX IF NOT EXISTS rows_status ON rows(status)",
+        "CREATE TABLE IF NOT EXISTS webhook_deliveries (id INTEGER PRIMARY KEY,"
+        " received_at TEXT NOT NULL, last_at TEXT, event TEXT, outcome TEXT NOT NULL,"
+        " reason TEXT, body_sha256 TEXT, signed INTEGER, crm_id TEXT, keys INTEGER,"
+        " rows_confirmed INTEGER NOT NULL DEFAULT 0, times INTEGER NOT NULL DEFAULT 1)",
+        "CREATE INDEX IF NOT EXISTS webhook_deliveries_sha ON webhook_deliveries(body_sha256)",
+        "CREATE TABLE IF NOT EXISTS webhook_keys (delivery_id INTEGER NOT NULL, key TEXT NOT NULL,"
+        " kind TEXT NOT NULL, crm_id TEXT, received_at TEXT NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS webhook_keys_key ON webhook_keys(key)",
+        "CREATE TABLE IF NOT EXISTS reconcile_polls (id INTEGER PRIMARY KEY, at TEXT NOT NULL,"
+        " kind TEXT, mode TEXT, since TEXT, requests INTEGER, total INTEGER, found INTEGER,"
+        " complete INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS reconciles (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL,"
+        " ended_at TEXT, settings TEXT, polled INTEGER, exit_code INTEGER, summary TEXT)",
+    ]),
 ]
 COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status", "reason",
            "attempts", "http_status", "error_code", "error_details", "batch_id", "amount_cents",
-           "currency", "created_at", "sent_at", "done_at"]
+           "currency", "created_at", "sent_at", "done_at", "crm_id", "confirmed_at"]
 INSERT_COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status",
                   "reason", "error_code", "error_details", "amount_cents", "currency",
                   "created_at"]
@@ -116,9 +143,14 @@ class Ledger:
                               f"({SCHEMA_VERSION}); upgrade etl")
         for number, statements in MIGRATIONS:
             if number > version:
-                with self.tx():
+                with self.tx():  # re-read inside the lock: another process may have migrated
+                    now_at = self.db.execute("SELECT MAX(version) FROM schema_version")\
+                        .fetchone()[0] or 0
+                    if now_at >= number:
+                        continue
                     for sql in statements:
                         self.db.execute(sql)
+                    self.db.execute("DELETE FROM schema_version")  # one row: the version
                     self.db.execute("INSERT INTO schema_version VALUES (?)", (number,))
 
     def tx(self) -> _Tx:
@@ -188,14 +220,18 @@ class Ledger:
                 [(*f, run_id, run_id) for f in files])
 
     def prior_state(self) -> dict[str, KeyState]:
-        """Per key: the payload hash last accepted, and whether it is in doubt since."""
+        """Per key: the payload hash last accepted, and whether it is in doubt since.
+
+        A row a reconciliation sent to needs_review (review_from set) was held by CRM+: it counts
+        as accepted, so it is never sent again on its own (a person resolves it in CRM+)."""
         acc: dict[str, tuple[str, int]] = {}
         doubt: dict[str, str] = {}
         cur = self.db.execute(
             "SELECT key, status, payload_hash, run_id FROM rows WHERE key IS NOT NULL AND"
-            " status IN ('accepted','confirmed','in_doubt','sending') ORDER BY id")
+            " (status IN ('accepted','confirmed','in_doubt','sending') OR"
+            " (status='needs_review' AND review_from IS NOT NULL)) ORDER BY id")
         for key, status, digest, run_id in cur:
-            if status in ("accepted", "confirmed"):
+            if status not in ("in_doubt", "sending"):
                 acc[key] = (digest, run_id)
                 doubt.pop(key, None)
             else:

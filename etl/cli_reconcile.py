@@ -1,0 +1,199 @@
+"""`etl reconcile` and `etl webhooks serve`: click skins over etl.reconcile and the receiver.
+
+Exit codes of `etl reconcile`: 0 every open row resolved or still within the window; 1 some rows
+need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 credentials refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from etl.cli_run import TOKEN_ENV, _fail
+from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
+from etl.errors import CredentialsRefused, EtlError, TransientError
+from etl.webhook_receiver import MAX_BODY
+
+SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
+SECRET_ENV = "ETL_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
+
+
+def _usage(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
+    """(checked base URL, API key) or exit 2."""
+    try:
+        base_url = check_base_url(base_url)
+    except ValueError as exc:
+        _usage(str(exc))
+    if sandbox and (urlsplit(base_url).hostname or "") not in LOCAL_HOSTS:
+        _usage("--sandbox: --base-url must be a local sandbox (http://127.0.0.1:PORT)")
+    token = os.environ.get(token_env, "") or (os.environ.get(SANDBOX_KEY_ENV, "") if sandbox
+                                              else "")
+    if not token:
+        _usage(f"set the API key in the environment variable {token_env} "
+               "(or name another with --token-env)")
+    return base_url, token
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True,
+              help="CRM+ host; plain http only to localhost/127.0.0.1.")
+@click.option("--token-env", default=TOKEN_ENV, show_default=True,
+              help="Environment variable that holds the API key.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Ledger file (default: the one `etl run` uses for this spec).")
+@click.option("--sandbox", is_flag=True,
+              help=f"The spec's sandbox ledger; --base-url is a running `etl sandbox` (key from "
+                   f"--token-env or {SANDBOX_KEY_ENV}).")
+@click.option("--window", "window_hours", type=click.FloatRange(min=0), default=30.0,
+              show_default=True, help="Hours after sending before an unseen row needs review.")
+@click.option("--min-interval", "min_interval_hours", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, help="Poll CRM+ at most once per this many hours.")
+@click.option("--force", is_flag=True, help="Poll now even within --min-interval.")
+@click.option("--after-batch", is_flag=True,
+              help="CRM+'s batch has run: rows in doubt and absent go back to pending now.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of needs_review.csv (default: the spec's report folder).")
+@click.option("--json-summary", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the summary as JSON to this file.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
+              sandbox: bool, window_hours: float, min_interval_hours: float, force: bool,
+              after_batch: bool, out_dir: Path | None, json_summary: Path | None,
+              quiet: bool) -> None:
+    """Confirm accepted rows in CRM+ (webhooks first, then polling); list what needs review.
+
+    Example:
+
+        etl reconcile pipelines/legacy_gifts.yaml
+
+        etl reconcile pipelines/legacy_gifts.yaml --after-batch --force
+    """
+    from etl.reconcile import ReconcileOptions
+    from etl.reconcile import reconcile as run_reconcile
+
+    base_url, token = _target(base_url, token_env, sandbox)
+    options = ReconcileOptions(
+        token=token, base_url=base_url, ledger_path=ledger_path, out_dir=out_dir,
+        sandbox=sandbox, window_hours=window_hours, min_interval_hours=min_interval_hours,
+        force=force, after_batch=after_batch,
+        notify=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
+    try:
+        summary = run_reconcile(spec, options)
+    except EtlError as exc:
+        _fail(exc)
+    if json_summary:
+        json_summary.parent.mkdir(parents=True, exist_ok=True)
+        json_summary.write_text(json.dumps(summary.to_json(), indent=2), encoding="utf-8")
+    if not quiet:
+        _render(summary)
+    if summary.exit_code == 4:
+        click.echo(f"error: {summary.exit_reason}", err=True)
+    sys.exit(summary.exit_code)
+
+
+def _render(s: Any) -> None:
+    click.echo(f"reconcile {s.pipeline}: {s.open_before} rows were open (accepted or in doubt)")
+    via = ", ".join(f"{k} {v}" for k, v in s.confirmed.items())
+    click.echo(f"  confirmed {sum(s.confirmed.values())}{f' ({via})' if via else ''}, needs review "
+               f"{s.needs_review} (duplicates {s.duplicates}), back to pending {s.to_pending}, "
+               f"still waiting {s.waiting}")
+    click.echo(f"  poll: {'yes' if s.polled else 'no'} ({s.poll.get('reason')}"
+               + (f"; {s.poll.get('mode')}, {s.requests} requests" if s.polled else "") + ")")
+    for t in s.totals:
+        click.echo(f"  {t['stage']:<13} {t['currency'] or '-':<4} {t['rows']:>8} {t['amount']:>14}")
+    click.echo(f"  ledger: {s.ledger}\n  needs review: {s.open_reviews} rows in {s.review_csv}"
+               f"\n{s.exit_reason}")
+
+
+@click.group()
+def webhooks() -> None:
+    """Receive CRM+ webhook deliveries into a pipeline's ledger.
+
+    Example:
+
+        etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787
+    """
+
+
+@webhooks.command("serve")
+@click.option("--spec", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The pipeline whose ledger the deliveries confirm.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8787, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind (put a TLS proxy or tunnel in front for CRM+).")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sandbox", is_flag=True, help="The spec's sandbox ledger.")
+@click.option("--secret-env", default=SECRET_ENV, show_default=True,
+              help="Environment variable holding the shared secret (unset: no verification).")
+@click.option("--max-body", type=click.IntRange(min=1), default=MAX_BODY, show_default=True)
+@click.option("--register", is_flag=True, help="Subscribe this receiver in CRM+ first.")
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--token-env", default=TOKEN_ENV, show_default=True)
+@click.option("--public-url", help="The URL CRM+ calls (default: http://HOST:PORT/webhook).")
+def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: bool,
+          secret_env: str, max_body: int, register: bool, base_url: str, token_env: str,
+          public_url: str | None) -> None:
+    """Run the webhook receiver in the foreground until Ctrl-C.
+
+    Example:
+
+        export ETL_WEBHOOK_SECRET=...
+
+        etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787 --register
+    """
+    from etl.webhook_receiver import bind, make_server
+    from etl.webhook_register import receiver_config, register_webhooks
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("etl.webhooks").setLevel(logging.INFO)  # no request URLs, no bodies
+    secret = os.environ.get(secret_env, "")
+    if secret_env != SECRET_ENV and not secret:
+        _usage(f"--secret-env {secret_env}: that environment variable is empty")
+    try:
+        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox,
+                              secret=secret or None, max_body=max_body)
+    except EtlError as exc:
+        _fail(exc)
+    if not secret:
+        click.echo(f"warning: no secret ({secret_env} is unset): deliveries are NOT verified",
+                   err=True)
+    sock = bind(host, port)
+    url = public_url or f"http://{host}:{sock.getsockname()[1]}/webhook"
+    click.echo(f"webhook receiver listening on {url} (ledger {cfg.ledger_path})", err=True)
+    if register:
+        api, token = _target(base_url, token_env, False)
+        try:
+            made = asyncio.run(register_webhooks(api, token, url, cfg.kind, secret or None))
+        except CredentialsRefused as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(4)
+        except (TransientError, EtlError) as exc:
+            click.echo(f"error: registering the webhook failed: {exc}", err=True)
+            sys.exit(1)
+        click.echo(f"subscribed: {json.dumps(made) if made else 'already subscribed'}", err=True)
+    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        make_server(cfg).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    """uvicorn re-raises the signal that stopped it: nothing more to do."""
