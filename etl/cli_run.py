@@ -3,7 +3,8 @@
 Exit codes of `etl run`: 0 every row accepted (now or in an earlier run); 1 some rows rejected,
 failed, in doubt or in conflict; 2 spec or usage error; 3 a source file cannot be read;
 4 credentials refused (401/403, or the key writes to another organization than the spec names);
-5 interrupted (Ctrl-C / SIGTERM: sending stopped, what is known is recorded).
+5 interrupted (Ctrl-C / SIGTERM: sending stopped, what is known is recorded); 6 another run holds
+the ledger's lock (nothing done). Unattended runs: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from etl.errors import EtlError, SourceError
+from etl.run_render import Progress, render_summary
 from etl.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -56,10 +59,27 @@ def _fail(exc: EtlError) -> None:
               help="With --sandbox: run the sandbox's nightly batch at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json-summary", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the run summary as JSON to this file.")
+              help="Write the run summary as JSON to this file (also when the run fails).")
+@click.option("--new-only/--all-files", "new_only", default=None,
+              help="Read only files not processed before, by content (default: on for a glob "
+                   "source, a drop folder) / read every file the source names.")
+@click.option("--archive", type=click.Path(file_okay=False, path_type=Path),
+              help="Move processed (and re-delivered) files to this folder.")
+@click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path),
+              help="Move files that cannot be read (encoding, missing columns) to this folder "
+                   "with a <name>.reason.txt, and go on with the others (exit 1).")
+@click.option("--min-age", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              metavar="SECONDS", help="Leave files modified less than SECONDS ago (still being "
+                                      "written) for the next run.")
+@click.option("--max-reject-rate", type=click.FloatRange(0, 1), metavar="R",
+              help="Send nothing when more than this share of rows is rejected (exit 1).")
+@click.option("--max-failed", type=click.IntRange(min=0), metavar="N",
+              help="Stop sending further batches once more than N rows failed (exit 1).")
 def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
-        sandbox_run_batch: bool, quiet: bool, json_summary: Path | None) -> None:
+        sandbox_run_batch: bool, quiet: bool, json_summary: Path | None, new_only: bool | None,
+        archive: Path | None, quarantine: Path | None, min_age: float,
+        max_reject_rate: float | None, max_failed: int | None) -> None:
     """Validate (exactly as `etl validate`), then submit the valid rows to CRM+.
 
     Rows already accepted by an earlier run are never sent again; a crashed run resumes.
@@ -71,6 +91,10 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         etl run pipelines/legacy_gifts.yaml
 
         etl run pipelines/legacy_gifts.yaml --sandbox --sandbox-run-batch
+
+        etl run pipelines/nightly_gifts_drop.yaml --quiet --archive /srv/drops/archive
+        --quarantine /srv/drops/quarantine --max-reject-rate 0.05 --max-failed 50
+        --json-summary /var/log/etl/nightly.json
     """
     from etl.client import check_base_url
 
@@ -84,7 +108,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    progress = None if quiet or not sys.stderr.isatty() else _Progress()
+    progress = None if quiet or not sys.stderr.isatty() else Progress()
 
     def say(message: str) -> None:
         if progress is not None:
@@ -94,28 +118,43 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
 
     options = RunOptions(token=token, base_url=base_url, ledger_path=ledger_path,
                          out_dir=out_dir, sandbox=sandbox, in_doubt=in_doubt, notify=say,
-                         on_progress=progress.update if progress else None)
+                         on_progress=progress.update if progress else None,
+                         new_only=new_only, archive=archive, quarantine=quarantine,
+                         min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed)
     try:
         if sandbox:
             summary = _run_in_sandbox(spec, options, sandbox_rate, sandbox_run_batch, say)
         else:
             summary = run_pipeline(spec, options)[1]
     except EtlError as exc:
+        code = EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code
+        _write_json(json_summary, {"exit_code": code, "exit_reason": str(exc), "spec": str(spec)})
         _fail(exc)
     except KeyboardInterrupt:
+        _write_json(json_summary, {"exit_code": EXIT_INTERRUPTED, "exit_reason": "interrupted",
+                                   "spec": str(spec)})
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
         if progress:
             progress.close()
-    if json_summary:
-        json_summary.parent.mkdir(parents=True, exist_ok=True)
-        json_summary.write_text(json.dumps(summary.to_json(), indent=2), encoding="utf-8")
+    _write_json(json_summary, summary.to_json())
     if not quiet:
         render_summary(summary)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):
         click.echo(f"error: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
+
+
+def _write_json(path: Path | None, data: dict[str, Any]) -> None:
+    """The JSON summary, written whole or not at all (a scheduler may read it at any time)."""
+    if path is None:
+        return
+    data = {**data, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
@@ -132,62 +171,6 @@ def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
             summary.sandbox_batch = sb.run_batch()
             say(f"sandbox nightly batch: {json.dumps(summary.sandbox_batch)}")
     return summary
-
-
-class _Progress:
-    """Rows, requests, budget left and ETA on stderr (only on a terminal)."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                            TextColumn("{task.completed}/{task.total} rows  {task.fields[info]}"),
-                            console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("validating", total=None, info="")
-        self.bar.start()
-
-    def update(self, s: dict[str, Any]) -> None:
-        left = s["budget_remaining"]
-        info = (f"requests {s['requests']}  accepted {s['accepted']}  "
-                f"budget left {'?' if left is None else left}  ETA {s['eta_seconds']:.0f}s")
-        self.bar.update(self.task, description="sending", total=s["to_send"],
-                        completed=s["rows"], info=info)
-
-    def close(self) -> None:
-        self.bar.stop()
-
-
-def render_summary(summary: RunSummary) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console()
-    console.print(f"run {summary.run_id} of {summary.pipeline}, organization: "
-                  f"{summary.organization or '(not contacted)'}", highlight=False)
-    counts = Table(title="rows by status")
-    counts.add_column("status")
-    counts.add_column("rows", justify="right")
-    for status, n in sorted(summary.counts.items()):
-        counts.add_row(status, str(n))
-    console.print(counts)
-    totals = Table(title="control totals: valid -> sent -> accepted")
-    for name in ("stage", "currency", "rows", "amount"):
-        totals.add_column(name, justify="right" if name in ("rows", "amount") else "left")
-    for t in summary.totals:
-        totals.add_row(t["stage"], t["currency"] or "-", str(t["rows"]), t["amount"])
-    console.print(totals)
-    console.print(f"requests {summary.requests} (HTTP {summary.http}), 429s {summary.throttled}, "
-                  f"retries {summary.retries}, rows/batch request {summary.rows_per_batch_request}"
-                  + (", batch endpoint missing: sent one by one" if summary.fallback_to_single
-                     else ""), highlight=False)
-    if summary.in_doubt_found:
-        console.print(f"{summary.in_doubt_found} rows were in doubt after an earlier crash "
-                      f"(at most {summary.in_doubt_bound} can be)")
-    for notice, n in summary.notices.items():
-        console.print(f"API notice: {notice} ({n} answers): plan to migrate")
-    console.print(f"ledger: {summary.ledger}\nreport: {summary.report_dir}\n{summary.exit_reason}",
-                  highlight=False)
 
 
 # -- etl ledger ----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from etl.match import MatchOptions, predict
 from etl.report import build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
@@ -32,11 +33,22 @@ def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
 
 
 def dry_run(
-    spec_path: Path, *, out_dir: Path | None = None, payload_limit: int | None = None
+    spec_path: Path,
+    *,
+    out_dir: Path | None = None,
+    payload_limit: int | None = None,
+    files: list[Path] | None = None,
+    match: MatchOptions | None = None,
 ) -> DryRun:
-    """Validate `spec_path`'s sources and write report.json, rejects.csv, payloads.jsonl, HTML."""
+    """Validate `spec_path`'s sources (or only `files`) and write report.json, rejects.csv,
+    payloads.jsonl, HTML. With a `match:` section the report predicts what already exists in
+    CRM+ from the local pre-match cache; `match=MatchOptions(refresh=True, ...)` reads CRM+
+    first (the only network a dry run may do, and only when asked)."""
     loaded = load_spec(spec_path)
-    result = validate_pipeline(loaded)
+    result = validate_pipeline(loaded, files=files)
     limit = payload_limit if payload_limit is not None else loaded.spec.output.payload_sample
-    paths = write_report(result, report_dir(loaded, out_dir), payload_limit=limit)
-    return DryRun(result, paths, build_report(result), summary_table(result))
+    prematch = predict(loaded, result, match)
+    paths = write_report(result, report_dir(loaded, out_dir), payload_limit=limit,
+                         prematch=prematch)
+    return DryRun(result, paths, build_report(result, prematch),
+                  summary_table(result, prematch))

@@ -202,12 +202,15 @@ def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]
     return totals
 
 
-def validate_pipeline(loaded: LoadedSpec, *, today: dt.date | None = None) -> ValidationResult:
-    """The dry run: read every source file, transform, validate and build payloads."""
+def validate_pipeline(
+    loaded: LoadedSpec, *, today: dt.date | None = None, files: list[Path] | None = None
+) -> ValidationResult:
+    """The dry run: read every source file (or only `files`, in that order), transform, validate
+    and build payloads."""
     today = today or dt.date.today()
     outcomes: list[FileOutcome] = []
     offset = 0
-    for path in resolve_files(loaded):
+    for path in resolve_files(loaded) if files is None else files:
         outcome = _validate_file(path, loaded, offset, today)
         offset += outcome.info.rows
         outcomes.append(outcome)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import signal
 import time
 from collections.abc import Callable
@@ -20,19 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import polars as pl
 
-from etl import __version__
+from etl import __version__, drops, match
 from etl.client import DEFAULT_BASE_URL, CrmClient, OrganizationMismatch
 from etl.dryrun import DryRun, dry_run
 from etl.errors import CredentialsRefused, SpecError, TransientError
-from etl.ledger import OK_STATUSES, KeyState, Ledger
-from etl.load import Batch, Item, Sender, SendSettings, Stopped, money
-from etl.mapping import key_expr
+from etl.ledger import OK_STATUSES, Ledger
+from etl.load import Batch, Sender, SendSettings, Stopped, money
+from etl.plan import Plan, plan_rows
+from etl.plan import batches as plan_batches
 from etl.ratelimit import RequestBudget
-from etl.result import ValidationResult
 from etl.spec import LoadedSpec, load_spec
 from etl.targets import get_target
+from etl.unattended import RunLock, control_totals, reject_gate
+
+__all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
 
 EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
 
@@ -55,6 +56,13 @@ class RunOptions:
     handle_signals: bool = True
     notify: Callable[[str], None] = lambda message: None
     on_progress: Callable[[dict[str, Any]], None] | None = None
+    # unattended runs (etl/drops.py, etl/unattended.py)
+    new_only: bool | None = None  # skip files processed before (None: when the source is a glob)
+    archive: Path | None = None  # move processed (and re-delivered) files here
+    quarantine: Path | None = None  # move unreadable files here and go on with the others
+    min_age: float = 0.0  # leave files modified less than this many seconds ago
+    max_reject_rate: float | None = None  # over it, nothing is sent
+    max_failed: int | None = None  # more failed rows than this: no further batches
 
 
 @dataclass
@@ -82,6 +90,10 @@ class RunSummary:
     elapsed_seconds: float = 0.0
     report_dir: str | None = None
     sandbox_batch: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)  # per file: outcome, statuses
+    gates: dict[str, Any] = field(default_factory=dict)
+    control_totals: dict[str, Any] = field(default_factory=dict)
+    stale_lock_pid: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -98,134 +110,73 @@ def default_ledger_path(loaded: LoadedSpec, *, sandbox: bool = False) -> Path:
     return path.with_name(f"{path.stem}.sandbox{path.suffix}") if sandbox else path
 
 
-def run_pipeline(spec_path: Path, options: RunOptions) -> tuple[DryRun, RunSummary]:
-    """Validate exactly as the dry run does (same report files), then submit the valid rows."""
-    dry = dry_run(spec_path, out_dir=options.out_dir)
+def run_pipeline(spec_path: Path, options: RunOptions) -> tuple[DryRun | None, RunSummary]:
+    """Validate exactly as the dry run does (same report files), then submit the valid rows.
+    The ledger's lock is held for the whole run; a drop folder's processed files are left out
+    (no DryRun when no file is left to read)."""
     loaded = load_spec(spec_path)
-    if loaded.sha256 != dry.result.spec_hash:
-        raise SpecError("the spec changed while the run was reading it; run again", path=spec_path)
     ledger_path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
-    summary = asyncio.run(_submit(dry, loaded, ledger_path, options))
+    with RunLock(ledger_path) as lock:
+        if lock.stale_message:
+            options.notify(lock.stale_message)
+        intake = _intake(loaded, ledger_path, options)
+        if intake is not None and not intake.to_read:
+            return None, _idle_run(loaded, ledger_path, options, intake, lock.stale_pid)
+        dry = dry_run(spec_path, out_dir=options.out_dir,
+                      files=intake.paths() if intake is not None else None)
+        if loaded.sha256 != dry.result.spec_hash:
+            raise SpecError("the spec changed while the run was reading it; run again",
+                            path=spec_path)
+        summary = asyncio.run(_submit(dry, loaded, ledger_path, options, intake, lock.stale_pid))
     summary.report_dir = str(dry.paths.out_dir)
     return dry, summary
 
 
-@dataclass
-class Plan:
-    """Every source row of the run in source order, with what to do with it.
-
-    `rows` are ledger rows (source_file, record, key, payload_hash, status, reason, error_code,
-    error_details, amount_cents, currency); `sends` the indices of rows to send."""
-
-    rows: list[tuple[Any, ...]]
-    keys: list[str]
-    payloads: list[str]
-    cents: list[int | None]
-    sends: list[int]
-
-    def sends_by_file(self) -> dict[str, list[int]]:
-        out: dict[str, list[int]] = {}
-        for i in self.sends:
-            out.setdefault(self.rows[i][0], []).append(i)
-        return out
+def _intake(loaded: LoadedSpec, ledger_path: Path, options: RunOptions) -> drops.Intake | None:
+    """A drop folder's files, oldest first, minus those processed before; unreadable ones
+    quarantined. None: the source as it is (a single file, no drop options)."""
+    if not (drops.is_drop(loaded) or options.new_only or options.archive or options.quarantine
+            or options.min_age):
+        return None
+    with Ledger(ledger_path, lock=False) as ledger:
+        return drops.intake(loaded, ledger.db, new_only=options.new_only,
+                            quarantine_dir=options.quarantine, min_age=options.min_age,
+                            notify=options.notify)
 
 
-def _valid_frame(result: ValidationResult, gift: bool) -> pl.DataFrame:
-    frame = result.payloads
-    if gift:
-        amount = pl.col("_payload").str.json_path_match("$.amount").cast(pl.Float64)
-        money = [(amount * 100).round(0).cast(pl.Int64).alias("_cents"),
-                 pl.col("_payload").str.json_path_match("$.currencyCode").alias("_currency")]
-    else:
-        money = [pl.lit(None, pl.Int64).alias("_cents"), pl.lit(None, pl.String).alias("_currency")]
-    return frame.with_columns(*money)
-
-
-def _rejected_frame(result: ValidationResult, loaded: LoadedSpec) -> pl.DataFrame:
+def _idle_run(loaded: LoadedSpec, ledger_path: Path, options: RunOptions, intake: drops.Intake,
+              stale_pid: int | None) -> RunSummary:
+    """No file left to read: the run is recorded all the same (what it saw, what it moved)."""
     spec = loaded.spec
-    rejects = result.rejects.select(pl.exclude("_field", "_rule", "_value", "_error"))
-    try:  # the id of a rejected row, when its columns allow (joins the ledger to the source)
-        ident = rejects.select(key_expr(spec.keys.id).cast(pl.String).alias("_id"))["_id"]
-    except Exception:  # a row too broken for an id keeps a null key
-        ident = pl.Series("_id", [None] * rejects.height, dtype=pl.String)
-    fails = result.failures.group_by("_source_file", "_record", maintain_order=True).agg(
-        pl.col("rule").str.join(" | ").alias("_code"),
-        pl.struct(pl.col("field"), pl.col("rule").alias("code"), pl.col("error").alias("message"))
-        .struct.json_encode().str.join(",").alias("_details"))
-    keyed = rejects.select("_source_file", "_record").with_columns(
-        (pl.lit(f"{spec.target}:{spec.keys.source}:") + ident).alias("_key"))
-    return keyed.join(fails, on=["_source_file", "_record"], how="left").with_columns(
-        ("[" + pl.col("_details") + "]").alias("_details"), pl.lit(True).alias("_invalid"))
+    with Ledger(ledger_path, lock=False) as ledger:
+        ledger.recover()
+        run_id = ledger.start_run(
+            pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
+            spec_hash=loaded.sha256, tool_version=__version__, base_url=options.base_url)
+        drops.settle_files(intake, ledger.db, run_id, [], options.archive, options.notify)
+        summary = RunSummary(run_id=run_id, pipeline=spec.name, ledger=str(ledger_path),
+                             organization=None, exit_code=EXIT_OK, exit_reason="no new files",
+                             counts={}, totals=[], stale_lock_pid=stale_pid)
+        _add_files(summary, intake)
+        ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
+    return summary
 
 
-def plan_rows(result: ValidationResult, loaded: LoadedSpec, prior: dict[str, KeyState],
-              policy: str) -> Plan:
-    """Classify every source row against what earlier runs did with its key."""
-    gift = loaded.spec.target == "gift_transaction"
-    both = pl.concat([_valid_frame(result, gift), _rejected_frame(result, loaded)],
-                     how="diagonal_relaxed")
-    order = {f.path: i for i, f in enumerate(result.files)}
-    both = both.with_columns(pl.col("_source_file").replace_strict(
-        order, default=len(order), return_dtype=pl.Int64).alias("_fi")).sort("_fi", "_record")
-    plan = Plan([], [], [], [], [])
-    seen: set[str] = set()
-    cols = [both[c].to_list() for c in ("_source_file", "_record", "_key", "_payload", "_cents",
-                                         "_currency", "_invalid", "_code", "_details")]
-    for i, (file, rec, key, payload, cents, cur, invalid, code, details) in enumerate(zip(
-            *cols, strict=True)):
-        plan.keys.append(key)
-        plan.payloads.append(payload)
-        plan.cents.append(cents)
-        if invalid:
-            plan.rows.append((file, rec, key, None, "rejected", "invalid", code, details, None,
-                              None))
-            continue
-        digest = hashlib.sha256(payload.encode()).hexdigest()
-        status, reason, code, details = "pending", "new", None, None
-        state = prior.get(key)
-        if key in seen:
-            status, code = "rejected", "DUPLICATE_KEY_IN_RUN"
-        elif state is not None and state.doubt_hash is not None:
-            if policy == "park":
-                status, reason, code = "in_doubt", "parked", "IN_DOUBT"
-            else:
-                reason = "resend_in_doubt"
-        elif state is not None and state.accepted_hash is not None:
-            if state.accepted_hash == digest:
-                status, reason = "already_accepted", f"accepted in run {state.accepted_run}"
-            elif gift:
-                status, reason, code = "conflict", "changed", "CHANGED_AFTER_ACCEPT"
-                details = (f"accepted in run {state.accepted_run} with another payload; "
-                           "gifts are never re-sent: reverse or correct it in CRM+")
-            else:
-                reason = "update"
-        seen.add(key)
-        if status == "pending":
-            plan.sends.append(i)
-        plan.rows.append((file, rec, key, digest, status, reason, code, details, cents, cur))
-    return plan
-
-
-def _batches(plan: Plan, loaded: LoadedSpec, run_id: int, first_id: int) -> list[Batch]:
-    spec = loaded.spec
-    size = spec.load.batch_size
-    out: list[Batch] = []
-    for file, rows in plan.sends_by_file().items():
-        envelope: dict[str, object] = {}
-        if spec.target == "gift_transaction":
-            envelope = {"createImport": True, "batch": f"{spec.name}-run{run_id}",
-                        "importName": f"{spec.name}: {Path(file).name} (run {run_id})",
-                        "batchTotal": 0}
-        for start in range(0, len(rows), size):
-            items = [Item(first_id + i, plan.keys[i], plan.payloads[i], plan.cents[i])
-                     for i in rows[start:start + size]]
-            out.append(Batch(f"r{run_id}-b{len(out) + 1:06d}", items, envelope))
-    return out
+def _add_files(summary: RunSummary, intake: drops.Intake) -> None:
+    """Per-file outcomes into the summary; quarantined or unmovable files make the exit 1."""
+    summary.files = [f.to_json() for f in intake.files]
+    problems = intake.problems()
+    if problems:
+        summary.exit_reason += "; " + ", ".join(problems)
+        summary.exit_code = summary.exit_code or EXIT_ROWS
 
 
 class _Recorder:
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, max_failed: int | None = None) -> None:
         self.ledger = ledger
+        self.max_failed, self.failed = max_failed, 0
+        self.stop: asyncio.Event | None = None
+        self.tripped: str | None = None
 
     def sending(self, batch: Batch) -> None:
         self.ledger.mark_sending(batch.id, [i.row_id for i in batch.items])
@@ -233,16 +184,22 @@ class _Recorder:
     def settle(self, batch: Batch, outcomes: Any) -> None:
         self.ledger.settle((o.row_id, o.status, o.attempts, o.http_status, o.code, o.details)
                            for o in outcomes)
+        self.failed += sum(o.status == "failed" for o in outcomes)
+        if self.max_failed is not None and self.failed > self.max_failed and not self.tripped:
+            self.tripped = (f"stopped: {self.failed} rows failed, more than --max-failed "
+                            f"{self.max_failed}; later batches were not sent")
+            if self.stop is not None:
+                self.stop.set()
 
 
-async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path,
-                  options: RunOptions) -> RunSummary:
+async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: RunOptions,
+                  intake: drops.Intake | None = None, stale_pid: int | None = None) -> RunSummary:
     spec = loaded.spec
     target = get_target(spec.target)
     policy = options.in_doubt or spec.load.in_doubt or (
         "park" if spec.target == "gift_transaction" else "resend")
     started = time.monotonic()
-    with Ledger(ledger_path) as ledger:
+    with Ledger(ledger_path, lock=False) as ledger:  # run_pipeline holds its lock
         found = ledger.recover()
         if found:
             options.notify(f"{found} rows were in doubt after an interrupted run "
@@ -254,25 +211,32 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path,
             in_doubt_policy=policy)
         ledger.add_files(run_id, [(f.path, f.sha256, f.size, f.rows) for f in dry.result.files])
         first_id = ledger.add_rows([(run_id, *r) for r in plan.rows])
-        batches = _batches(plan, loaded, run_id, first_id)
+        hold = reject_gate(dry.result, options.max_reject_rate)
+        if not hold:  # the spec's `match:` policy keeps back rows that exist in CRM+
+            await match.apply_policy(plan, dry, loaded, ledger, run_id, first_id, options)
+        batches = [] if hold else plan_batches(plan, loaded, run_id, first_id)
         per_hour = None if options.unlimited else (
             options.requests_per_hour or spec.load.requests_per_hour)
         budget = RequestBudget(requests_per_hour=per_hour, reserve_share=spec.load.reserve_share,
                                burst=2)
         client = CrmClient(options.base_url, options.token, timeout=spec.load.timeout_seconds,
                            transport=options.transport, observe=budget.observe)
-        sender = Sender(client, budget, target, spec.keys.source, _Recorder(ledger),
+        recorder = _Recorder(ledger, options.max_failed)
+        sender = Sender(client, budget, target, spec.keys.source, recorder,
                         SendSettings(concurrency=spec.load.concurrency,
                                      max_attempts=spec.load.max_attempts,
                                      backoff_base=options.backoff_base,
                                      backoff_cap=options.backoff_cap),
                         on_progress=_progress(options, batches))
+        recorder.stop = sender.stop
         organization: str | None = None
         exit_code, reason = EXIT_OK, "finished"
         interrupted = _Interrupt(sender, options.handle_signals)
         try:
             async with client:
-                if not batches:  # a re-run of loaded files spends no request at all
+                if hold:
+                    options.notify(hold)
+                elif not batches:  # a re-run of loaded files spends no request at all
                     options.notify("nothing to send: every valid row was handled before")
                 else:
                     organization = await _check_organization(sender, spec.organization)
@@ -290,7 +254,10 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path,
         counts = ledger.counts(run_id)
         if exit_code == EXIT_OK and interrupted.fired:
             exit_code, reason = EXIT_INTERRUPTED, "interrupted: stopped sending"
-        elif exit_code == EXIT_OK and any(s not in OK_STATUSES for s in counts):
+        elif exit_code == EXIT_OK and (hold or recorder.tripped):
+            exit_code, reason = EXIT_ROWS, hold or recorder.tripped or ""
+        elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *match.OK_STATUSES)
+                                          for s in counts):
             exit_code, reason = EXIT_ROWS, "finished: some rows not accepted"
         totals = [{"stage": s, "currency": c, "rows": n, "amount": money(cents)}
                   for s, c, n, cents in ledger.totals(run_id)]
@@ -304,8 +271,17 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path,
                                     if st.batch_requests else 0.0),
             notices=dict(client.notices), in_doubt_found=found,
             in_doubt_bound=spec.load.concurrency * spec.load.batch_size,
-            elapsed_seconds=round(time.monotonic() - started, 3))
-        ledger.finish_run(run_id, exit_code, reason, summary.to_json())
+            elapsed_seconds=round(time.monotonic() - started, 3), stale_lock_pid=stale_pid,
+            control_totals=control_totals(dry.result, totals),
+            gates={"max_reject_rate": options.max_reject_rate,
+                   "reject_rate": round(dry.result.reject_rate(), 4), "held": hold,
+                   "max_failed": options.max_failed, "failed": recorder.failed,
+                   "stopped": recorder.tripped})
+        if intake is not None:
+            drops.settle_files(intake, ledger.db, run_id, dry.result.files, options.archive,
+                               options.notify)
+            _add_files(summary, intake)
+        ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
     return summary
 
 
