@@ -17,13 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from etl.csvsafe import neutralize_formulas
 from etl.report_html import render_html
 from etl.result import ReportPaths, ValidationResult
+
+if TYPE_CHECKING:
+    from etl.dryrun import DryRun
 
 REPORT_JSON = "report.json"
 REJECTS_CSV = "rejects.csv"
@@ -32,7 +35,11 @@ REPORT_HTML = "report.html"
 
 
 def write_report(
-    result: ValidationResult, out_dir: Path, *, payload_limit: int | None = None
+    result: ValidationResult,
+    out_dir: Path,
+    *,
+    payload_limit: int | None = None,
+    prematch: dict[str, Any] | None = None,
 ) -> ReportPaths:
     """Write the four report files into `out_dir` (created if needed) and return their paths.
 
@@ -49,7 +56,7 @@ def write_report(
         payloads_jsonl=out_dir / PAYLOADS_JSONL,
         report_html=out_dir / REPORT_HTML,
     )
-    report = build_report(result)
+    report = build_report(result, prematch)
     with _atomic(paths.report_json) as tmp:
         text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
         tmp.write_text(text + "\n", encoding="utf-8")
@@ -62,11 +69,14 @@ def write_report(
     return paths
 
 
-def build_report(result: ValidationResult) -> dict[str, Any]:
-    """The content of report.json (key order is the output order)."""
+def build_report(
+    result: ValidationResult, prematch: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The content of report.json (key order is the output order); `prematch` is the spec's
+    `match:` prediction (etl/match.py), present only when the spec has that section."""
     files_ok = [(f.path, f.rows == f.valid + f.rejected) for f in result.files]
     overall_ok = result.read == result.valid + result.rejected
-    return {
+    report = {
         "pipeline": result.pipeline,
         "target": result.target,
         "spec": {"path": result.spec_path, "hash": result.spec_hash},
@@ -103,6 +113,21 @@ def build_report(result: ValidationResult) -> dict[str, Any]:
             "payload_rows_match": result.payloads.height == result.valid,
         },
     }
+    if prematch is not None:
+        report["prematch"] = prematch
+    return report
+
+
+def write_prematch(dry: DryRun, prematch: dict[str, Any]) -> None:
+    """Put a fresh `prematch` block into an already written report (`etl run` refreshes the
+    pre-match cache after its dry run): report.json, report.html and the summary text."""
+    dry.report["prematch"] = prematch
+    with _atomic(dry.paths.report_json) as tmp:
+        text = json.dumps(dry.report, indent=2, ensure_ascii=False, default=str)
+        tmp.write_text(text + "\n", encoding="utf-8")
+    with _atomic(dry.paths.report_html) as tmp:
+        tmp.write_text(render_html(dry.result, dry.report), encoding="utf-8")
+    dry.summary = summary_table(dry.result, prematch)
 
 
 def failure_counts(failures: pl.DataFrame, limit: int | None = None) -> list[dict[str, Any]]:
@@ -153,7 +178,7 @@ MAX_CURRENCIES = 4
 NAME_WIDTH = 40
 
 
-def summary_table(result: ValidationResult) -> str:
+def summary_table(result: ValidationResult, prematch: dict[str, Any] | None = None) -> str:
     """A short fixed-width plain-text summary (no ANSI codes, < 25 lines) for terminals and mail."""
     lines = [f"{_show(result.pipeline)} -> {_show(result.target)}"]
     rows = [(_show(f.path), f.rows, f.valid, f.rejected) for f in result.files[:MAX_FILES]]
@@ -183,7 +208,34 @@ def summary_table(result: ValidationResult) -> str:
             lines.append(f"  ... {len(amounts) - MAX_CURRENCIES} more currencies in report.json")
     if result.warnings:
         lines.append(f"  {len(result.warnings)} warning(s): see report.json")
+    if prematch is not None:
+        lines += prematch_lines(prematch)
     return "\n".join(lines)
+
+
+def prematch_lines(block: dict[str, Any]) -> list[str]:
+    """Two lines: what exists per signal, and what the policy and the nightly batch will do."""
+    if block.get("status") != "ok":
+        return ["  pre-match: no cache yet (`etl validate --refresh-match` or `etl run` fills it)"]
+    cache, rows = block.get("cache") or {}, block["rows"]
+    age = cache.get("age_seconds")
+    when = "just refreshed" if block.get("refresh") else (
+        f"cache {_age(age)} old" if age is not None else "cache")
+    signals = ", ".join(f"{k} {v:,}" for k, v in (block.get("by_signal") or {}).items())
+    effect, batch = block["policy_effect"], block["nightly_batch"]
+    return [
+        f"  pre-match ({when}, {cache.get('contacts', 0):,} contacts): {rows['existing']:,} "
+        f"existing ({signals or 'none'}), {rows['new']:,} new",
+        f"  policy {_show(block['policy'])}: send {effect['send']:,}, skip {effect['skip']:,}; "
+        "nightly batch: " + ", ".join(f"{k} {v:,}" for k, v in batch.items()),
+    ]
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 def _sums(files: list[Any]) -> tuple[int, int, int]:

@@ -205,6 +205,34 @@ def _payloads(result: ValidationResult) -> str:
     return "".join(out) + f'<p class="note">{esc(note)}</p>'
 
 
+def _prematch(block: dict[str, Any] | None) -> str:
+    """The `match:` prediction: existing vs new rows per signal, policy, nightly batch."""
+    if block is None:
+        return ""
+    head = "<section id=\"prematch\"><h2>Pre-match: what already exists in CRM+</h2>"
+    if block.get("status") != "ok":
+        hint = esc(block.get("hint") or block.get("status"))
+        return head + f'<p class="note">{hint}</p></section>'
+    rows, effect = block["rows"], block["policy_effect"]
+    cards = "".join([
+        _card("rows checked", f"{rows['checked']:,}"),
+        _card("existing", f"{rows['existing']:,}"),
+        _card("new", f"{rows['new']:,}", "ok"),
+        _card(f"policy {block['policy']}: send", f"{effect['send']:,}"),
+        _card("skip", f"{effect['skip']:,}"),
+    ])
+    signals = [[esc(k), f"{v:,}"] for k, v in (block.get("by_signal") or {}).items()]
+    batch = [[esc(k), f"{v:,}"] for k, v in (block.get("nightly_batch") or {}).items()]
+    cache = block.get("cache") or {}
+    note = (f"method {block.get('method')}, signals {', '.join(block.get('by') or [])}; cache "
+            f"of {cache.get('contacts', 0):,} contacts from {cache.get('base_url') or '-'} "
+            f"({cache.get('organization') or '-'}), refreshed {cache.get('refreshed_at') or '-'}")
+    return (head + f'<div class="cards">{cards}</div>'
+            + _table([("existing by signal", False), ("rows", True)], signals, "narrow")
+            + _table([("predicted nightly batch", False), ("count", True)], batch, "narrow")
+            + f'<p class="note">{esc(note)}</p></section>')
+
+
 def render_html(result: ValidationResult, report: dict[str, Any]) -> str:
     """The whole page. `report` is the report.json content (counts, failures, timestamps)."""
     failures = report["failures"]
@@ -230,6 +258,7 @@ def render_html(result: ValidationResult, report: dict[str, Any]) -> str:
         f"<title>Dry run: {esc(result.pipeline)}</title><style>{CSS}</style></head><body><main>"
         f'<header><h1>Dry run: {esc(result.pipeline)}</h1><p class="meta">{meta}</p></header>'
         + _summary(result, report)
+        + _prematch(report.get("prematch"))
         + f"<section><h2>Failures by field and rule</h2>{_chart(failures)}{more}</section>"
         + f"<section><h2>Sample rejected rows</h2>{_rejects(result)}</section>"
         + f"<section><h2>Sample payloads</h2>{_payloads(result)}</section>"

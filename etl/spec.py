@@ -226,6 +226,34 @@ class Output(_Model):
     payload_sample: int | None = Field(None, ge=0, description="Write only the first N payloads")
 
 
+Signal = Literal["reference", "email"]
+DEFAULT_SIGNALS: tuple[Signal, ...] = ("reference", "email")
+
+
+class Match(_Model):
+    """Pre-match (etl/match.py, docs/prematch.md): what already exists in CRM+, predicted in the
+    dry run from a local cache and applied by `etl run` as a policy."""
+
+    method: Literal["bulk", "find"] = Field(
+        "bulk", description="bulk: page Contact/Query into a local cache (1,000 contacts a "
+        "request); find: one Contact/Find per distinct reference / email")
+    by: list[Signal] = Field(
+        default_factory=lambda: list(DEFAULT_SIGNALS), min_length=1,
+        description="Match signals, in order")
+    policy: Literal["skip", "send", "changed"] = Field(
+        "send", description="skip: do not send rows whose contact exists (contacts only); "
+        "send: send them anyway (transactions merge); changed: send only rows that differ")
+    max_requests: int = Field(
+        2000, ge=1, description="Refuse a pre-match lookup that would cost more requests")
+
+    @field_validator("by")
+    @classmethod
+    def _distinct(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("list each signal once")
+        return v
+
+
 class Spec(_Model):
     """A pipeline: one feed described once."""
 
@@ -240,6 +268,7 @@ class Spec(_Model):
     rules: dict[str, FieldRules] = Field(default_factory=dict)
     load: Load = Field(default_factory=Load)
     output: Output = Field(default_factory=Output)
+    match: Match | None = Field(None, description="Pre-match against what CRM+ already holds")
     version: Literal[1] = 1
 
     def columns(self) -> list[str]:
@@ -337,6 +366,8 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
         model = ann if isinstance(ann, type) else None
         if model is None and "KeyId" in text:
             model = KeyId
+        if model is None and name == "match":
+            model = Match
         i += 1
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
@@ -395,6 +426,9 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
         err(("designations",), "at most one designation may omit `amount` (it gets the rest)")
     if spec.target == "gift_transaction" and "amount" not in spec.mappings:
         err(("mappings",), "a gift_transaction needs a mapping for `amount`")
+    if spec.match and spec.match.policy == "skip" and spec.target == "gift_transaction":
+        err(("match", "policy"), "policy skip applies to contact_transaction only: a gift's "
+            "donor existing does not mean the gift exists", "use send or changed")
     return errors
 
 
