@@ -3,13 +3,14 @@ one library function, and renders the result; `EtlError`s become a message and a
 
 Exit codes: 0 all good; 1 rows rejected (over --max-reject-rate) or failed; 2 spec or usage
 error; 3 a source file cannot be read; 4 credentials refused (or the wrong organization);
-5 interrupted (Ctrl-C / SIGTERM).
+5 interrupted (Ctrl-C / SIGTERM); 6 another run holds the ledger's lock.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -42,6 +43,8 @@ class LazyGroup(click.Group):
         "run": "etl.cli_run:run",
         "ledger": "etl.cli_run:ledger",
         "sandbox": "etl.sandbox.cli:sandbox",
+        "reconcile": "etl.cli_reconcile:reconcile",
+        "webhooks": "etl.cli_reconcile:webhooks",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -89,6 +92,46 @@ def main() -> None:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report.json summary instead.")
+@click.option(
+    "--refresh-match",
+    is_flag=True,
+    help="With a `match:` section: read CRM+ first (reads only) to refresh the "
+    "pre-match cache. Without it the dry run opens no connection.",
+)
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="With --refresh-match and method bulk: re-read every contact.",
+)
+@click.option(
+    "--base-url",
+    default="https://api.virtuoussoftware.com",
+    show_default=True,
+    help="CRM+ host for --refresh-match; plain http only to localhost/127.0.0.1.",
+)
+@click.option(
+    "--token-env",
+    default="VIRTUOUS_API_TOKEN",
+    show_default=True,
+    help="Environment variable that holds the API key (--refresh-match).",
+)
+@click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The run's ledger, for the pre-match cache and --new-only (default: the spec's).",
+)
+@click.option(
+    "--new-only",
+    is_flag=True,
+    help="Only the files the next `etl run` would read (a drop folder: those not processed "
+    "before, by content). The ledger is only read.",
+)
+@click.option(
+    "--sandbox-ledger",
+    is_flag=True,
+    help="Use the cache of the spec's sandbox ledger (`etl run --sandbox`).",
+)
 def validate(
     spec: Path,
     out_dir: Path | None,
@@ -96,6 +139,13 @@ def validate(
     payload_limit: int | None,
     quiet: bool,
     as_json: bool,
+    refresh_match: bool,
+    full_refresh: bool,
+    base_url: str,
+    token_env: str,
+    ledger_path: Path | None,
+    sandbox_ledger: bool,
+    new_only: bool,
 ) -> None:
     """Dry run: read, transform and validate; write a report; send nothing.
 
@@ -103,10 +153,28 @@ def validate(
 
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
+    from etl.drops import preview_paths
     from etl.dryrun import dry_run
+    from etl.match import MatchOptions
 
+    match = MatchOptions(
+        refresh=refresh_match,
+        full=full_refresh,
+        base_url=base_url,
+        token=os.environ.get(token_env, "") if refresh_match else "",
+        ledger_path=ledger_path,
+        sandbox=sandbox_ledger,
+        notify=lambda message: click.echo(message, err=True),
+    )
     try:
-        outcome = dry_run(spec, out_dir=out_dir, payload_limit=payload_limit)
+        files = preview_paths(spec, ledger_path, sandbox=sandbox_ledger) if new_only else None
+        if files == []:
+            if not quiet:
+                click.echo("no new files: the next `etl run` would read nothing")
+            sys.exit(EXIT_OK)
+        outcome = dry_run(
+            spec, out_dir=out_dir, payload_limit=payload_limit, match=match, files=files
+        )
     except EtlError as exc:
         _fail(exc)
     if as_json:

@@ -66,7 +66,11 @@ def _pandera_failures(frame: pl.DataFrame, spec: Spec, fields: list[str]) -> pl.
         cases = exc.failure_cases
     else:
         return pl.DataFrame(schema=FAILURE_SCHEMA)
-    cases = cases.filter(pl.col("index").is_not_null())
+    # pandera's index is the position in this frame; rows are numbered across all files.
+    positions = cases.filter(pl.col("index").is_not_null())["index"].cast(pl.Int64)
+    cases = cases.filter(pl.col("index").is_not_null()).with_columns(
+        frame["_row"].gather(positions).alias("index")
+    )
     rules: list[tuple[str, str, int | None, str, str]] = []
     for field, names in labels.items():
         rules.append((field, "not_nullable", None, "required", "is required"))

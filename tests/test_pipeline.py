@@ -241,3 +241,21 @@ def test_distinct_value_lookup_gives_the_same_result(monkeypatch, name):
     assert looked_up.payloads.equals(plain.payloads)
     assert looked_up.failures.equals(plain.failures)
     assert looked_up.rejects.equals(plain.rejects)
+
+
+def test_rule_failures_in_a_later_file_point_at_that_files_rows(write):
+    write("drop/a.csv", "id,f,l,st\n1,A,B,NY\n2,C,D,NY\n")
+    write("drop/b.csv", "id,f,l,st\n3,E,F,XX\n4,G,H,NY\n")
+    loaded = load_spec(write("p.yaml", """
+        name: g
+        target: contact_transaction
+        source: {path: "drop/*.csv"}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f, lastName: l, state: st}
+        rules: {state: {one_of: [NY]}}
+    """))
+    result = validate_pipeline(loaded)
+    assert [(Path(f.path).name, f.valid, f.rejected) for f in result.files] == [
+        ("a.csv", 2, 0), ("b.csv", 1, 1)]
+    row = result.failures.row(0, named=True)
+    assert (Path(row["_source_file"]).name, row["_record"], row["rule"]) == ("b.csv", 1, "one_of")
