@@ -82,7 +82,7 @@ def _base(m: Mapping) -> pl.Expr:
     if m.when is not None:
         chain: Any = pl
         for case in m.when:
-            col = pl.col(case.column)
+            col = pl.col(case.column).cast(pl.String)  # typed Parquet columns compare as text
             if case.is_null is not None:
                 cond = col.is_null() if case.is_null else col.is_not_null()
             elif case.in_ is not None:
@@ -165,14 +165,16 @@ def _stable_hash(columns: list[str]) -> pl.Expr:
     def digest(s: pl.Series) -> pl.Series:
         return pl.Series([hashlib.sha256(v.encode()).hexdigest()[:24] for v in s], dtype=pl.String)
 
-    joined = pl.concat_str([pl.col(c).fill_null("\x00") for c in columns], separator=SEP)
+    joined = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("\x00") for c in columns], separator=SEP
+    )
     return joined.map_batches(digest, return_dtype=pl.String)
 
 
 def key_expr(key: KeyId) -> pl.Expr:
     """The per-row id (referenceId / transactionId) from the spec's `keys.id`."""
     if key.column is not None:
-        ident = pl.col(key.column).str.strip_chars()
+        ident = pl.col(key.column).cast(pl.String).str.strip_chars()
         return pl.when(ident == "").then(None).otherwise(ident)
     if key.template is not None:
         return template_expr(key.template)

@@ -13,6 +13,7 @@ import codecs
 import glob as globlib
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -81,10 +82,16 @@ def _line_of(path: Path, offset: int) -> int:
     return line
 
 
-def _transcode(path: Path, encoding: str, out: Path, cr_only: bool) -> None:
-    """Decode `path` strictly in chunks and write it as UTF-8 (CR-only line ends become LF)."""
+def _transcode(
+    path: Path, encoding: str, out: Path, cr_only: bool, quote: str | None = None
+) -> None:
+    """Decode `path` strictly in chunks and write it as UTF-8 (with `cr_only`, line ends that
+    are a lone CR, not followed by LF, become LF: old-Mac files and files mixing CR with LF;
+    with `quote` too, only the lone CRs outside quoted fields, which are line ends)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     offset = 0
+    carry = ""  # a CR at the end of a chunk: is it followed by LF?
+    inside = False  # within a quoted field at the end of the previous chunk
     with path.open("rb") as src, out.open("w", encoding="utf-8", newline="") as dst:
         while True:
             chunk = src.read(CHUNK)
@@ -100,11 +107,35 @@ def _transcode(path: Path, encoding: str, out: Path, cr_only: bool) -> None:
                     line=_line_of(path, offset + exc.start),
                 ) from None
             if cr_only:
-                text = text.replace("\r", "\n")
+                text, carry = carry + text, ""
+                if text.endswith("\r") and not final:
+                    text, carry = text[:-1], "\r"
+                if quote is None:
+                    text = _LONE_CR.sub("\n", text)
+                else:
+                    text, inside = _lone_crs_outside_quotes(text, quote, inside)
             dst.write(text.removeprefix("\ufeff") if offset == 0 else text)
             if final:
                 break
             offset += len(chunk)
+
+
+_LONE_CR = re.compile("\r(?!\n)")
+
+
+def _lone_crs_outside_quotes(text: str, quote: str, inside: bool) -> tuple[str, bool]:
+    """Lone CRs outside quoted fields -> LF; returns the text and whether a quote is open."""
+    if "\r" not in text:
+        return text, (text.count(quote) % 2 == 1) != inside
+    parts, pos = [], 0
+    for m in re.finditer(re.escape(quote) + "|\r(?!\n)", text):
+        if m.group() == quote:
+            inside = not inside
+        elif not inside:
+            parts += [text[pos : m.start()], "\n"]
+            pos = m.end()
+    parts.append(text[pos:])
+    return "".join(parts), inside
 
 
 def _first_bad_utf8(path: Path) -> tuple[int, str] | None:
@@ -131,14 +162,22 @@ def utf8_file(path: Path, source: Source) -> Iterator[tuple[Path, list[str]]]:
     cr_only = b"\r" in head and b"\n" not in head
     if cr_only:
         notes.append("old-Mac CR-only line endings converted to LF")
-    needs_copy = cr_only or source.encoding.lower() not in UTF8
+    mixed = False
+    if not cr_only and re.search(rb"\r(?!\n)", head[:-1]):
+        # a lone CR outside a quoted field is a line end (inside one it is data)
+        quote = source.quote_char or ""
+        text = head[:-1].decode("latin-1")  # byte positions; quote and CR are ASCII
+        mixed = not quote or _lone_crs_outside_quotes(text, quote, False)[0] != text
+        if mixed:
+            notes.append("line endings mix CR with LF/CRLF: lone CRs converted to LF")
+    needs_copy = cr_only or mixed or source.encoding.lower() not in UTF8
     if not needs_copy:
         yield path, notes
         return
     with TemporaryDirectory(prefix="etl-") as tmp:
         out = Path(tmp) / "utf8.csv"
         enc = source.encoding if source.encoding.lower() not in UTF8 else "utf-8-sig"
-        _transcode(path, enc, out, cr_only)
+        _transcode(path, enc, out, cr_only or mixed, source.quote_char if mixed else None)
         yield out, notes
 
 
@@ -159,7 +198,12 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
     qe = _re_escape(quote)
     opened = pl.when(inside_before).then(pl.lit(quote) + pl.col("l")).otherwise(pl.col("l"))
     outside = opened.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
-    counted = pl.when(q == 0).then(seps).otherwise(outside.str.count_matches(sep, literal=True))
+    # A line without quotes is all inside a quoted field when one is open: no separators count.
+    counted = (
+        pl.when(q == 0)
+        .then(pl.when(inside_before).then(0).otherwise(seps))
+        .otherwise(outside.str.count_matches(sep, literal=True))
+    )
     df = lines.select(
         pl.col("line"),
         (~inside_before).alias("start"),
@@ -184,7 +228,36 @@ def _re_escape(ch: str) -> str:
     return "\\" + ch if not ch.isalnum() else ch
 
 
-def _polars_error(exc: Exception, path: Path) -> SourceError:
+def _unclosed_quote(data: Path, source: Source, header: list[str]) -> tuple[int, str] | None:
+    """Where the quote that is never closed opens: its line, and its column when known."""
+    quote = source.quote_char
+    if quote is None:
+        return None
+    q = pl.col("l").str.count_matches(quote, literal=True)
+    lines = (
+        pl.scan_lines(data, name="l")
+        .with_row_index("line", offset=1)
+        .with_columns(((q.cum_sum() - q) % 2 == 1).alias("inside"), (q % 2 == 1).alias("odd"))
+    )
+    found = lines.select(
+        pl.col("odd").sum().alias("n"),
+        pl.col("line").filter(~pl.col("inside") & pl.col("odd")).last(),
+        pl.col("l").filter(~pl.col("inside") & pl.col("odd")).last(),
+    ).collect()
+    n, line, text = found.row(0)
+    if not n or n % 2 == 0 or line is None:
+        return None
+    qe = re.escape(quote)
+    before = re.sub(f"{qe}[^{qe}]*{qe}", "", text).split(quote, 1)[0]
+    index = before.count(source.delimiter)
+    column = f", column {header[index]!r}" if index < len(header) else ""
+    return int(line), column
+
+
+def _polars_error(
+    exc: Exception, path: Path, data: Path | None = None, source: Source | None = None,
+    header: list[str] | None = None,
+) -> SourceError:
     text = str(exc)
     if "utf-8" in text.lower() or "utf8" in text.lower():
         bad = _first_bad_utf8(path)
@@ -196,6 +269,13 @@ def _polars_error(exc: Exception, path: Path) -> SourceError:
             )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     if "not properly escaped" in text or "escaped" in first:
+        where = _unclosed_quote(data, source, header or []) if data and source else None
+        if where is not None:
+            return SourceError(
+                f"a quoted field is never closed (unterminated quote{where[1]})",
+                path=path,
+                line=where[0],
+            )
         first = "a quoted field is never closed (unterminated quote)"
     return SourceError(f"cannot parse the file: {first}", path=path)
 
@@ -210,6 +290,16 @@ def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
             line=1,
         )
     missing = [c for c in needed if c not in header]
+    if missing and len(header) == 1:
+        guess = next((sep for sep in (",", ";", "\t", "|") if sep in header[0]), None)
+        if guess is not None:
+            raise SourceError(
+                f"columns named in the spec are missing: {', '.join(map(repr, missing))}; "
+                f"the header is one column {header[0]!r}: the file looks {guess!r}-delimited "
+                f"(set source.delimiter: {guess!r})",
+                path=path,
+                line=1,
+            )
     if missing:
         raise ColumnsMissing(path, missing, header)
 
@@ -230,7 +320,16 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
         try:
             first = pl.read_csv(data, n_rows=1, **opts)
         except pl.exceptions.PolarsError as exc:
-            raise _polars_error(exc, path) from None
+            raise _polars_error(exc, path, data, source) from None
+        if first.height == 0:  # polars found no record at all
+            where = _unclosed_quote(data, source, [])
+            if where is not None:
+                raise SourceError(
+                    "a quoted field in the header is never closed (unterminated quote)",
+                    path=display,
+                    line=where[0],
+                )
+            raise SourceError("no header record (the file has only blank lines)", path=display)
         width = first.width
         if source.header:
             header = [str(v or "").removeprefix("\ufeff").strip() for v in first.row(0)]
@@ -256,7 +355,7 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
                 .collect()
             )
         except pl.exceptions.PolarsError as exc:
-            raise _polars_error(exc, path) from None
+            raise _polars_error(exc, path, data, source, header) from None
     skip = 1 if source.header else 0
     if layout.height != frame.height:
         notes.append("could not check field counts per record (quoting is irregular)")
@@ -310,6 +409,10 @@ def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
                 .str.head(-1)
                 .alias(c)
             )
+        elif dtype in (pl.Date, pl.Datetime):
+            # Typed dates stay dates: parse_date (and date fields) take them as they are, so a
+            # spec's text formats never misread them. Everything else becomes a string.
+            exprs.append(pl.col(c))
         else:
             exprs.append(pl.col(c).cast(pl.String).alias(c))
     try:

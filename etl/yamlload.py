@@ -16,7 +16,22 @@ from etl.errors import SpecError
 Loc = tuple[str | int, ...]
 
 
+# The plain YAML types; any other tag (!!python/..., !custom, !!binary) is refused with its line.
+_TAGS = {
+    f"tag:yaml.org,2002:{t}"
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")
+}
+
+
 def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
+    if node.tag not in _TAGS:
+        raise SpecError(
+            f"YAML tag {node.tag.removeprefix('tag:yaml.org,2002:')!r} is not supported "
+            "(plain values, lists and mappings only)",
+            path=path,
+            line=node.start_mark.line + 1,
+            key=".".join(map(str, loc)) or None,
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -48,7 +63,15 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
             items.append(_walk(item, (*loc, i), lines, path))
         return items
     # A scalar: let the safe constructor type it (ints, floats, bools, null, strings).
-    return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
+    try:
+        return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
+    except (yaml.YAMLError, ValueError) as exc:  # e.g. a timestamp that is no real date
+        raise SpecError(
+            f"cannot read the value {node.value!r} ({str(exc).splitlines()[0]})",
+            path=path,
+            line=node.start_mark.line + 1,
+            key=".".join(map(str, loc)) or None,
+        ) from None
 
 
 class _Constructor(yaml.SafeLoader):

@@ -108,7 +108,7 @@ def test_headerless_file_with_declared_columns(write):
         ),
         (b"", {}, r"c\.csv: the file is empty"),
         (b"name,name\nA,B\n", {}, r"c\.csv:1: duplicate column names in the header: 'name'"),
-        (b'name\n"Ann\nBob\n', {}, r"c\.csv: cannot parse the file: .*unterminated quote"),
+        (b'name\n"Ann\nBob\n', {}, r"c\.csv:2: .*unterminated quote, column 'name'"),
     ],
 )
 def test_file_level_errors_name_file_and_line(write, content, opts, message):

@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Writes the bad-input corpus that tests/test_bad_inputs.py runs through `etl validate`.
+
+    python tests/bad_inputs/generate.py            # (re)write the small files in this folder
+    python tests/bad_inputs/generate.py --check    # exit 1 if a committed file differs
+    python tests/bad_inputs/generate.py --large DIR   # the large cases (not committed)
+
+Every file is a pure function of this script (no randomness), so the committed corpus can be
+checked against it. The data files share one layout, `GiftID,DonorID,First,Zip,Date,Amount,Notes`,
+read by the base spec in the test (`spec_*.yaml` files here are whole specs for the YAML cases
+and read `clean.csv`). Large files (a 1 MB field) are written by `write_large` at test time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).resolve().parent
+HEADER = b"GiftID,DonorID,First,Zip,Date,Amount,Notes"
+
+
+def _csv(*rows: bytes, header: bytes = HEADER, eol: bytes = b"\n") -> bytes:
+    return eol.join((header, *rows)) + eol
+
+
+def _row(gift: str, first: bytes = b"Ann", *, zip_: bytes = b"01234", date: bytes = b"01/02/2020",
+         amount: bytes = b"25.00", notes: bytes = b"ok", donor: bytes = b"D1") -> bytes:
+    return b",".join((gift.encode(), donor, first, zip_, date, amount, notes))
+
+
+def _parquet(frame: pl.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.write_parquet(buf)
+    return buf.getvalue()
+
+
+def _typed() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "GiftID": [101, 102],
+            "DonorID": [7, 8],
+            "First": ["Ann", None],
+            "Zip": [1234, 2345],
+            "Date": [dt.date(2020, 1, 2), dt.date(2020, 1, 3)],
+            "Amount": [25.5, 26.0],
+            "Notes": ["a", "b"],
+        }
+    )
+
+
+SPEC = """name: bad_input_yaml
+target: gift_transaction
+source:
+  path: clean.csv
+keys: {source: Test, id: {column: GiftID}}
+mappings:
+  amount: {column: Amount, transforms: [parse_amount]}
+  giftDate: {column: Date, transforms: [{parse_date: {formats: ["%m/%d/%Y"]}}]}
+  giftType: {constant: Check}
+  contact.referenceId: DonorID
+  contact.firstname: First
+  notes: Notes
+"""
+
+
+def _spec(old: str, new: str) -> bytes:
+    assert SPEC.count(old) == 1, old
+    return SPEC.replace(old, new).encode()
+
+
+def corpus() -> dict[str, Callable[[], bytes]]:
+    """File name -> its bytes (as a thunk)."""
+    ok = _row("G1")
+    parquet = _parquet(_typed())
+    return {
+        # -- CSV: encodings ------------------------------------------------------------------
+        "clean.csv": lambda: _csv(ok, _row("G2", b"Bob")),
+        "bom.csv": lambda: b"\xef\xbb\xbf" + _csv(ok),
+        "cp1252.csv": lambda: _csv(_row("G1", "Müller".encode("cp1252")),
+                                   _row("G2", "O’Brien".encode("cp1252"))),
+        "cp1252_undefined_byte.csv": lambda: _csv(ok, _row("G2", b"B\x81b")),
+        "latin1.csv": lambda: _csv(_row("G1", "José".encode("latin-1")),
+                                   _row("G2", "Zoë".encode("latin-1"))),
+        # -- CSV: line endings and quoting -----------------------------------------------------
+        "crlf.csv": lambda: _csv(ok, _row("G2", b"Bob"), eol=b"\r\n"),
+        "mixed_endings.csv": lambda: HEADER + b"\r\n" + ok + b"\n" + _row("G2", b"Bob") + b"\r"
+        + _row("G3", b"Cy") + b"\r\n",
+        "cr_only.csv": lambda: _csv(ok, _row("G2", b"Bob"), eol=b"\r"),
+        "quoted_newline.csv": lambda: _csv(_row("G1", notes=b'"line one\nline two, with comma"'),
+                                           _row("G2", b'"Bob ""B"" Jones"')),
+        "quoted_multiline_comma.csv": lambda: _csv(_row("G1", notes=b'"one\ntwo, three\nfour"'),
+                                                   _row("G2")),
+        "unterminated_quote.csv": lambda: _csv(ok, _row("G2", notes=b'"never closed'),
+                                               _row("G3")),
+        "unterminated_header.csv": lambda: _csv(ok, header=b'GiftID,"DonorID,First'),
+        "ragged_short.csv": lambda: _csv(ok, b"G2,D1,Ann,01234,01/02/2020,25.00", _row("G3")),
+        "ragged_long.csv": lambda: _csv(ok, _row("G2") + b",extra", _row("G3")),
+        "nul_bytes.csv": lambda: _csv(ok, _row("G2", b"A\x00nn")),
+        "empty.csv": lambda: b"",
+        "header_only.csv": lambda: HEADER + b"\n",
+        "blank_lines.csv": lambda: _csv(ok, b"", _row("G2", b"Bob"), b""),
+        "duplicate_header.csv": lambda: _csv(ok + b",x", header=HEADER + b",First"),
+        "header_spaces.csv": lambda: _csv(ok, header=b"GiftID ,DonorID,First  ,Zip,Date,Amount,"
+                                                      b"Notes "),
+        "semicolon.csv": lambda: _csv(ok.replace(b",", b";"), header=HEADER.replace(b",", b";")),
+        "headerless.csv": lambda: ok + b"\n",
+        # -- CSV: values ---------------------------------------------------------------------
+        "leading_zeros.csv": lambda: _csv(_row("007", donor=b"00042", zip_=b"01234"),
+                                          _row("G2", zip_=b"00501")),
+        "numbers.csv": lambda: _csv(
+            _row("G1", amount=b"1e3"), _row("G2", amount=b'"25,000"'),
+            _row("G3", amount=b"(12.00)"), _row("G4", amount='"€40,00"'.encode()),
+            _row("G5", amount=b"0.001"), _row("G6", amount=b'"$1,234.50"'),
+            _row("G7", amount=b"25,00"),
+        ),
+        "decimal_comma.csv": lambda: _csv(_row("G1", amount='"€40,00"'.encode()),
+                                          _row("G2", amount=b'"1.234,50"')),
+        "dates.csv": lambda: _csv(_row("G1", date=b"02/30/2022"), _row("G2", date=b"2021-13-01"),
+                                  _row("G3", date=b"12/25/2020")),
+        "ambiguous_date.csv": lambda: _csv(_row("G1", date=b"01/02/2020"),
+                                           _row("G2", date=b"12/25/2020")),
+        "excel_serial.csv": lambda: _csv(_row("G1", date=b"44197"), _row("G2", date=b"12/25/2020")),
+        "duplicate_ids.csv": lambda: _csv(ok, _row("G1", b"Bob"), _row("G3")),
+        "formula_cells.csv": lambda: _csv(_row("G1", b"=HYPERLINK(\"http://x\")"),
+                                          _row("G2", amount=b"-5")),
+        # -- Parquet -------------------------------------------------------------------------
+        "typed.parquet": lambda: parquet,
+        "datetime_decimal.parquet": lambda: _parquet(pl.DataFrame({
+            "GiftID": ["G1"], "DonorID": ["D1"], "First": ["Ann"], "Zip": ["01234"],
+            "Date": [dt.datetime(2020, 1, 2, 13, 30)],
+            "Amount": pl.Series([Decimal("25.50")], dtype=pl.Decimal(10, 2)),
+            "Notes": pl.Series(["n"], dtype=pl.Categorical),
+        })),
+        "nested.parquet": lambda: _parquet(pl.DataFrame({
+            "GiftID": ["G1", "G2"], "DonorID": ["D1", "D2"], "First": ["Ann", "Bob"],
+            "Zip": ["01234", "02345"], "Date": ["01/02/2020", "01/03/2020"],
+            "Amount": ["25.00", "26.00"],
+            "Notes": [{"tags": ["a", "b"], "quote": 'say "hi"'}, {"tags": [], "quote": None}],
+        })),
+        "nan_amount.parquet": lambda: _parquet(_typed().with_columns(
+            pl.Series("Amount", [float("nan"), float("inf")]))),
+        "corrupt_footer.parquet": lambda: parquet[:-8] + b"XXXXXXXX",
+        "truncated.parquet": lambda: parquet[: len(parquet) // 2],
+        "not_parquet.parquet": lambda: _csv(ok),
+        "missing_column.parquet": lambda: _parquet(_typed().drop("Notes")),
+        # -- YAML ----------------------------------------------------------------------------
+        "spec_ok.yaml": lambda: SPEC.encode(),
+        "spec_syntax_error.yaml": lambda: _spec("{constant: Check}", "{constant: Check"),
+        "spec_typo_key.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                            "  encodng: cp1252"),
+        "spec_wrong_type.yaml": lambda: SPEC.encode() + b"load: {batch_size: many}\n",
+        "spec_unknown_transform.yaml": lambda: _spec("[parse_amount]", "[parse_amout]"),
+        "spec_missing_column.yaml": lambda: _spec("notes: Notes", "notes: Memo"),
+        "spec_tab_indent.yaml": lambda: _spec("  giftType:", "\tgiftType:"),
+        "spec_alias_bomb.yaml": lambda: (
+            b'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+            + b"".join(f"{c}: &{c} [{',' .join(['*' + p] * 9)}]\n".encode()
+                       for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+            + SPEC.encode()),
+        "spec_python_tag.yaml": lambda: _spec(
+            "{constant: Check}", '!!python/object/apply:os.system ["echo pwned"]'),
+        "spec_unknown_encoding.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                                    "  encoding: klingon"),
+        "spec_duplicate_key.yaml": lambda: SPEC.encode() + b"name: again\n",
+        "spec_empty.yaml": lambda: b"# nothing but a comment\n",
+        "spec_not_a_mapping.yaml": lambda: b"- name\n- target\n",
+        "spec_bad_regex.yaml": lambda: SPEC.encode() + b'rules:\n  notes: {pattern: "[a-"}\n',
+        "spec_bad_date_format.yaml": lambda: _spec("%m/%d/%Y", "%m/%q/%Y"),
+        "spec_unknown_field.yaml": lambda: _spec("notes: Notes", "note: Notes"),
+        "spec_not_utf8.yaml": lambda: _spec("name: bad_input_yaml", "name: bad_input_yaml\n"
+                                            "description: Caf\xe9").decode().encode("latin-1"),
+        "spec_missing_file.yaml": lambda: _spec("path: clean.csv", "path: no_such_file.csv"),
+    }
+
+
+BIG = 1_000_000
+
+
+def write_large(folder: Path) -> dict[str, Path]:
+    """The large cases: a 1 MB quoted field with commas and newlines, and a 1 MB unquoted one."""
+    folder.mkdir(parents=True, exist_ok=True)
+    quoted = (b"abc, \n" * (BIG // 6 + 1))[:BIG]
+    plain = b"x" * BIG
+    path = folder / "big_field.csv"
+    path.write_bytes(_csv(_row("G1", notes=b'"' + quoted + b'"'), _row("G2", notes=plain),
+                          _row("G3")))
+    return {"big_field.csv": path}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare instead of writing")
+    ap.add_argument("--large", type=Path, help="write the large cases into this folder")
+    a = ap.parse_args(argv)
+    if a.large:
+        for name, path in write_large(a.large).items():
+            print(f"{name}: {path} ({path.stat().st_size:,} bytes)")
+        return 0
+    stale = []
+    for name, make in corpus().items():
+        data, path = make(), HERE / name
+        if a.check:
+            if not path.exists() or path.read_bytes() != data:
+                stale.append(name)
+        else:
+            path.write_bytes(data)
+    if stale:
+        print("differs from generate.py: " + ", ".join(stale), file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
