@@ -153,21 +153,27 @@ def validate(
 
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
-    from etl.drops import preview_paths
     from etl.dryrun import dry_run
-    from etl.match import MatchOptions
 
-    match = MatchOptions(
-        refresh=refresh_match,
-        full=full_refresh,
-        base_url=base_url,
-        token=os.environ.get(token_env, "") if refresh_match else "",
-        ledger_path=ledger_path,
-        sandbox=sandbox_ledger,
-        notify=lambda message: click.echo(message, err=True),
-    )
+    match = None
+    if refresh_match or full_refresh or ledger_path or sandbox_ledger:
+        from etl.match import MatchOptions
+
+        match = MatchOptions(
+            refresh=refresh_match,
+            full=full_refresh,
+            base_url=base_url,
+            token=os.environ.get(token_env, "") if refresh_match else "",
+            ledger_path=ledger_path,
+            sandbox=sandbox_ledger,
+            notify=lambda message: click.echo(message, err=True),
+        )
     try:
-        files = preview_paths(spec, ledger_path, sandbox=sandbox_ledger) if new_only else None
+        files = None
+        if new_only:
+            from etl.drops import preview_paths
+
+            files = preview_paths(spec, ledger_path, sandbox=sandbox_ledger)
         if files == []:
             if not quiet:
                 click.echo("no new files: the next `etl run` would read nothing")

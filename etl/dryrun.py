@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from etl.match import MatchOptions, predict
 from etl.report import build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
 from etl.spec import LoadedSpec, load_spec
+
+if TYPE_CHECKING:
+    from etl.match import MatchOptions
 
 
 @dataclass
@@ -47,7 +49,11 @@ def dry_run(
     loaded = load_spec(spec_path)
     result = validate_pipeline(loaded, files=files)
     limit = payload_limit if payload_limit is not None else loaded.spec.output.payload_sample
-    prematch = predict(loaded, result, match)
+    prematch = None
+    if loaded.spec.match is not None:  # only then pay for the HTTP client's import
+        from etl.match import predict
+
+        prematch = predict(loaded, result, match)
     paths = write_report(result, report_dir(loaded, out_dir), payload_limit=limit,
                          prematch=prematch)
     return DryRun(result, paths, build_report(result, prematch),
