@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from gift_spec import GIFT_MAPPINGS
 
 from etl import drops, filemove
 from etl.cli_run import run
@@ -46,14 +47,7 @@ def drop_spec(folder: Path, *, per_hour: int = 1_000_000, batch_size: int = 10,
 target: gift_transaction
 source: {{path: drops/gifts_*.csv, encoding: utf-8}}
 keys: {{source: Platform, id: {{column: GiftID}}}}
-mappings:
-  amount: {{column: Amount, transforms: [parse_amount]}}
-  giftDate: {{column: GiftDate, transforms: [{{parse_date: {{formats: ["%Y-%m-%d"]}}}}]}}
-  giftType: PayMethod
-  currencyCode: Currency
-  contact.referenceId: DonorID
-  contact.firstname: First
-  contact.lastname: Last
+{GIFT_MAPPINGS}
 load: {{batch_size: {batch_size}, concurrency: 2, requests_per_hour: {per_hour},
         max_attempts: {attempts}}}
 """, encoding="utf-8")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from gift_spec import GIFT_MAPPINGS
 from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
 from etl.cli_run import ledger, run
@@ -45,14 +46,7 @@ def write_gifts(folder: Path, n: int, *, bad: tuple[int, ...] = (), amount: dict
 target: gift_transaction
 source: {{path: gifts.csv}}
 keys: {{source: LegacyCRM, id: {{column: GiftID}}}}
-mappings:
-  amount: {{column: Amount, transforms: [parse_amount]}}
-  giftDate: {{column: GiftDate, transforms: [{{parse_date: {{formats: ["%Y-%m-%d"]}}}}]}}
-  giftType: PayMethod
-  currencyCode: Currency
-  contact.referenceId: DonorID
-  contact.firstname: First
-  contact.lastname: Last
+{GIFT_MAPPINGS}
 load: {{batch_size: {batch_size}, concurrency: 2, requests_per_hour: {per_hour},
         max_attempts: {attempts}}}
 {extra}""", encoding="utf-8")
