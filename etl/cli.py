@@ -179,7 +179,12 @@ def validate(
                 click.echo("no new files: the next `etl run` would read nothing")
             sys.exit(EXIT_OK)
         outcome = dry_run(
-            spec, out_dir=out_dir, payload_limit=payload_limit, match=match, files=files
+            spec,
+            out_dir=out_dir,
+            payload_limit=payload_limit,
+            match=match,
+            files=files,
+            keep_payloads=False,
         )
     except EtlError as exc:
         _fail(exc)

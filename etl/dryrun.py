@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.report import build_report, summary_table, write_report
+from etl.report import PayloadWriter, build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
 from etl.spec import LoadedSpec, load_spec
@@ -41,20 +41,33 @@ def dry_run(
     payload_limit: int | None = None,
     files: list[Path] | None = None,
     match: MatchOptions | None = None,
+    keep_payloads: bool = True,
 ) -> DryRun:
     """Validate `spec_path`'s sources (or only `files`) and write report.json, rejects.csv,
     payloads.jsonl, HTML. With a `match:` section the report predicts what already exists in
     CRM+ from the local pre-match cache; `match=MatchOptions(refresh=True, ...)` reads CRM+
     first (the only network a dry run may do, and only when asked)."""
     loaded = load_spec(spec_path)
-    result = validate_pipeline(loaded, files=files)
     limit = payload_limit if payload_limit is not None else loaded.spec.output.payload_sample
+    out = report_dir(loaded, out_dir)
+    writer = None
+    # Without keep_payloads (the CLI's dry run) payloads go to payloads.jsonl batch by batch and
+    # memory stays bounded; a run, or a pre-match prediction, needs them all in memory.
+    if not keep_payloads and loaded.spec.match is None:
+        writer = PayloadWriter(out / ".payloads.jsonl.partial", limit)
+    try:
+        result = validate_pipeline(
+            loaded, files=files, payload_sink=writer.write if writer else None
+        )
+    except BaseException:
+        if writer:  # no half-written payloads left behind
+            writer.close().unlink(missing_ok=True)
+        raise
+    spooled = writer.close() if writer else None
     prematch = None
     if loaded.spec.match is not None:  # only then pay for the HTTP client's import
         from etl.match import predict
 
         prematch = predict(loaded, result, match)
-    paths = write_report(result, report_dir(loaded, out_dir), payload_limit=limit,
-                         prematch=prematch)
-    return DryRun(result, paths, build_report(result, prematch),
-                  summary_table(result, prematch))
+    paths = write_report(result, out, payload_limit=limit, prematch=prematch, payloads_file=spooled)
+    return DryRun(result, paths, build_report(result, prematch), summary_table(result, prematch))

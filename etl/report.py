@@ -40,6 +40,7 @@ def write_report(
     *,
     payload_limit: int | None = None,
     prematch: dict[str, Any] | None = None,
+    payloads_file: Path | None = None,
 ) -> ReportPaths:
     """Write the four report files into `out_dir` (created if needed) and return their paths.
 
@@ -62,8 +63,11 @@ def write_report(
         tmp.write_text(text + "\n", encoding="utf-8")
     with _atomic(paths.rejects_csv) as tmp:
         neutralize_formulas(result.rejects).write_csv(tmp)
-    with _atomic(paths.payloads_jsonl) as tmp:
-        _write_payloads(result.payloads, tmp, payload_limit)
+    if payloads_file is not None:  # already written batch by batch (PayloadWriter)
+        os.replace(payloads_file, paths.payloads_jsonl)
+    else:
+        with _atomic(paths.payloads_jsonl) as tmp:
+            _write_payloads(result.payloads, tmp, payload_limit)
     with _atomic(paths.report_html) as tmp:
         tmp.write_text(render_html(result, report), encoding="utf-8")
     return paths
@@ -110,7 +114,7 @@ def build_report(
             # The frames agree with the counts (one reject row per rejected row, one payload
             # per valid row).
             "rejects_rows_match": result.rejects.height == result.rejected,
-            "payload_rows_match": result.payloads.height == result.valid,
+            "payload_rows_match": result.payloads_sampled or result.payloads.height == result.valid,
         },
     }
     if prematch is not None:
@@ -144,11 +148,10 @@ def failure_counts(failures: pl.DataFrame, limit: int | None = None) -> list[dic
     return grouped.select("field", "rule", "count").to_dicts()
 
 
-def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> None:
-    """One compact JSON document per line, written by polars without any quoting."""
+def _payload_lines(payloads: pl.DataFrame, limit: int | None) -> pl.DataFrame:
+    """The `_payload` column ready to be written one document per line."""
     if "_payload" not in payloads.columns:
-        path.write_text("", encoding="utf-8")
-        return
+        return pl.DataFrame(schema={"_payload": pl.String})
     column = payloads.select(pl.col("_payload").cast(pl.String)).drop_nulls()
     if limit is not None:
         column = column.head(limit)
@@ -156,7 +159,34 @@ def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> No
     # document per line even if a payload was not written compactly.
     if column.select(pl.col("_payload").str.contains("[\r\n]").any()).item():
         column = column.with_columns(pl.col("_payload").str.replace_all("[\r\n]", " "))
-    column.write_csv(path, include_header=False, quote_style="never")
+    return column
+
+
+def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> None:
+    """One compact JSON document per line, written by polars without any quoting."""
+    _payload_lines(payloads, limit).write_csv(path, include_header=False, quote_style="never")
+
+
+class PayloadWriter:
+    """payloads.jsonl written batch by batch (the dry run's payload sink), up to `limit`."""
+
+    def __init__(self, path: Path, limit: int | None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.limit, self.written = path, limit, 0
+        self._fh = path.open("wb")
+
+    def write(self, payloads: pl.DataFrame) -> None:
+        room = None if self.limit is None else max(self.limit - self.written, 0)
+        lines = _payload_lines(payloads, room)
+        if lines.height:
+            lines.write_csv(self._fh, include_header=False, quote_style="never")
+            self.written += lines.height
+
+    def close(self) -> Path:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        return self.path
 
 
 @contextmanager
@@ -219,8 +249,11 @@ def prematch_lines(block: dict[str, Any]) -> list[str]:
         return ["  pre-match: no cache yet (`etl validate --refresh-match` or `etl run` fills it)"]
     cache, rows = block.get("cache") or {}, block["rows"]
     age = cache.get("age_seconds")
-    when = "just refreshed" if block.get("refresh") else (
-        f"cache {_age(age)} old" if age is not None else "cache")
+    when = (
+        "just refreshed"
+        if block.get("refresh")
+        else (f"cache {_age(age)} old" if age is not None else "cache")
+    )
     signals = ", ".join(f"{k} {v:,}" for k, v in (block.get("by_signal") or {}).items())
     effect, batch = block["policy_effect"], block["nightly_batch"]
     return [

@@ -201,7 +201,7 @@ def _payloads(result: ValidationResult) -> str:
         except (TypeError, ValueError):
             pretty = "" if text is None else str(text)
         out.append(f"<pre>{esc(pretty)}</pre>")
-    note = f"First {len(out)} of {result.payloads.height:,} payloads."
+    note = f"First {len(out)} of {result.valid:,} payloads."
     return "".join(out) + f'<p class="note">{esc(note)}</p>'
 
 

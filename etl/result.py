@@ -47,6 +47,7 @@ class ValidationResult:
     payloads: pl.DataFrame
     control_totals: dict[str, dict[str, object]]
     warnings: list[str] = field(default_factory=list)
+    payloads_sampled: bool = False  # True: `payloads` is a sample, the rest went to a sink
 
     @property
     def read(self) -> int:

@@ -7,6 +7,7 @@ run accepts is exactly a row the run sends.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +17,10 @@ from etl import __version__, mapping
 from etl.mapping import ERR, OUT, RAW
 from etl.payload import escape_needs, payload_expr, strip_empty
 from etl.result import FileInfo, ValidationResult
-from etl.sources import RawFile, read_file, resolve_files
+from etl.sources import SourceFile, open_source, resolve_files
 from etl.spec import LoadedSpec
 from etl.targets import get_target
-from etl.validate import failures
+from etl.validate import failures, file_wide_failures
 
 META = ["_row", "_source_file", "_record", "_line", "_shape_error"]
 
@@ -68,15 +69,13 @@ def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> l
     return tables
 
 
-def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
     """Source rows -> typed fields, their errors and raw values, plus the meta columns."""
     spec = loaded.spec
     plans = mapping.plan(spec, get_target(spec.target))
     first = [p for p in plans if not p.field.startswith("designations.")]
     second = [p for p in plans if p.field.startswith("designations.")]
-    frame = raw.frame.with_row_index("_row", offset=offset).with_columns(
-        pl.col("_row").cast(pl.Int64)
-    )
+    frame = raw.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
     looked_up = []
     for table in _by_distinct_value(frame, first):
         key = table.columns[0]
@@ -99,7 +98,9 @@ def _compute(raw: RawFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
     return lf.select(*META, *[pl.col(OUT + n).alias(n) for n in names]).collect()
 
 
-def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame:
+def _reject_rows(
+    raw: pl.DataFrame, header: list[str], fails: pl.DataFrame, offset: int
+) -> pl.DataFrame:
     """Original columns of each rejected row plus `_source_file`.. `_error` (joined reasons)."""
     reasons = fails.group_by("_row", maintain_order=True).agg(
         pl.col("field").str.join(" | ").alias("_field"),
@@ -107,60 +108,140 @@ def _reject_rows(raw: RawFile, fails: pl.DataFrame, offset: int) -> pl.DataFrame
         pl.col("value").fill_null("").str.join(" | ").alias("_value"),
         pl.col("error").str.join(" | ").alias("_error"),
     )
-    source_cols = [c for c in raw.header if c in raw.frame.columns]
-    rows = raw.frame.with_row_index("_row", offset=offset).with_columns(
-        pl.col("_row").cast(pl.Int64)
-    )
+    source_cols = [c for c in header if c in raw.columns]
+    rows = raw.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
     return rows.join(reasons, on="_row", how="inner", maintain_order="left").select(
         *source_cols, "_source_file", "_record", "_field", "_rule", "_value", "_error"
     )
 
 
-PAYLOAD_CHUNK = 200_000  # rows per payload slice: bounds the memory of intermediate strings
+BATCH_ROWS = 250_000  # rows validated at a time: bounds memory whatever the file's size
+SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
 
 
-def _payloads(out: pl.DataFrame, keep: pl.Series, key: pl.Expr, payload: pl.Expr) -> pl.DataFrame:
-    """Payload JSON of the rows where `keep` is true, built slice by slice."""
-    parts = [
-        out.slice(start, PAYLOAD_CHUNK)
-        .filter(keep.slice(start, PAYLOAD_CHUNK))
-        .select("_source_file", "_record", key.alias("_key"), payload.alias("_payload"))
-        for start in range(0, max(out.height, 1), PAYLOAD_CHUNK)
-    ]
-    return pl.concat(parts, rechunk=False)
-
-
-def _validate_file(path: Path, loaded: LoadedSpec, offset: int, today: dt.date) -> FileOutcome:
+def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+    """Pass one over the file, reading only the columns of the id and of `unique` fields."""
     spec = loaded.spec
     target = get_target(spec.target)
-    raw = read_file(path, loaded)
+    unique = {f for f, r in spec.rules.items() if r.unique}
+    plans = [
+        p for p in mapping.plan(spec, target) if p.field == target.id_field or p.field in unique
+    ]
+    columns = sorted({c for p in plans for c in _columns(p)} & set(src.header))
+    frame = src.frame(columns or src.header[:1]).with_row_index("_row", offset=offset)
+    frame = frame.with_columns(
+        pl.col("_row").cast(pl.Int64), *[p.value.alias(p.field) for p in plans]
+    )
+    text = [p.field for p in plans if frame.schema[p.field] == pl.String]
+    frame = strip_empty(frame, text)
+    return file_wide_failures(frame, spec, target.id_field)
+
+
+@dataclass
+class Batch:
+    """One batch of a file after validation."""
+
+    rows: int
+    rejects: pl.DataFrame
+    failures: pl.DataFrame
+    payloads: pl.DataFrame
+    amounts: pl.DataFrame
+
+
+def _validate_batch(
+    raw: pl.DataFrame,
+    header: list[str],
+    loaded: LoadedSpec,
+    offset: int,
+    today: dt.date,
+    wide: pl.DataFrame,
+) -> Batch:
+    spec = loaded.spec
+    target = get_target(spec.target)
     out = _compute(raw, loaded, offset)
     fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
-    fails = failures(out, spec, fields, target.id_field, n_designations, today)
+    mine = wide.filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
+    fails = failures(out, spec, fields, n_designations, today, mine)
     bad = fails.select("_row").unique()
-    rejects = _reject_rows(raw, fails, offset)
-    display, digest, size, notes = raw.display, raw.sha256, raw.size, raw.warnings
-    del raw  # the source strings are no longer needed: free them before building payloads
+    rejects = _reject_rows(raw, header, fails, offset)
     out = out.select("_row", "_source_file", "_record", *fields)
     keep = ~out["_row"].is_in(bad["_row"].implode())
     key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
     payload = payload_expr(target, fields, escape_needs(out, fields))
-    payloads = _payloads(out, keep, key, payload)
-    amounts = _amounts(out, keep, fields)
+    payloads = out.filter(keep).select(
+        "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
+    )
+    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields))
+
+
+def _validate_file(
+    path: Path,
+    loaded: LoadedSpec,
+    offset: int,
+    today: dt.date,
+    sink: Callable[[pl.DataFrame], None] | None,
+) -> FileOutcome:
+    """Validate one file batch by batch; payloads go to `sink` when there is one."""
+    parts: list[Batch] = []
+    kept: list[pl.DataFrame] = []
+    valid = 0
+    with open_source(path, loaded) as src:
+        wide = _file_wide(src, loaded, offset)
+        seen = 0
+        for raw in src.batches(BATCH_ROWS):
+            batch = _validate_batch(raw, src.header, loaded, offset + seen, today, wide)
+            seen += batch.rows
+            valid += batch.payloads.height
+            if sink is not None:
+                sink(batch.payloads)
+                room = SAMPLE_ROWS - sum(k.height for k in kept)
+                kept.append(batch.payloads.head(max(room, 0)))
+            else:
+                kept.append(batch.payloads)
+            batch.payloads = batch.payloads.clear()
+            parts.append(batch)
+        display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
+    rows = sum(b.rows for b in parts)
+    rejected = sum(b.rejects.height for b in parts)
     info = FileInfo(
-        path=display,
-        sha256=digest,
-        size=size,
-        rows=out.height,
-        valid=payloads.height,
-        rejected=bad.height,
+        path=display, sha256=digest, size=size, rows=rows, valid=valid, rejected=rejected
     )
     # The accounting invariant: every input row is valid or rejected, never both or neither.
-    if info.rows != info.valid + info.rejected:
+    if rows != valid + rejected:
         raise AssertionError(f"row accounting broken for {path}: {info}")
-    return FileOutcome(info, rejects, fails, payloads, amounts, [f"{display}: {w}" for w in notes])
+    payloads = pl.concat(kept) if kept else _EMPTY_PAYLOADS
+    return FileOutcome(
+        info,
+        pl.concat([b.rejects for b in parts], how="diagonal_relaxed") if parts else pl.DataFrame(),
+        pl.concat([b.failures for b in parts]) if parts else _EMPTY_FAILURES,
+        payloads,
+        pl.concat([b.amounts for b in parts]) if parts else _EMPTY_AMOUNTS,
+        [f"{display}: {w}" for w in notes],
+    )
+
+
+_EMPTY_PAYLOADS = pl.DataFrame(
+    schema={
+        "_source_file": pl.String,
+        "_record": pl.Int64,
+        "_key": pl.String,
+        "_payload": pl.String,
+    }
+)
+_EMPTY_FAILURES = pl.DataFrame(
+    schema={
+        "_row": pl.Int64,
+        "_source_file": pl.String,
+        "_record": pl.Int64,
+        "field": pl.String,
+        "rule": pl.String,
+        "value": pl.String,
+        "error": pl.String,
+    }
+)
+_EMPTY_AMOUNTS = pl.DataFrame(schema={"currency": pl.String, "stage": pl.String, "cents": pl.Int64})
 
 
 def _amounts(out: pl.DataFrame, keep: pl.Series, fields: list[str]) -> pl.DataFrame:
@@ -203,15 +284,20 @@ def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]
 
 
 def validate_pipeline(
-    loaded: LoadedSpec, *, today: dt.date | None = None, files: list[Path] | None = None
+    loaded: LoadedSpec,
+    *,
+    today: dt.date | None = None,
+    files: list[Path] | None = None,
+    payload_sink: Callable[[pl.DataFrame], None] | None = None,
 ) -> ValidationResult:
     """The dry run: read every source file (or only `files`, in that order), transform, validate
-    and build payloads."""
+    and build payloads. With `payload_sink`, payloads go to it batch by batch and the result
+    keeps only a sample of them (`payloads_sampled`): memory stays bounded for any file size."""
     today = today or dt.date.today()
     outcomes: list[FileOutcome] = []
     offset = 0
     for path in resolve_files(loaded) if files is None else files:
-        outcome = _validate_file(path, loaded, offset, today)
+        outcome = _validate_file(path, loaded, offset, today, payload_sink)
         offset += outcome.info.rows
         outcomes.append(outcome)
     return ValidationResult(
@@ -226,4 +312,5 @@ def validate_pipeline(
         payloads=pl.concat([o.payloads for o in outcomes]),
         control_totals=_control_totals(outcomes),
         warnings=[w for o in outcomes for w in o.warnings],
+        payloads_sampled=payload_sink is not None,
     )

@@ -14,7 +14,7 @@ import glob as globlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +268,8 @@ def _polars_error(
                 line=_line_of(path, bad[0]),
             )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    if "not properly escaped" in text or "escaped" in first:
-        where = _unclosed_quote(data, source, header or []) if data and source else None
+    where = _unclosed_quote(data, source, header or []) if data and source else None
+    if "not properly escaped" in text or "escaped" in first or where is not None:
         if where is not None:
             return SourceError(
                 f"a quoted field is never closed (unterminated quote{where[1]})",
@@ -304,8 +304,76 @@ def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
         raise ColumnsMissing(path, missing, header)
 
 
-def read_csv(path: Path, source: Source, needed: list[str], display: str) -> RawFile:
-    """Read one CSV file: needed columns as strings plus `_record`, `_line`, `_shape_error`."""
+@dataclass
+class SourceFile:
+    """One source file, open for reading: its header and identity, and its rows on demand,
+    whole (`frame`) or in batches (`batches`), always with the same meta columns:
+    `_record`, `_line`, `_shape_error`, `_source_file`."""
+
+    path: Path
+    display: str
+    header: list[str]
+    sha256: str
+    size: int
+    warnings: list[str]
+    scan: Callable[[], pl.LazyFrame]  # every header column, as scanned (header row included)
+    meta: pl.DataFrame  # per scanned row: _record (null: not data), _line, _shape_error
+    on_error: Callable[[Exception], SourceError]
+
+    def _finish(self, frame: pl.DataFrame, start: int) -> pl.DataFrame:
+        meta = self.meta.slice(start, frame.height)
+        return (
+            pl.concat([frame, meta], how="horizontal")
+            .filter(pl.col("_record").is_not_null())
+            .with_columns(pl.lit(self.display).alias("_source_file"))
+        )
+
+    def frame(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """The whole file (only `columns`, when given) with the meta columns."""
+        try:
+            frame = self.scan().select(columns or self.header).collect()
+        except pl.exceptions.PolarsError as exc:
+            raise self.on_error(exc) from None
+        return self._finish(frame, 0)
+
+    def batches(self, rows: int) -> Iterator[pl.DataFrame]:
+        """The file in batches of about `rows` rows, in order, with the meta columns."""
+        start = 0
+        try:
+            for batch in self.scan().collect_batches(chunk_size=rows):
+                yield self._finish(batch, start)
+                start += batch.height
+        except pl.exceptions.PolarsError as exc:
+            raise self.on_error(exc) from None
+
+
+def _csv_meta(layout: pl.DataFrame | None, rows: int, skip: int, width: int,
+              expected: int, notes: list[str]) -> pl.DataFrame:
+    """_record, _line and _shape_error per scanned row, from the record layout."""
+    if layout is None or layout.height != rows:
+        notes.append("could not check field counts per record (quoting is irregular)")
+        layout = pl.DataFrame(
+            {"line": [None] * rows, "fields": [width] * rows, "blank": [False] * rows},
+            schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean},
+        )
+    data = ~pl.col("blank") & (pl.int_range(pl.len()) >= skip)
+    meta = layout.select(
+        pl.when(data).then(data.cast(pl.Int64).cum_sum()).alias("_record"),
+        pl.col("line").cast(pl.Int64).alias("_line"),
+        pl.when(pl.col("fields") != expected)
+        .then(pl.format("record has {} fields, the header has " + str(expected), "fields"))
+        .alias("_shape_error"),
+    )
+    blanks = int(layout.slice(skip)["blank"].sum())
+    if blanks:
+        notes.append(f"{blanks} blank line(s) skipped")
+    return meta
+
+
+@contextmanager
+def open_csv(path: Path, source: Source, needed: list[str], display: str
+             ) -> Iterator[SourceFile]:
+    """Open one CSV file: check its header against the spec, find its record layout."""
     digest, size = file_digest(path)
     if size == 0:
         raise SourceError("the file is empty (not even a header)", path=display)
@@ -339,59 +407,35 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
             header = list(source.columns or [])
             width = max(width, len(header))
         _check_header(Path(display), header, needed)
-        layout = _record_layout(data, source.delimiter, source.quote_char)
         index = {name: i for i, name in enumerate(header)}
         schema = {f"c{i}": pl.String for i in range(width)}
+
+        def scan() -> pl.LazyFrame:
+            return pl.scan_csv(
+                data, schema=schema, missing_columns="insert",
+                null_values=source.null_values or None, **opts,
+            ).select([pl.col(f"c{index[c]}").alias(c) for c in header])
+
+        def on_error(exc: Exception) -> SourceError:
+            return _polars_error(exc, path, data, source, header)
+
         try:
-            frame = (
-                pl.scan_csv(
-                    data,
-                    schema=schema,
-                    missing_columns="insert",
-                    null_values=source.null_values or None,
-                    **opts,
-                )
-                .select([pl.col(f"c{index[c]}").alias(c) for c in header])
-                .collect()
-            )
+            rows = scan().select(pl.len()).collect().item()
         except pl.exceptions.PolarsError as exc:
-            raise _polars_error(exc, path, data, source, header) from None
-    skip = 1 if source.header else 0
-    if layout.height != frame.height:
-        notes.append("could not check field counts per record (quoting is irregular)")
-        layout = pl.DataFrame(
-            {
-                "line": [None] * frame.height,
-                "fields": [width] * frame.height,
-                "blank": [False] * frame.height,
-            },
-            schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean},
-        )
-    expected = len(header)
-    frame = frame.with_columns(
-        layout["line"].cast(pl.Int64).alias("_line"),
-        pl.when(layout["fields"] != expected)
-        .then(pl.format("record has {} fields, the header has " + str(expected), layout["fields"]))
-        .alias("_shape_error"),
-        layout["blank"].alias("_blank"),
-    ).slice(skip)
-    blanks = int(frame["_blank"].sum())
-    if blanks:
-        notes.append(f"{blanks} blank line(s) skipped")
-    frame = (
-        frame.filter(~pl.col("_blank"))
-        .drop("_blank")
-        .with_row_index("_record", offset=1)
-        .with_columns(pl.col("_record").cast(pl.Int64), pl.lit(display).alias("_source_file"))
-    )
-    return RawFile(path, display, frame, header, digest, size, notes)
+            raise on_error(exc) from None
+        layout = _record_layout(data, source.delimiter, source.quote_char)
+        meta = _csv_meta(layout, rows, 1 if source.header else 0, width, len(header), notes)
+        yield SourceFile(path, display, header, digest, size, notes, scan, meta, on_error)
 
 
-def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
-    """Read one Parquet file; every needed column becomes a string (nested ones as JSON)."""
+@contextmanager
+def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[SourceFile]:
+    """Open one Parquet file; every column becomes a string (nested ones as JSON text), except
+    dates, which stay dates."""
     digest, size = file_digest(path)
     try:
         schema = pl.read_parquet_schema(path)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise SourceError(
             f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=display
@@ -415,30 +459,51 @@ def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
             exprs.append(pl.col(c))
         else:
             exprs.append(pl.col(c).cast(pl.String).alias(c))
-    try:
-        frame = pl.scan_parquet(path).select(exprs).collect()
-    except pl.exceptions.PolarsError as exc:
-        raise SourceError(
+
+    def on_error(exc: Exception) -> SourceError:
+        return SourceError(
             f"cannot read the Parquet data ({str(exc).splitlines()[0]})", path=display
-        ) from None
-    frame = frame.with_row_index("_record", offset=1).with_columns(
-        pl.col("_record").cast(pl.Int64),
-        pl.lit(None, pl.Int64).alias("_line"),
-        pl.lit(None, pl.String).alias("_shape_error"),
-        pl.lit(display).alias("_source_file"),
+        )
+
+    meta = pl.DataFrame({"_record": pl.int_range(1, rows + 1, eager=True)}).with_columns(
+        pl.lit(None, pl.Int64).alias("_line"), pl.lit(None, pl.String).alias("_shape_error")
     )
-    return RawFile(path, display, frame, header, digest, size)
+    yield SourceFile(path, display, header, digest, size, [],
+                     lambda: pl.scan_parquet(path).select(exprs), meta, on_error)
 
 
-def read_file(path: Path, loaded: LoadedSpec) -> RawFile:
-    """Read one source file with the spec's options, keeping only the columns the spec uses."""
+@contextmanager
+def open_source(path: Path, loaded: LoadedSpec) -> Iterator[SourceFile]:
+    """Open one source file with the spec's options (format from the extension)."""
     source = loaded.spec.source
     fmt = source.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
     display = _display(path)
     needed = loaded.spec.columns()
-    if fmt == "parquet":
-        return read_parquet(path, needed, display)
-    return read_csv(path, source, needed, display)
+    opener = (open_parquet(path, needed, display) if fmt == "parquet"
+              else open_csv(path, source, needed, display))
+    with opener as src:
+        yield src
+
+
+def read_csv(path: Path, source: Source, needed: list[str], display: str) -> RawFile:
+    """A whole CSV file at once: every column as strings plus the meta columns."""
+    with open_csv(path, source, needed, display) as src:
+        return RawFile(path, display, src.frame(), src.header, src.sha256, src.size,
+                       src.warnings)
+
+
+def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
+    """A whole Parquet file at once."""
+    with open_parquet(path, needed, display) as src:
+        return RawFile(path, display, src.frame(), src.header, src.sha256, src.size,
+                       src.warnings)
+
+
+def read_file(path: Path, loaded: LoadedSpec) -> RawFile:
+    """A whole source file at once, with the spec's options."""
+    with open_source(path, loaded) as src:
+        return RawFile(path, src.display, src.frame(), src.header, src.sha256, src.size,
+                       src.warnings)
 
 
 def _display(path: Path) -> str:

@@ -48,9 +48,9 @@ def _schema(
             checks.append(pa.Check.str_length(max_value=rules.max_length))
             names.append(("max_length", f"is longer than {rules.max_length} characters"))
         must = rules.required or field in required
-        if checks or must or rules.unique:
+        if checks or must:
             columns[field] = pa.Column(
-                None, checks=checks, nullable=not must, unique=rules.unique, required=True
+                None, checks=checks, nullable=not must, required=True
             )
             labels[field] = names
     return pa.DataFrameSchema(columns), labels
@@ -139,15 +139,31 @@ def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.D
     )
 
 
+def file_wide_failures(frame: pl.DataFrame, spec: Spec, id_field: str) -> pl.DataFrame:
+    """The checks that need the whole file at once (a file is validated in batches): repeated
+    ids (the duplicate policy) and `unique` rules. `frame` holds `_row`, `_source_file`,
+    `_record`, the id field and the fields with a `unique` rule, for every row of the file."""
+    parts = [_duplicate_failures(frame, id_field, spec.keys.duplicates)]
+    for field, rules in spec.rules.items():
+        if rules.unique and field in frame.columns:
+            col = pl.col(field)
+            repeated = col.is_not_null() & (pl.len().over(col, "_source_file") > 1)
+            parts.append(frame.filter(repeated).select(
+                "_row", pl.lit(field).alias("field"), pl.lit("unique").alias("rule"),
+                pl.lit("is not unique in the file").alias("error")))
+    return pl.concat(parts, how="vertical")
+
+
 def failures(
     frame: pl.DataFrame,
     spec: Spec,
     fields: list[str],
-    id_field: str,
     designations: int,
     today: dt.date,
+    file_wide: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`."""
+    """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`.
+    `file_wide` holds this batch's rows' failures of the file-wide checks."""
     parts: list[pl.DataFrame] = [
         frame.filter(pl.col("_shape_error").is_not_null()).select(
             "_row",
@@ -193,10 +209,11 @@ def failures(
                     )
                 )
     # A field whose transform failed is null: do not also report it as missing or invalid.
-    failed = pl.concat([checked, *[p for p in parts[1:] if p.height]], how="vertical")
+    unique = file_wide.filter(pl.col("rule") == "unique")
+    failed = pl.concat([checked, unique, *[p for p in parts[1:] if p.height]], how="vertical")
     first = pl.concat(transform_errors) if transform_errors else pl.DataFrame(schema=FAILURE_SCHEMA)
     later = failed.join(first.select("_row", "field"), on=["_row", "field"], how="anti")
-    dupes = _duplicate_failures(frame, id_field, spec.keys.duplicates)
+    dupes = file_wide.filter(pl.col("rule") != "unique")
     everything = pl.concat(
         [parts[0], first, later.unique(maintain_order=True), dupes], how="vertical"
     ).sort("_row", maintain_order=True)

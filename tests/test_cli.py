@@ -146,3 +146,13 @@ def test_demo_runs_every_sample_pipeline_against_the_sandbox(tmp_path):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["counts"]["read"] == report["counts"]["valid"] + report["counts"]["rejected"]
         assert (tmp_path / name / "ledger.sqlite").is_file()
+
+
+@pytest.mark.parametrize("limit", [None, "2"])
+def test_validate_streams_the_same_payloads_as_the_library(tmp_path, limit):
+    golden = (DATA / "golden" / "contacts_small.payloads.jsonl").read_text().splitlines()
+    args = ["validate", str(DATA / "contacts_small.yaml"), "--out", str(tmp_path), "-q"]
+    invoke(*args, *(["--payloads", limit] if limit else []))
+    written = (tmp_path / "payloads.jsonl").read_text().splitlines()
+    assert written == (golden[: int(limit)] if limit else golden)
+    assert not list(tmp_path.glob(".payloads*"))

@@ -259,3 +259,46 @@ def test_rule_failures_in_a_later_file_point_at_that_files_rows(write):
         ("a.csv", 2, 0), ("b.csv", 1, 1)]
     row = result.failures.row(0, named=True)
     assert (Path(row["_source_file"]).name, row["_record"], row["rule"]) == ("b.csv", 1, "one_of")
+
+
+@pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
+def test_small_batches_give_the_same_result(monkeypatch, name):
+    from etl import runner
+
+    whole = run(name)
+    monkeypatch.setattr(runner, "BATCH_ROWS", 2)
+    batched = run(name)
+    assert batched.payloads.equals(whole.payloads)
+    assert batched.failures.equals(whole.failures)
+    assert batched.rejects.equals(whole.rejects)
+    assert batched.files == whole.files
+
+
+def test_duplicates_and_unique_rules_see_the_whole_file_across_batches(monkeypatch, write):
+    from etl import runner
+
+    monkeypatch.setattr(runner, "BATCH_ROWS", 2)
+    loaded = _spec(write, """
+        mappings: {firstName: f, lastName: l, email: {column: e, transforms: [normalize_email]}}
+        rules: {email: {unique: true}}
+    """, "id,f,l,e\n1,A,B,a@x.org\n2,C,D,b@x.org\n3,E,F,c@x.org\n4,G,H, A@X.org\n1,I,J,d@x.org\n")
+    got = reasons(validate_pipeline(loaded, today=TODAY))
+    assert {k: sorted(v) for k, v in got.items()} == {
+        1: sorted([("referenceId", "duplicate"), ("email", "unique")]),
+        4: [("email", "unique")],
+        5: [("referenceId", "duplicate")],
+    }
+
+
+def test_a_payload_sink_gets_every_payload_and_the_result_keeps_a_sample(monkeypatch):
+    from etl import runner
+
+    monkeypatch.setattr(runner, "BATCH_ROWS", 1)
+    monkeypatch.setattr(runner, "SAMPLE_ROWS", 2)
+    whole = run("contacts_small")
+    received: list[pl.DataFrame] = []
+    sampled = validate_pipeline(load_spec(DATA / "contacts_small.yaml"), today=TODAY,
+                                payload_sink=received.append)
+    assert pl.concat(received).equals(whole.payloads)
+    assert sampled.payloads_sampled and sampled.payloads.equals(whole.payloads.head(2))
+    assert sampled.valid == whole.valid == 3
