@@ -115,7 +115,7 @@ def _reject_rows(
     )
 
 
-BATCH_ROWS = 250_000  # rows validated at a time: bounds memory whatever the file's size
+BATCH_ROWS = 100_000  # rows validated at a time: bounds memory whatever the file's size
 SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
 
 

@@ -192,7 +192,7 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
     if quote is None:
         return lines.select(
             pl.col("line"), (seps + 1).alias("fields"), (pl.col("l") == "").alias("blank")
-        ).collect()
+        ).collect(engine="streaming")
     q = pl.col("l").str.count_matches(quote, literal=True)
     inside_before = (q.cum_sum() - q) % 2 == 1
     qe = _re_escape(quote)
@@ -204,12 +204,13 @@ def _record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
         .then(pl.when(inside_before).then(0).otherwise(seps))
         .otherwise(outside.str.count_matches(sep, literal=True))
     )
+    # Streaming: only the small integer columns are ever held, never the file's lines.
     df = lines.select(
         pl.col("line"),
         (~inside_before).alias("start"),
         counted.alias("seps"),
         (pl.col("l") == "").alias("blank"),
-    ).collect()
+    ).collect(engine="streaming")
     if df["start"].all():  # no record spans lines: one line, one record
         return df.select("line", (pl.col("seps") + 1).alias("fields"), "blank")
     rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
