@@ -143,6 +143,8 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         render_summary(summary)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):
         click.echo(f"error: {summary.exit_reason}", err=True)
+    elif quiet and summary.exit_code != 0:  # quiet is for cron: a failure still says why
+        click.echo(f"etl run: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
 
 
