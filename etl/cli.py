@@ -19,15 +19,8 @@ import click
 
 from etl import __version__
 from etl.errors import EtlError, SourceError
-
-EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    130,
-)
+from etl.exitcodes import EXIT_OK, EXIT_SOURCE
+from etl.exitcodes import EXIT_ROWS as EXIT_REJECTS
 
 
 def _fail(exc: EtlError) -> None:

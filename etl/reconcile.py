@@ -31,6 +31,8 @@ from etl.client import DEFAULT_BASE_URL, CrmClient
 from etl.csvsafe import neutralize_formulas
 from etl.dryrun import report_dir
 from etl.errors import CredentialsRefused
+from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
+from etl.exitcodes import EXIT_ROWS as EXIT_REVIEW
 from etl.ledger import Ledger, LedgerError
 from etl.load import money
 from etl.ratelimit import RequestBudget
@@ -39,7 +41,6 @@ from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time
 from etl.spec import LoadedSpec, load_spec
 from etl.submit import default_ledger_path
 
-EXIT_OK, EXIT_REVIEW, EXIT_USAGE, EXIT_CREDENTIALS = 0, 1, 2, 4
 STAGES = ("open", "confirmed", "needs_review", "pending", "waiting")
 
 

@@ -35,7 +35,14 @@ from etl.unattended import RunLock, control_totals, reject_gate
 
 __all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
 
-EXIT_OK, EXIT_ROWS, EXIT_USAGE, EXIT_SOURCE, EXIT_CREDENTIALS, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5
+from etl.exitcodes import (  # noqa: F401  (re-exported for etl.cli_run)
+    EXIT_CREDENTIALS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS,
+    EXIT_SOURCE,
+    EXIT_USAGE,
+)
 
 
 @dataclass(kw_only=True)

@@ -16,14 +16,13 @@ from typing import IO, Any
 
 from etl.drops import stamp
 from etl.errors import EtlError
+from etl.exitcodes import EXIT_LOCKED
 from etl.result import ValidationResult
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
-
-EXIT_LOCKED = 6
 
 
 class RunLocked(EtlError):

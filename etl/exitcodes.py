@@ -1,0 +1,14 @@
+"""Exit codes: one table for every command (the README documents it), so a scheduler can alert.
+
+0 all good · 1 rows rejected, failed, in doubt, in conflict or needing review · 2 spec or usage
+error · 3 a source file cannot be read · 4 credentials refused or the wrong organization ·
+5 interrupted (Ctrl-C / SIGTERM) · 6 another run holds the ledger's lock.
+"""
+
+EXIT_OK = 0
+EXIT_ROWS = 1
+EXIT_USAGE = 2
+EXIT_SOURCE = 3
+EXIT_CREDENTIALS = 4
+EXIT_INTERRUPTED = 5
+EXIT_LOCKED = 6
