@@ -44,7 +44,7 @@ TABLES = [
 # A file is processed when none of its rows is left in another status (pending, sending,
 # failed, needs_review: the next run reads the file again and sends only those).
 FINAL = frozenset({"accepted", "already_accepted", "confirmed", "rejected", "conflict",
-                   "in_doubt", "skipped_existing"})  # the last: etl/match.py kept it back
+                   "in_doubt", "skipped_existing"})  # the last: etl/match/ kept it back
 
 
 def stamp(seconds: float | None = None) -> str:

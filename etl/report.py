@@ -77,7 +77,7 @@ def build_report(
     result: ValidationResult, prematch: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The content of report.json (key order is the output order); `prematch` is the spec's
-    `match:` prediction (etl/match.py), present only when the spec has that section."""
+    `match:` prediction (etl/match/), present only when the spec has that section."""
     files_ok = [(f.path, f.rows == f.valid + f.rejected) for f in result.files]
     overall_ok = result.read == result.valid + result.rejected
     report = {

@@ -221,7 +221,7 @@ DEFAULT_SIGNALS: tuple[Signal, ...] = ("reference", "email")
 
 
 class Match(_Model):
-    """Pre-match (etl/match.py, docs/prematch.md): what already exists in CRM+, predicted in the
+    """Pre-match (etl/match/, docs/prematch.md): what already exists in CRM+, predicted in the
     dry run from a local cache and applied by `etl run` as a policy."""
 
     method: Literal["bulk", "find"] = Field(

@@ -1,4 +1,4 @@
-"""Pre-match (etl/match.py) against the local sandbox over loopback: the dry run's prediction of
+"""Pre-match (etl/match/) against the local sandbox over loopback: the dry run's prediction of
 new vs existing contacts equals what the sandbox's nightly batch then does; the skip and changed
 policies; the incremental cache refresh; the per-row Find path's cost and cap."""
 
@@ -180,7 +180,7 @@ def test_policy_changed_sends_only_contacts_that_differ(sandbox: SandboxHandle,
 def test_incremental_refresh_reads_only_modified_contacts(sandbox: SandboxHandle,
                                                           tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(match, "PAGE", 4)  # several pages with a few contacts
+    monkeypatch.setattr(match.fetch, "PAGE", 4)  # several pages with a few contacts
     preload(sandbox, [(f"P{i}", f"Pat{i}", "Doe", f"p{i}@example.org") for i in range(10)])
     preload(sandbox, [("P10", "Pat10", "Doe", "p10@example.org")])  # a later nightly batch
     spec = write_spec(tmp_path, SECOND)
