@@ -1,0 +1,78 @@
+"""Helpers shared by the transform modules (private to the `etl.transforms` package).
+
+Performance note: polars' common-subexpression elimination is not reliable for these trees,
+and a sub-expression referenced k times is computed k times (and nests: a transform that
+used its input 4 times, after one that did the same, would compute the first one 16 times).
+So each transform uses `expr` once. When it needs intermediate values several times it binds
+them as fields of a struct (`pl.struct(text=...)`, then `.struct.with_fields(...)` reading
+them with `pl.field`), which evaluates each field once, like a `let`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+import polars.selectors as cs
+
+from etl.transforms.registry import Step
+
+# Unicode White_Space plus zero-width space and BOM: what `trim` strips from both ends.
+_WS_CHARS = (
+    " \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\ufeff"
+)
+# The same as a regex class (Rust regex: `\s` is Unicode White_Space).
+_WS_RE = r"[\s\x{200B}\x{FEFF}]"
+
+F = pl.field
+
+
+def _text(expr: pl.Expr) -> pl.Expr:
+    """The value as String (a no-op for String columns; numbers and dates become text)."""
+    return expr.cast(pl.String)
+
+
+def _strip(expr: pl.Expr) -> pl.Expr:
+    return _text(expr).str.strip_chars(_WS_CHARS)
+
+
+def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+    return expr.replace("", None)
+
+
+def _message(when: pl.Expr, *parts: str | pl.Expr) -> pl.Expr:
+    """A String error where `when` holds (else null): the parts joined, str parts as text."""
+    exprs = [pl.lit(p) if isinstance(p, str) else p for p in parts]
+    return pl.when(when).then(pl.concat_str(exprs))
+
+
+def _result(scope: pl.Expr, *, error: bool = True) -> Step:
+    """The Step held by the `value` and `error` fields of a scope struct."""
+    value = scope.struct.field("value")
+    return Step(value, scope.struct.field("error") if error else None)
+
+
+def _unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: Step) -> Step:
+    """`typed` (no error) when `expr` already has a dtype matching `selector`, else `step`.
+
+    The dtype test is resolved when the query is planned, so only one branch ever runs.
+    """
+    already = pl.dtype_of(expr).matches(selector)
+    # All null, yet not a bare literal: the planner only drops the untaken branch when the
+    # taken one reads a column.
+    no_error = pl.when(typed.is_null() & typed.is_not_null()).then(pl.lit("", pl.String))
+    error = step.error if step.error is not None else pl.lit(None, pl.String)
+    return Step(
+        pl.when(already).then(typed).otherwise(step.value),
+        pl.when(already).then(no_error).otherwise(error),
+    )
+
+
+def _string_list(value: Sequence[str] | str, what: str) -> list[str]:
+    """A YAML list of strings (a lone string counts as a list of one)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{what} must be a list of strings, not {value!r}")
+    return list(value)
