@@ -20,10 +20,14 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
 from etl.client import coerce_number
+from etl.errors import TransientError
+
+T = TypeVar("T")
 
 HOUR = 3600.0
 
@@ -137,3 +141,32 @@ class RequestBudget:
 def backoff(attempt: int, *, base: float, cap: float, rng: Callable[[], float]) -> float:
     """Exponential backoff with full jitter: uniform(0, min(cap, base * 2**(attempt-1)))."""
     return rng() * min(cap, base * (2 ** max(0, attempt - 1)))
+
+
+async def budgeted(
+    call: Callable[[], Awaitable[T]],
+    budget: RequestBudget,
+    *,
+    max_attempts: int,
+    base: float,
+    cap: float,
+    rng: Callable[[], float],
+) -> T:
+    """One request within the budget, retried when transient: a 429 pauses the whole budget for
+    Retry-After, other transient errors back off with full jitter; bounded by `max_attempts`."""
+    attempt = 0
+    while True:
+        attempt += 1
+        await budget.acquire()
+        try:
+            return await call()
+        except TransientError as exc:
+            if exc.status == 429:
+                budget.pause(exc.retry_after)
+            if attempt >= max_attempts:
+                raise
+            if exc.status != 429:
+                await asyncio.sleep(backoff(attempt, base=base, cap=cap, rng=rng))
+        finally:
+            budget.release()
+

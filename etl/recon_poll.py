@@ -14,7 +14,6 @@ the bulk pages can.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import random
@@ -25,7 +24,7 @@ from typing import Any
 
 from etl.client import CrmClient, EndpointMissing, Reply, coerce_number
 from etl.errors import TransientError
-from etl.ratelimit import RequestBudget, backoff
+from etl.ratelimit import RequestBudget, budgeted
 from etl.recon_store import iso
 
 
@@ -96,25 +95,16 @@ class Poller:
     async def call(self, endpoint: str, body: bytes | None = None,
                    **kwargs: Any) -> Reply | None:
         """One request within the budget, retried when transient; None on 404."""
-        attempt = 0
-        while True:
-            attempt += 1
-            await self.budget.acquire()
+
+        async def send() -> Reply | None:
             self.requests += 1
             try:
                 return await self.client.send(endpoint, body, **kwargs)
             except EndpointMissing:
                 return None
-            except TransientError as exc:
-                if exc.status == 429:
-                    self.budget.pause(exc.retry_after)
-                if attempt >= self.max_attempts:
-                    raise
-                if exc.status != 429:
-                    await asyncio.sleep(backoff(attempt, base=self.backoff_base,
-                                                cap=self.backoff_cap, rng=self.rng))
-            finally:
-                self.budget.release()
+
+        return await budgeted(send, self.budget, max_attempts=self.max_attempts,
+                              base=self.backoff_base, cap=self.backoff_cap, rng=self.rng)
 
     async def poll(self, keys: set[str], since: datetime | None,
                    pages_hint: int | None) -> PollResult:

@@ -15,11 +15,11 @@ from typing import Any
 import polars as pl
 
 from etl.client import CrmClient, EndpointMissing, OrganizationMismatch, Reply
-from etl.errors import EtlError, TransientError
+from etl.errors import EtlError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, _now, parse_contact
 from etl.match.signals import _col
-from etl.ratelimit import RequestBudget, backoff
+from etl.ratelimit import RequestBudget, budgeted
 from etl.spec import LoadedSpec, Match
 
 PAGE = 1000  # Contact/Query's largest page
@@ -52,25 +52,16 @@ class Reader:
                    params: dict[str, str | int] | None = None) -> Reply | None:
         """The 2xx Reply, None for a 404; other errors raise (after bounded retries)."""
         content = json.dumps(body).encode() if body is not None else None
-        attempt = 0
-        while True:
-            attempt += 1
-            await self.budget.acquire()
+
+        async def send() -> Reply | None:
             self.requests += 1
             try:
                 return await self.client.send(endpoint, content, params=params)
             except EndpointMissing:
                 return None
-            except TransientError as exc:
-                if exc.status == 429:
-                    self.budget.pause(exc.retry_after)
-                if attempt >= self.max_attempts:
-                    raise
-                if exc.status != 429:
-                    await asyncio.sleep(backoff(attempt, base=self.backoff_base,
-                                                cap=self.backoff_cap, rng=self.rng.random))
-            finally:
-                self.budget.release()
+
+        return await budgeted(send, self.budget, max_attempts=self.max_attempts,
+                              base=self.backoff_base, cap=self.backoff_cap, rng=self.rng.random)
 
     async def organization(self, expected: str | None) -> str:
         reply = await self.call("organization")
