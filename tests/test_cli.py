@@ -15,6 +15,15 @@ from etl.cli import main
 
 DATA = Path(__file__).parent / "data"
 
+# A contact pipeline over d.csv with columns id, f (first name), l (last name).
+NAMES_SPEC = """
+    name: ok
+    target: contact_transaction
+    source: {path: d.csv}
+    keys: {source: S, id: {column: id}}
+    mappings: {firstName: f, lastName: l}
+"""
+
 
 def invoke(*args: str):
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -56,16 +65,7 @@ def test_max_reject_rate_tolerates_some(tmp_path):
 
 def test_clean_file_exits_0(write, tmp_path):
     write("d.csv", "id,f,l\n1,A,B\n")
-    spec = write(
-        "p.yaml",
-        """
-        name: ok
-        target: contact_transaction
-        source: {path: d.csv}
-        keys: {source: S, id: {column: id}}
-        mappings: {firstName: f, lastName: l}
-    """,
-    )
+    spec = write("p.yaml", NAMES_SPEC)
     result = invoke("validate", str(spec), "--out", str(tmp_path / "r"), "--json")
     assert result.exit_code == 0
     assert json.loads(result.output)["counts"]["valid"] == 1
@@ -81,16 +81,7 @@ def test_spec_error_exits_2_with_the_line(write, tmp_path):
 
 def test_source_error_exits_3(write, tmp_path):
     write("d.csv", b"id,f,l\n1,\xe9,B\n")
-    spec = write(
-        "p.yaml",
-        """
-        name: ok
-        target: contact_transaction
-        source: {path: d.csv}
-        keys: {source: S, id: {column: id}}
-        mappings: {firstName: f, lastName: l}
-    """,
-    )
+    spec = write("p.yaml", NAMES_SPEC)
     result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "d.csv:2: byte 0xe9 is not valid UTF-8" in result.output
@@ -98,16 +89,7 @@ def test_source_error_exits_3(write, tmp_path):
 
 def test_missing_column_exits_3_and_shows_header(write, tmp_path):
     write("d.csv", "id,first,l\n1,A,B\n")
-    spec = write(
-        "p.yaml",
-        """
-        name: ok
-        target: contact_transaction
-        source: {path: d.csv}
-        keys: {source: S, id: {column: id}}
-        mappings: {firstName: f, lastName: l}
-    """,
-    )
+    spec = write("p.yaml", NAMES_SPEC)
     result = CliRunner().invoke(main, ["validate", str(spec), "--out", str(tmp_path / "r")])
     assert result.exit_code == 3
     assert "missing: 'f'; the header has: 'id', 'first', 'l'" in result.output
