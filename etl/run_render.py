@@ -79,12 +79,15 @@ def _render_totals(console: Any, summary: RunSummary) -> None:
     for name in ("stage", "currency", "rows", "amount"):
         totals.add_column(name, justify="right" if name in ("rows", "amount") else "left")
     ct = summary.control_totals
-    for currency, entry in (ct.get("currencies") or {}).items():
-        if "read" in entry["amount"]:
-            totals.add_row("read", currency, "-", entry["amount"]["read"])
-    for t in summary.totals:
-        totals.add_row(t["stage"], t["currency"] or "-", str(t["rows"]), t["amount"])
-    console.print(totals)
+    # Contacts carry no amounts: then the row line below says everything.
+    currencies = ct.get("currencies") or {}
+    if any(c != "-" for c in currencies) or any(t["currency"] for t in summary.totals):
+        for currency, entry in (ct.get("currencies") or {}).items():
+            if "read" in entry["amount"]:
+                totals.add_row("read", currency, "-", entry["amount"]["read"])
+        for t in summary.totals:
+            totals.add_row(t["stage"], t["currency"] or "-", str(t["rows"]), t["amount"])
+        console.print(totals)
     if ct:
         rows = ct["rows"]
         console.print(f"rows: read {rows['read']} = valid {rows['valid']} + rejected "
