@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import shutil
@@ -108,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeat": a.repeat,
         "results": entries,
     }
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.results.with_name(a.results.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(a.results)
+    bd.write_results(a.results, report)
     print(f"\n## Dry run vs pandas baseline vs floor ({a.repeat} runs: median wall, max peak)\n")
     print(table(entries))
     print(f"\nResults: {a.results}")

@@ -98,6 +98,14 @@ class Dataset:
     floor_encoding: str  # what polars.read_csv is given
 
 
+
+def write_results(path: Path, report: dict[str, Any]) -> None:
+    """The results JSON, written whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    tmp.replace(path)
+
 def _generator_digest() -> str:
     return hashlib.sha256((BENCH / "generate.py").read_bytes()).hexdigest()[:16]
 
@@ -290,10 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "startup_peak_mb": startup.get("peak_mb"),
         "results": rows_out,
     }
-    a.results.parent.mkdir(parents=True, exist_ok=True)
-    tmp = a.results.with_name(a.results.name + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    tmp.replace(a.results)
+    write_results(a.results, report)
 
     print(f"\n## Dry run vs floor ({a.repeat} runs each: median wall, max peak RSS)\n")
     print(table(rows_out))

@@ -19,7 +19,7 @@ import click
 
 from etl import __version__
 from etl.errors import EtlError, SourceError
-from etl.exitcodes import EXIT_OK, EXIT_SOURCE
+from etl.exitcodes import EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from etl.exitcodes import EXIT_ROWS as EXIT_REJECTS
 
 
@@ -49,6 +49,16 @@ class LazyGroup(click.Group):
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> object:
+        # Every command, one place: an unwritable --out or ledger path, a missing folder or a full
+        # disk is a message and exit 2, never a traceback.
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(EXIT_USAGE)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -69,5 +69,7 @@ def dry_run(
         from etl.match import predict
 
         prematch = predict(loaded, result, match)
-    paths = write_report(result, out, payload_limit=limit, prematch=prematch, payloads_file=spooled)
-    return DryRun(result, paths, build_report(result, prematch), summary_table(result, prematch))
+    report = build_report(result, prematch)
+    paths = write_report(result, out, payload_limit=limit, prematch=prematch,
+                         payloads_file=spooled, report=report)
+    return DryRun(result, paths, report, summary_table(result, prematch))

@@ -1,8 +1,8 @@
 """Exit codes: one table for every command (the README documents it), so a scheduler can alert.
 
 0 all good · 1 rows rejected, failed, in doubt, in conflict or needing review · 2 spec or usage
-error · 3 a source file cannot be read · 4 credentials refused or the wrong organization ·
-5 interrupted (Ctrl-C / SIGTERM) · 6 another run holds the ledger's lock.
+error, or a path that cannot be written · 3 a source file cannot be read · 4 credentials refused
+or the wrong organization · 5 interrupted (Ctrl-C / SIGTERM) · 6 another run holds the lock.
 """
 
 EXIT_OK = 0

@@ -41,6 +41,7 @@ def write_report(
     payload_limit: int | None = None,
     prematch: dict[str, Any] | None = None,
     payloads_file: Path | None = None,
+    report: dict[str, Any] | None = None,
 ) -> ReportPaths:
     """Write the four report files into `out_dir` (created if needed) and return their paths.
 
@@ -57,7 +58,7 @@ def write_report(
         payloads_jsonl=out_dir / PAYLOADS_JSONL,
         report_html=out_dir / REPORT_HTML,
     )
-    report = build_report(result, prematch)
+    report = report if report is not None else build_report(result, prematch)
     with _atomic(paths.report_json) as tmp:
         text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
         tmp.write_text(text + "\n", encoding="utf-8")

@@ -138,3 +138,14 @@ def test_validate_streams_the_same_payloads_as_the_library(tmp_path, limit):
     written = (tmp_path / "payloads.jsonl").read_text().splitlines()
     assert written == (golden[: int(limit)] if limit else golden)
     assert not list(tmp_path.glob(".payloads*"))
+
+
+def test_an_unwritable_report_folder_is_a_message_not_a_traceback(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(
+        main, ["validate", str(DATA / "contacts_small.yaml"), "--out", str(blocker / "r")]
+    )
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert "error: " in result.output and "a-file" in result.output

@@ -142,23 +142,22 @@ class Cache:
                            schema={"_cid": pl.Int64}, orient="row")
         return refs, emails, ids
 
-    def records(self, ids: list[int]) -> pl.DataFrame:
-        rows: list[tuple[int, str]] = []
+    def _where_in(self, select: str, column: str, ids: list[int]) -> list[tuple[Any, ...]]:
+        """`select ... WHERE column IN (ids)`, 500 ids a statement (SQLite's variable limit)."""
+        rows: list[tuple[Any, ...]] = []
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" for _ in chunk)
-            rows += self.db.execute(f"SELECT id, record FROM prematch_contacts"  # noqa: S608
-                                    f" WHERE id IN ({marks})", chunk).fetchall()
+            rows += self.db.execute(f"{select} WHERE {column} IN ({marks})", chunk).fetchall()
+        return rows
+
+    def records(self, ids: list[int]) -> pl.DataFrame:
+        rows = self._where_in("SELECT id, record FROM prematch_contacts", "id", ids)
         return pl.DataFrame(rows, schema={"_contact_id": pl.Int64, "_crm_record": pl.String},
                             orient="row")
 
     def emails_of(self, ids: list[int]) -> pl.DataFrame:
-        rows: list[tuple[str, int]] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" for _ in chunk)
-            rows += self.db.execute(f"SELECT email, contact_id FROM prematch_emails"  # noqa: S608
-                                    f" WHERE contact_id IN ({marks})", chunk).fetchall()
+        rows = self._where_in("SELECT email, contact_id FROM prematch_emails", "contact_id", ids)
         return pl.DataFrame(rows, schema={"_email": pl.String, "_contact_id": pl.Int64},
                             orient="row")
 

@@ -39,29 +39,31 @@ async def contact_find(request: Request) -> Response:
         else:
             raise ApiError(400, "INVALID_REQUEST",
                            "give email, or referenceSource and referenceId")
+    return _one(request, found)
+
+
+def _one(request: Request, found: dict[str, Any] | None) -> Response:
     return record_json(request, found) if found else not_found()
 
 
 async def contact_by_reference(request: Request) -> Response:
     p = request.path_params
-    found = _rt(request).state.contact_by_reference(p["referenceSource"], p["referenceId"])
-    return record_json(request, found) if found else not_found()
+    return _one(request, _rt(request).state.contact_by_reference(p["referenceSource"],
+                                                                 p["referenceId"]))
 
 
 async def contact_by_id(request: Request) -> Response:
-    found = _rt(request).state.contact(request.path_params["contactId"])
-    return record_json(request, found) if found else not_found()
+    return _one(request, _rt(request).state.contact(request.path_params["contactId"]))
 
 
 async def gift_by_key(request: Request) -> Response:
     p = request.path_params
-    found = _rt(request).state.gift_by_key(p["transactionSource"], p["transactionId"])
-    return record_json(request, found) if found else not_found()
+    return _one(request, _rt(request).state.gift_by_key(p["transactionSource"],
+                                                        p["transactionId"]))
 
 
 async def gift_by_id(request: Request) -> Response:
-    found = _rt(request).state.gift(request.path_params["giftId"])
-    return record_json(request, found) if found else not_found()
+    return _one(request, _rt(request).state.gift(request.path_params["giftId"]))
 
 
 def _paging(request: Request) -> tuple[int, int]:
@@ -155,7 +157,7 @@ def _listing(attr: str) -> Any:
 async def project_by_code(request: Request) -> Response:
     code = request.path_params["code"]
     found = next((p for p in _rt(request).org.projects if p["code"] == code), None)
-    return record_json(request, found) if found else not_found()
+    return _one(request, found)
 
 
 async def webhook_create(request: Request) -> Response:

@@ -29,26 +29,24 @@ def _refuse(details: list[Detail]) -> ApiError:
     return ApiError(422, "VALIDATION_FAILED", INVALID, details)
 
 
-async def contact_transaction(request: Request) -> Response:
+def _single(request: Request, kind: str, check: Any) -> Response:
+    """One transaction: refused with 422 details, or held."""
     rt = _runtime(request)
     body = json_object(request)
     context(request).items = 1
-    details = check_contact(body, rt.org)
+    details = check(body, rt.org)
     if details:
         raise _refuse(details)
-    rt.state.hold("contact", [body], {})
+    rt.state.hold(kind, [body], {})
     return stored()
+
+
+async def contact_transaction(request: Request) -> Response:
+    return _single(request, "contact", check_contact)
 
 
 async def gift_transaction(request: Request) -> Response:
-    rt = _runtime(request)
-    body = json_object(request)
-    context(request).items = 1
-    details = check_gift(body, rt.org)
-    if details:
-        raise _refuse(details)
-    rt.state.hold("gift", [body], {})
-    return stored()
+    return _single(request, "gift", check_gift)
 
 
 def _items(request: Request, body: dict[str, Any], name: str) -> list[Any]:
