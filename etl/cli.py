@@ -19,7 +19,7 @@ import click
 
 from etl import __version__
 from etl.errors import EtlError, SourceError
-from etl.exitcodes import EXIT_OK, EXIT_SOURCE, EXIT_USAGE
+from etl.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from etl.exitcodes import EXIT_ROWS as EXIT_REJECTS
 
 
@@ -59,6 +59,9 @@ class LazyGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             ctx.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
