@@ -37,14 +37,73 @@ _BOOL = {
 }
 
 
+STAGE = "\u21b3"  # prefix of intermediate columns (a transform's scope, a bound value)
+
+
 @dataclass(frozen=True)
 class FieldPlan:
-    """The three expressions for one target field."""
+    """The three expressions for one target field, and the intermediate columns they read.
+
+    `stages` are (name, expression) pairs computed first (see `with_stages`): a chain of
+    transforms whose value and error both need the same intermediate work computes it once.
+    """
 
     field: str
     value: pl.Expr
     error: pl.Expr
     raw: pl.Expr
+    stages: tuple[tuple[str, pl.Expr], ...] = ()
+
+    def sources(self) -> set[str]:
+        """The source columns this field reads."""
+        exprs = [self.value, self.error, self.raw, *(e for _, e in self.stages)]
+        names = {c for e in exprs for c in e.meta.root_names()}
+        return {c for c in names if not c.startswith(STAGE)}
+
+
+class _Stages:
+    """Collects one field's intermediate columns while its expressions are built."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.items: list[tuple[str, pl.Expr]] = []
+
+    def bind(self, expr: pl.Expr) -> pl.Expr:
+        """Compute `expr` once, as a column; return a reference to it."""
+        name = f"{STAGE}{self.field}#{len(self.items)}"
+        self.items.append((name, expr))
+        return pl.col(name)
+
+    def apply(self, build: Any, value: pl.Expr, bound: bool) -> tuple[pl.Expr, pl.Expr | None]:
+        """Run one step (`build(value) -> Step`). A step with an error reads its input from a
+        column and has its scope computed once; a step without one stays inline."""
+        step = build(value)
+        if step.error is None:
+            return step.value, None
+        if not bound:
+            step = build(self.bind(value))
+        if step.scope is not None and step.pick is not None:
+            return step.pick(self.bind(step.scope))
+        return step.value, step.error
+
+
+def with_stages(lf: pl.LazyFrame, plans: list[FieldPlan]) -> pl.LazyFrame:
+    """Add the plans' intermediate columns, layer by layer (a layer reads only earlier ones)."""
+    stages = {name: expr for p in plans for name, expr in p.stages}
+    depth: dict[str, int] = {}
+
+    def level(name: str) -> int:
+        if name not in depth:
+            reads = [c for c in stages[name].meta.root_names() if c in stages]
+            depth[name] = 1 + max((level(c) for c in reads), default=-1)
+        return depth[name]
+
+    layers: dict[int, list[pl.Expr]] = {}
+    for name, expr in stages.items():
+        layers.setdefault(level(name), []).append(expr.alias(name))
+    for i in sorted(layers):
+        lf = lf.with_columns(layers[i])
+    return lf
 
 
 def _err(rule: str, message: pl.Expr) -> pl.Expr:
@@ -94,16 +153,21 @@ def _base(m: Mapping) -> pl.Expr:
     return pl.lit(m.constant)
 
 
-def plan_mapping(m: Mapping, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """Value, error and raw expressions for one mapping typed as `kind`."""
+def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, _Stages]:
+    """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
+    stages = _Stages(field)
     value = _base(m)
+    bound = m.column is not None  # a plain column: reading it twice costs nothing
     errors: list[pl.Expr] = []
     for name, args in m.steps():
-        step = transforms.REGISTRY[name](value, **args)
-        if step.error is not None:
-            errors.append(_err(name, step.error))
-        value = step.value
+        fn = transforms.REGISTRY[name]
+        value, error = stages.apply(lambda v, fn=fn, args=args: fn(v, **args), value, bound)
+        if error is not None:
+            errors.append(_err(name, error))
+        bound = False
     if m.value_map is not None:
+        if not bound:
+            value = stages.bind(value)
         mapped = value.cast(pl.String).replace_strict(
             m.value_map, default=None, return_dtype=pl.String
         )
@@ -122,22 +186,29 @@ def plan_mapping(m: Mapping, kind: str) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
             mapped = pl.coalesce(mapped, value.cast(pl.String))
         elif m.unmapped == "default":
             mapped = pl.when(unknown).then(pl.lit(m.default)).otherwise(mapped)
-        value = mapped
-    value, type_error = _typed(value, kind)
+        value, bound = mapped, False
+    value, type_error = _typed(value, kind, stages, bound)
     if type_error is not None:
         errors.append(type_error)
     raw = pl.col(m.column) if m.column is not None else value.cast(pl.String)
-    return value, _first_error(errors), raw
+    return value, _first_error(errors), raw, stages
 
 
-def _typed(value: pl.Expr, kind: str) -> tuple[pl.Expr, pl.Expr | None]:
+def _typed(
+    value: pl.Expr, kind: str, stages: _Stages, bound: bool
+) -> tuple[pl.Expr, pl.Expr | None]:
     """Bring a mapped value to the field's wire type; strings are parsed, with errors."""
-    if kind in ("money", "number"):
-        step = transforms.REGISTRY["parse_amount"](value)
-        return step.value, (_err("number", step.error) if step.error is not None else None)
-    if kind == "date":
-        step = transforms.REGISTRY["parse_date"](value, formats=["%Y-%m-%d"])
-        return step.value, (_err("date", step.error) if step.error is not None else None)
+    if kind in ("money", "number", "date"):
+        name, rule, args = (
+            ("parse_date", "date", {"formats": ["%Y-%m-%d"]})
+            if kind == "date"
+            else ("parse_amount", "number", {})
+        )
+        fn = transforms.REGISTRY[name]
+        value, error = stages.apply(lambda v: fn(v, **args), value, bound)
+        return value, (_err(rule, error) if error is not None else None)
+    if kind in ("int", "bool") and not bound:
+        value = stages.bind(value)
     if kind == "int":
         as_int = value.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
         bad = value.is_not_null() & as_int.is_null()
@@ -195,8 +266,8 @@ def plan(spec: Spec, target: Target) -> list[FieldPlan]:
         FieldPlan(target.id_field, ident, pl.lit(None, pl.String), raw_id),
     ]
     for field, m in spec.mappings.items():
-        value, error, raw = plan_mapping(m, target.kind(field) or "str")
-        plans.append(FieldPlan(field, value, error, raw))
+        value, error, raw, stages = plan_mapping(m, target.kind(field) or "str", field)
+        plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
     plans += _designations(spec)
     return plans
 
@@ -205,20 +276,27 @@ def _designations(spec: Spec) -> list[FieldPlan]:
     """`designations.<i>.<code|name|id>` and `designations.<i>.amountDesignated` columns."""
     plans: list[FieldPlan] = []
     amounts: list[pl.Expr] = []
+    every: list[tuple[str, pl.Expr]] = []  # all designation stages (the rest amount reads them)
     rest_index: int | None = None
     for i, d in enumerate(spec.designations):
         by = "code" if d.code else ("name" if d.name else "id")
         m = d.code or d.name or d.id
         assert m is not None
-        value, error, raw = plan_mapping(m, "int" if by == "id" else "str")
-        plans.append(FieldPlan(f"designations.{i}.{by}", value, error, raw))
+        field = f"designations.{i}.{by}"
+        value, error, raw, stages = plan_mapping(m, "int" if by == "id" else "str", field)
+        plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
+        every += stages.items
         if d.amount is None:
             rest_index = i
             continue
-        amount, aerror, araw = plan_mapping(d.amount, "money")
+        field = f"designations.{i}.amountDesignated"
+        amount, aerror, araw, astages = plan_mapping(d.amount, "money", field)
         amount = pl.when(value.is_not_null()).then(amount)
         amounts.append(amount.fill_null(0.0))
-        plans.append(FieldPlan(f"designations.{i}.amountDesignated", amount, aerror, araw))
+        plans.append(
+            FieldPlan(field, amount, aerror, araw, tuple(stages.items + astages.items))
+        )
+        every += astages.items
     if rest_index is not None:
         gift = pl.col(OUT + "amount")
         total = gift - pl.sum_horizontal(amounts) if amounts else gift
@@ -228,6 +306,7 @@ def _designations(spec: Spec) -> list[FieldPlan]:
                 total.round(2),
                 pl.lit(None, pl.String),
                 total.cast(pl.String),
+                tuple(every),
             )
         )
     return plans

@@ -41,10 +41,6 @@ DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this 
 DEDUPE_MIN_ROWS = 10_000
 
 
-def _columns(plan: mapping.FieldPlan) -> set[str]:
-    return {c for e in (plan.value, plan.error, plan.raw) for c in e.meta.root_names()}
-
-
 def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
     return (
         [p.value.alias(OUT + p.field) for p in group]
@@ -56,7 +52,7 @@ def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
 def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
     """Evaluate one-column mappings once per distinct source value when the column repeats a
     lot (names, dates, codes): a lookup table per column, joined back by value."""
-    single = {p.field: next(iter(_columns(p))) for p in plans if len(_columns(p)) == 1}
+    single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
     columns = sorted(set(single.values()))
     if not columns or frame.height < DEDUPE_MIN_ROWS:
         return []
@@ -65,7 +61,10 @@ def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> l
     tables = []
     for column in sorted(cheap):
         group = [p for p in plans if single.get(p.field) == column]
-        tables.append(frame.select(pl.col(column).unique()).select(pl.col(column), *_exprs(group)))
+        values = frame.lazy().select(pl.col(column).unique())
+        tables.append(
+            mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)).collect()
+        )
     return tables
 
 
@@ -90,7 +89,7 @@ def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame
     rest = [p for p in first if OUT + p.field not in done]
     for group in (rest, second):
         if group:
-            lf = lf.with_columns(_exprs(group))
+            lf = mapping.with_stages(lf, group).with_columns(_exprs(group))
     # Plan order (keys first, then the spec's mappings) is the order of the payload's members.
     names = (
         [p.field for p in plans] + [ERR + p.field for p in plans] + [RAW + p.field for p in plans]
@@ -127,11 +126,14 @@ def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame
     plans = [
         p for p in mapping.plan(spec, target) if p.field == target.id_field or p.field in unique
     ]
-    columns = sorted({c for p in plans for c in _columns(p)} & set(src.header))
+    columns = sorted({c for p in plans for c in p.sources()} & set(src.header))
     frame = src.frame(columns or src.header[:1]).with_row_index("_row", offset=offset)
-    frame = frame.with_columns(
-        pl.col("_row").cast(pl.Int64), *[p.value.alias(p.field) for p in plans]
-    )
+    lf = mapping.with_stages(frame.lazy(), plans)
+    frame = lf.select(
+        pl.col("_row").cast(pl.Int64),
+        *[c for c in frame.columns if c != "_row"],
+        *[p.value.alias(p.field) for p in plans],
+    ).collect()
     text = [p.field for p in plans if frame.schema[p.field] == pl.String]
     frame = strip_empty(frame, text)
     return file_wide_failures(frame, spec, target.id_field)

@@ -707,3 +707,31 @@ def test_chained_steps_stay_vectorized_and_correct() -> None:
         (None, None),
     ]
     assert out.height == 200_000
+
+
+@pytest.mark.parametrize("dtype", [pl.String, pl.Float64])
+def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
+    """A step with a scope hands it over with `pick`: the mapping stage computes the scope
+    once as a column and rebuilds the value and error from it; the same answers either way,
+    and a column that is already typed never fills the scope."""
+    from etl.mapping import _Stages, with_stages
+
+    frame = pl.DataFrame({"v": ["$1,234.50", "12", None]})
+    if dtype == pl.Float64:
+        frame = pl.DataFrame({"v": [1234.5, 12.0, None]})
+    stages = _Stages("amount")
+    value, error = stages.apply(lambda v: REGISTRY["parse_amount"](v), pl.col("v"), True)
+    assert len(stages.items) == 1  # the scope, bound once
+    direct = REGISTRY["parse_amount"](pl.col("v"))
+    assert direct.error is not None
+    staged = with_stages(frame.lazy(), [_plan(value, error, stages)]).collect()
+    assert staged.select(value, error).rows() == frame.select(direct.value, direct.error).rows()
+    scope = staged[stages.items[0][0]]
+    assert scope.null_count() == (frame.height if dtype == pl.Float64 else 0)
+
+
+def _plan(value: pl.Expr, error: pl.Expr | None, stages: Any) -> Any:
+    from etl.mapping import FieldPlan
+
+    return FieldPlan("amount", value, error if error is not None else pl.lit(None), value,
+                     tuple(stages.items))

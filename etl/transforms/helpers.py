@@ -49,8 +49,12 @@ def _message(when: pl.Expr, *parts: str | pl.Expr) -> pl.Expr:
 
 def _result(scope: pl.Expr, *, error: bool = True) -> Step:
     """The Step held by the `value` and `error` fields of a scope struct."""
-    value = scope.struct.field("value")
-    return Step(value, scope.struct.field("error") if error else None)
+
+    def pick(s: pl.Expr) -> tuple[pl.Expr, pl.Expr | None]:
+        return s.struct.field("value"), (s.struct.field("error") if error else None)
+
+    value, err = pick(scope)
+    return Step(value, err, scope=scope, pick=pick)
 
 
 def _unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: Step) -> Step:
@@ -59,13 +63,27 @@ def _unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: St
     The dtype test is resolved when the query is planned, so only one branch ever runs.
     """
     already = pl.dtype_of(expr).matches(selector)
-    # All null, yet not a bare literal: the planner only drops the untaken branch when the
-    # taken one reads a column.
-    no_error = pl.when(typed.is_null() & typed.is_not_null()).then(pl.lit("", pl.String))
-    error = step.error if step.error is not None else pl.lit(None, pl.String)
+
+    def choose(value: pl.Expr, error: pl.Expr | None) -> tuple[pl.Expr, pl.Expr]:
+        # All null, yet not a bare literal: the planner only drops the untaken branch when the
+        # taken one reads a column.
+        no_error = pl.when(typed.is_null() & typed.is_not_null()).then(pl.lit("", pl.String))
+        error = error if error is not None else pl.lit(None, pl.String)
+        return (
+            pl.when(already).then(typed).otherwise(value),
+            pl.when(already).then(no_error).otherwise(error),
+        )
+
+    value, error = choose(step.value, step.error)
+    inner = step.pick
+    if step.scope is None or inner is None:
+        return Step(value, error)
+    # The scope is guarded too, so a column that is already typed never computes it.
     return Step(
-        pl.when(already).then(typed).otherwise(step.value),
-        pl.when(already).then(no_error).otherwise(error),
+        value,
+        error,
+        scope=pl.when(~already).then(step.scope),
+        pick=lambda s: choose(*inner(s)),
     )
 
 

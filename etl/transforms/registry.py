@@ -20,6 +20,12 @@ class Step:
 
     value: pl.Expr
     error: pl.Expr | None = None
+    # A step that binds its intermediate values in a struct ("scope") also hands over the
+    # struct and `pick`, which rebuilds (value, error) from a reference to it: the mapping
+    # stage then computes the struct once, as a column, instead of once inside the value and
+    # once more inside the error.
+    scope: pl.Expr | None = None
+    pick: Callable[[pl.Expr], tuple[pl.Expr, pl.Expr | None]] | None = None
 
 
 TransformFn = Callable[..., Step]
