@@ -28,23 +28,43 @@ def record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
             pl.col("line"), (seps + 1).alias("fields"), (pl.col("l") == "").alias("blank")
         ).collect(engine="streaming")
     q = pl.col("l").str.count_matches(quote, literal=True)
-    inside_before = (q.cum_sum() - q) % 2 == 1
     qe = _re_escape(quote)
-    opened = pl.when(inside_before).then(pl.lit(quote) + pl.col("l")).otherwise(pl.col("l"))
-    outside = opened.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
-    # A line without quotes is all inside a quoted field when one is open: no separators count.
-    counted = (
-        pl.when(q == 0)
-        .then(pl.when(inside_before).then(0).otherwise(seps))
-        .otherwise(outside.str.count_matches(sep, literal=True))
-    )
-    # Streaming: only the small integer columns are ever held, never the file's lines.
+
+    def outside(text: pl.Expr) -> pl.Expr:  # separators outside quotes, starting outside
+        closed = text.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
+        return closed.str.count_matches(sep, literal=True)
+
+    # Streaming, one line at a time: only small integer columns are ever held, never the
+    # file's lines (a running sum over the lines would make polars hold them all).
     df = lines.select(
         pl.col("line"),
-        (~inside_before).alias("start"),
-        counted.alias("seps"),
+        q.alias("q"),
+        pl.when(q == 0).then(seps).otherwise(outside(pl.col("l"))).alias("seps"),
         (pl.col("l") == "").alias("blank"),
     ).collect(engine="streaming")
+    inside = (pl.col("q").cum_sum() - pl.col("q")) % 2 == 1
+    df = df.with_columns(inside.alias("inside"))
+    # A line that starts inside a quoted field (rare: quoted newlines) is inside up to its first
+    # quote and outside after it; a line without quotes is all inside. Those lines are read
+    # again, and only them.
+    again = df.filter(pl.col("inside") & (pl.col("q") > 0))["line"]
+    if again.len():
+        after = pl.col("l").str.replace(f"^[^{qe}]*{qe}", "")
+        fixed = (
+            lines.filter(pl.col("line").is_in(again.implode()))
+            .select(pl.col("line"), outside(after).alias("fixed"))
+            .collect(engine="streaming")
+        )
+        df = df.join(fixed, on="line", how="left", maintain_order="left")
+    else:
+        df = df.with_columns(pl.lit(None, pl.UInt32).alias("fixed"))
+    seps_in = pl.when(pl.col("q") == 0).then(0).otherwise(pl.col("fixed"))
+    df = df.select(
+        pl.col("line"),
+        (~pl.col("inside")).alias("start"),
+        pl.when(pl.col("inside")).then(seps_in).otherwise(pl.col("seps")).alias("seps"),
+        pl.col("blank"),
+    )
     if df["start"].all():  # no record spans lines: one line, one record
         return df.select("line", (pl.col("seps") + 1).alias("fields"), "blank")
     rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
@@ -90,24 +110,38 @@ def unclosed_quote(data: Path, source: Source, header: list[str]) -> tuple[int, 
 
 
 def csv_meta(
-    layout: pl.DataFrame | None, rows: int, skip: int, width: int, expected: int, notes: list[str]
+    layout: pl.DataFrame | None, rows: int, skip: int, width: int, notes: list[str]
 ) -> pl.DataFrame:
-    """_record, _line and _shape_error per scanned row, from the record layout."""
+    """Per scanned row, compactly (a few bytes a row, whatever the file's size): the line it
+    starts on, its field count, and whether it is a data record. `expand_meta` turns a slice of
+    it into the `_record`, `_line` and `_shape_error` columns of a batch."""
     if layout is None or layout.height != rows:
         notes.append("could not check field counts per record (quoting is irregular)")
-        layout = pl.DataFrame(
-            {"line": [None] * rows, "fields": [width] * rows, "blank": [False] * rows},
-            schema={"line": pl.Int64, "fields": pl.Int64, "blank": pl.Boolean},
+        layout = pl.select(
+            pl.repeat(None, rows, dtype=pl.Int64).alias("line"),
+            pl.repeat(width, rows, dtype=pl.Int64).alias("fields"),
+            pl.repeat(False, rows, dtype=pl.Boolean).alias("blank"),
         )
     data = ~pl.col("blank") & (pl.int_range(pl.len()) >= skip)
     meta = layout.select(
-        pl.when(data).then(data.cast(pl.Int64).cum_sum()).alias("_record"),
-        pl.col("line").cast(pl.Int64).alias("_line"),
-        pl.when(pl.col("fields") != expected)
-        .then(pl.format("record has {} fields, the header has " + str(expected), "fields"))
-        .alias("_shape_error"),
+        pl.col("line").cast(pl.UInt32),
+        pl.col("fields").cast(pl.UInt32),
+        data.alias("data"),
     )
     blanks = int(layout.slice(skip)["blank"].sum())
     if blanks:
         notes.append(f"{blanks} blank line(s) skipped")
     return meta
+
+
+def expand_meta(meta: pl.DataFrame, before: int, expected: int) -> pl.DataFrame:
+    """`_record` (null: not data; numbered after `before` earlier records), `_line` and
+    `_shape_error` for a slice of `csv_meta`'s frame."""
+    data = pl.col("data")
+    return meta.select(
+        pl.when(data).then(data.cast(pl.Int64).cum_sum() + before).alias("_record"),
+        pl.col("line").cast(pl.Int64).alias("_line"),
+        pl.when(pl.col("fields") != expected)
+        .then(pl.format("record has {} fields, the header has " + str(expected), "fields"))
+        .alias("_shape_error"),
+    )

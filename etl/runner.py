@@ -119,7 +119,8 @@ SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
 
 
 def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
-    """Pass one over the file, reading only the columns of the id and of `unique` fields."""
+    """Pass one over the file, reading only the columns of the id and of `unique` fields, and
+    keeping only those values and the record numbers: a few bytes a row."""
     spec = loaded.spec
     target = get_target(spec.target)
     unique = {f for f, r in spec.rules.items() if r.unique}
@@ -127,16 +128,15 @@ def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame
         p for p in mapping.plan(spec, target) if p.field == target.id_field or p.field in unique
     ]
     columns = sorted({c for p in plans for c in p.sources()} & set(src.header))
-    frame = src.frame(columns or src.header[:1]).with_row_index("_row", offset=offset)
-    lf = mapping.with_stages(frame.lazy(), plans)
-    frame = lf.select(
-        pl.col("_row").cast(pl.Int64),
-        *[c for c in frame.columns if c != "_row"],
-        *[p.value.alias(p.field) for p in plans],
-    ).collect()
-    text = [p.field for p in plans if frame.schema[p.field] == pl.String]
-    frame = strip_empty(frame, text)
-    return file_wide_failures(frame, spec, target.id_field)
+    parts = []
+    # Batch by batch, so that only these few columns are ever held for the whole file.
+    for batch in src.batches(BATCH_ROWS, columns or src.header[:1], full=False):
+        lf = mapping.with_stages(batch.lazy(), plans)
+        part = lf.select([p.value.alias(p.field) for p in plans]).collect()
+        parts.append(strip_empty(part, [p.field for p in plans]))
+    empty = pl.DataFrame(schema={p.field: pl.String for p in plans})
+    frame = pl.concat(parts, rechunk=False) if parts else empty
+    return file_wide_failures(frame, spec, target.id_field, offset)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.csvlayout import csv_meta, record_layout, unclosed_quote
+from etl.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.errors import ColumnsMissing, SourceError
 from etl.spec import LoadedSpec, Source
 from etl.textfile import file_digest, first_bad_utf8, line_of, utf8_file
@@ -118,31 +118,40 @@ class SourceFile:
     size: int
     warnings: list[str]
     scan: Callable[[], pl.LazyFrame]  # every header column, as scanned (header row included)
-    meta: pl.DataFrame  # per scanned row: _record (null: not data), _line, _shape_error
+    meta: pl.DataFrame  # per scanned row, compact: line, fields, data (see csv_meta)
     on_error: Callable[[Exception], SourceError]
+    width: int  # the field count every record should have
 
-    def _finish(self, frame: pl.DataFrame, start: int) -> pl.DataFrame:
-        meta = self.meta.slice(start, frame.height)
-        return (
-            pl.concat([frame, meta], how="horizontal")
-            .filter(pl.col("_record").is_not_null())
-            .with_columns(pl.lit(self.display).alias("_source_file"))
+    def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
+        part = self.meta.slice(start, frame.height)
+        before = int(self.meta["data"].head(start).sum()) if start else 0
+        meta = expand_meta(part, before, self.width)
+        if not full:
+            meta = meta.select("_record")
+        frame = pl.concat([frame, meta], how="horizontal").filter(
+            pl.col("_record").is_not_null()
         )
+        return frame.with_columns(pl.lit(self.display).alias("_source_file")) if full else frame
 
-    def frame(self, columns: list[str] | None = None) -> pl.DataFrame:
-        """The whole file (only `columns`, when given) with the meta columns."""
+    def frame(self, columns: list[str] | None = None, *, full: bool = True) -> pl.DataFrame:
+        """The whole file (only `columns`, when given) with the meta columns; with
+        `full=False` only `_record` (a file-wide pass keeps a column or two of every row)."""
         try:
             frame = self.scan().select(columns or self.header).collect()
         except pl.exceptions.PolarsError as exc:
             raise self.on_error(exc) from None
-        return self._finish(frame, 0)
+        return self._finish(frame, 0, full)
 
-    def batches(self, rows: int) -> Iterator[pl.DataFrame]:
-        """The file in batches of about `rows` rows, in order, with the meta columns."""
+    def batches(
+        self, rows: int, columns: list[str] | None = None, *, full: bool = True
+    ) -> Iterator[pl.DataFrame]:
+        """The file in batches of about `rows` rows, in order, with the meta columns (only
+        `columns` and `_record` with `columns` and `full=False`, as `frame`)."""
         start = 0
+        scan = self.scan() if columns is None else self.scan().select(columns)
         try:
-            for batch in self.scan().collect_batches(chunk_size=rows):
-                yield self._finish(batch, start)
+            for batch in scan.collect_batches(chunk_size=rows):
+                yield self._finish(batch, start, full)
                 start += batch.height
         except pl.exceptions.PolarsError as exc:
             raise self.on_error(exc) from None
@@ -204,8 +213,10 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
         except pl.exceptions.PolarsError as exc:
             raise on_error(exc) from None
         layout = record_layout(data, source.delimiter, source.quote_char)
-        meta = csv_meta(layout, rows, 1 if source.header else 0, width, len(header), notes)
-        yield SourceFile(path, display, header, digest, size, notes, scan, meta, on_error)
+        meta = csv_meta(layout, rows, 1 if source.header else 0, width, notes)
+        yield SourceFile(
+            path, display, header, digest, size, notes, scan, meta, on_error, len(header)
+        )
 
 
 @contextmanager
@@ -245,8 +256,10 @@ def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[Source
             f"cannot read the Parquet data ({str(exc).splitlines()[0]})", path=display
         )
 
-    meta = pl.DataFrame({"_record": pl.int_range(1, rows + 1, eager=True)}).with_columns(
-        pl.lit(None, pl.Int64).alias("_line"), pl.lit(None, pl.String).alias("_shape_error")
+    meta = pl.select(
+        pl.repeat(None, rows, dtype=pl.UInt32).alias("line"),
+        pl.repeat(len(header), rows, dtype=pl.UInt32).alias("fields"),
+        pl.repeat(True, rows, dtype=pl.Boolean).alias("data"),
     )
     yield SourceFile(
         path,
@@ -258,6 +271,7 @@ def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[Source
         lambda: pl.scan_parquet(path).select(exprs),
         meta,
         on_error,
+        len(header),
     )
 
 

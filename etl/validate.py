@@ -108,24 +108,24 @@ def _pandera_failures(frame: pl.DataFrame, spec: Spec, fields: list[str]) -> pl.
     return out.unique(maintain_order=True)
 
 
-def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.DataFrame:
+def _duplicate_failures(
+    frame: pl.DataFrame, id_field: str, policy: str, offset: int
+) -> pl.DataFrame:
     ident = pl.col(id_field)
-    group = [ident, pl.col("_source_file")]
-    n = pl.len().over(group)
-    rank = pl.int_range(pl.len()).over(group)
+    n = pl.len().over(ident)
+    rank = pl.int_range(pl.len()).over(ident)
     if policy == "keep_first":
         loses = rank > 0
     elif policy == "keep_last":
         loses = rank < n - 1
     else:
         loses = pl.lit(True)
-    first = pl.col("_record").min().over(group)
-    marked = frame.select(
-        "_row", ident.alias("_id"), n.alias("_n"), loses.alias("_loses"), first.alias("_first")
-    )
-    return marked.filter(
-        pl.col("_id").is_not_null() & (pl.col("_n") > 1) & pl.col("_loses")
-    ).select(
+    first = pl.col("_row").min().over(ident) - offset + 1  # the record number
+    # Windows over every id of a big file would group millions of singletons: find the
+    # repeated ids first (a hash pass), then rank only those rows.
+    repeated = _numbered(frame, offset).filter(ident.is_not_null() & ident.is_duplicated())
+    marked = repeated.select("_row", n.alias("_n"), loses.alias("_loses"), first.alias("_first"))
+    return marked.filter(pl.col("_loses")).select(
         pl.col("_row"),
         pl.lit(id_field).alias("field"),
         pl.lit("duplicate").alias("rule"),
@@ -139,16 +139,21 @@ def _duplicate_failures(frame: pl.DataFrame, id_field: str, policy: str) -> pl.D
     )
 
 
-def file_wide_failures(frame: pl.DataFrame, spec: Spec, id_field: str) -> pl.DataFrame:
+def _numbered(frame: pl.DataFrame, offset: int) -> pl.DataFrame:
+    return frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+
+
+def file_wide_failures(frame: pl.DataFrame, spec: Spec, id_field: str, offset: int) -> pl.DataFrame:
     """The checks that need the whole file at once (a file is validated in batches): repeated
-    ids (the duplicate policy) and `unique` rules. `frame` holds `_row`, `_source_file`,
-    `_record`, the id field and the fields with a `unique` rule, for every row of the file."""
-    parts = [_duplicate_failures(frame, id_field, spec.keys.duplicates)]
+    ids (the duplicate policy) and `unique` rules. `frame` holds the id field and the fields
+    with a `unique` rule for every data record of one file, in order: its row numbers are
+    `offset` + the position, its record numbers the position + 1."""
+    parts = [_duplicate_failures(frame, id_field, spec.keys.duplicates, offset)]
     for field, rules in spec.rules.items():
         if rules.unique and field in frame.columns:
             col = pl.col(field)
-            repeated = col.is_not_null() & (pl.len().over(col, "_source_file") > 1)
-            parts.append(frame.filter(repeated).select(
+            repeated = col.is_not_null() & col.is_duplicated()
+            parts.append(_numbered(frame.select(field), offset).filter(repeated).select(
                 "_row", pl.lit(field).alias("field"), pl.lit("unique").alias("rule"),
                 pl.lit("is not unique in the file").alias("error")))
     return pl.concat(parts, how="vertical")

@@ -290,6 +290,30 @@ def test_duplicates_and_unique_rules_see_the_whole_file_across_batches(monkeypat
     }
 
 
+def test_duplicates_in_a_later_file_name_that_files_records(monkeypatch, write):
+    """Ids repeat per file; the message's record number counts data records of that file
+    (blank lines are not records), across batches."""
+    from etl import runner
+
+    monkeypatch.setattr(runner, "BATCH_ROWS", 2)
+    write("drop/a.csv", "id,f,l\n7,A,B\n8,C,D\n9,E,F\n")
+    write("drop/b.csv", "id,f,l\n5,A,B\n\n7,C,D\n6,E,F\n7,G,H\n")
+    loaded = load_spec(write("p.yaml", """
+        name: g
+        target: contact_transaction
+        source: {path: "drop/*.csv"}
+        keys: {source: S, id: {column: id}, duplicates: keep_first}
+        mappings: {firstName: f, lastName: l}
+    """))
+    result = validate_pipeline(loaded)
+    assert [(Path(f.path).name, f.valid, f.rejected) for f in result.files] == [
+        ("a.csv", 3, 0), ("b.csv", 3, 1)]
+    row = result.failures.row(0, named=True)
+    where = (Path(row["_source_file"]).name, row["_record"], row["rule"])
+    assert where == ("b.csv", 4, "duplicate")
+    assert "appears 2 times in the file (first on record 2;" in row["error"]
+
+
 def test_a_payload_sink_gets_every_payload_and_the_result_keeps_a_sample(monkeypatch):
     from etl import runner
 
