@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,8 @@ def dry_run(
     # Without keep_payloads (the CLI's dry run) payloads go to payloads.jsonl batch by batch and
     # memory stays bounded; a run, or a pre-match prediction, needs them all in memory.
     if not keep_payloads and loaded.spec.match is None:
-        writer = PayloadWriter(out / ".payloads.jsonl.partial", limit)
+        # Named per process: two dry runs into one folder never write the same spool file.
+        writer = PayloadWriter(out / f".payloads.jsonl.{os.getpid()}.partial", limit)
     try:
         result = validate_pipeline(
             loaded, files=files, payload_sink=writer.write if writer else None

@@ -62,10 +62,8 @@ def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> l
     for column in sorted(cheap):
         group = [p for p in plans if single.get(p.field) == column]
         values = frame.lazy().select(pl.col(column).unique())
-        tables.append(
-            mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)).collect()
-        )
-    return tables
+        tables.append(mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)))
+    return pl.collect_all(tables)  # one call: the small tables are built in parallel
 
 
 def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
