@@ -5,7 +5,9 @@ and a sub-expression referenced k times is computed k times (and nests: a transf
 used its input 4 times, after one that did the same, would compute the first one 16 times).
 So each transform uses `expr` once. When it needs intermediate values several times it binds
 them as fields of a struct (`pl.struct(text=...)`, then `.struct.with_fields(...)` reading
-them with `pl.field`), which evaluates each field once, like a `let`.
+them with `pl.field`), which evaluates each field once, like a `let`. `_result` hands that
+struct over in the Step (`scope`, `pick`), so the mapping stage computes it once as a column
+and reads both the value and the error from it (`etl.mapping._Stages`).
 """
 
 from __future__ import annotations
