@@ -52,7 +52,20 @@ class EndpointMissing(TerminalError):
 
 
 class OrganizationMismatch(CredentialsRefused):
-    """The key writes to another organization than the spec names."""
+    """The key belongs to another organization than the spec names."""
+
+
+def check_organization(reply: Reply | None, expected: str | None, refusing: str) -> str:
+    """The organization named by a `GET /api/Organization/Current` reply. When the spec names
+    one (`organization:`) and the key's differs (ignoring case and surrounding spaces), raise
+    OrganizationMismatch, saying what is refused."""
+    data = reply.data if reply is not None and isinstance(reply.data, dict) else {}
+    name = str(data.get("organizationName") or data.get("name") or "(unnamed)")
+    if expected is not None and name.strip().casefold() != expected.strip().casefold():
+        raise OrganizationMismatch(
+            f"the API key belongs to organization {name!r}, but the spec names {expected!r}; "
+            f"refusing to {refusing} (use the key of the intended organization)")
+    return name
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,10 @@ from typing import Any
 
 import httpx
 
-from etl.client import DEFAULT_BASE_URL, CrmClient
+from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.csvsafe import neutralize_formulas
 from etl.dryrun import report_dir
-from etl.errors import CredentialsRefused
+from etl.errors import CredentialsRefused, TransientError
 from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.exitcodes import EXIT_ROWS as EXIT_REVIEW
 from etl.ledger import Ledger, LedgerError
@@ -206,6 +206,14 @@ async def _poll(loaded: LoadedSpec, options: ReconcileOptions, store: ReconStore
     hint = (math.ceil(last[1] / options.page_size) if last is not None and last[1] is not None
             else None)
     async with client:
+        if spec.organization is not None:
+            # Another organization's key finds nothing: in-doubt rows would be "proven absent"
+            # and sent again, to the right organization, twice.
+            try:
+                reply = await poller.call("organization")
+            except TransientError as exc:  # unreachable: nothing proven, nothing changes
+                return PollResult(complete=False, error=client.redact(str(exc)))
+            check_organization(reply, spec.organization, "reconcile against it")
         result = await poller.poll({r.key for r in rows}, since - SKEW if since else None, hint)
     options.notify(f"poll ({result.mode}): {result.requests} requests, "
                    f"{len(result.found)} of {len({r.key for r in rows})} keys found")

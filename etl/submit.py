@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from etl import __version__, drops, match
-from etl.client import DEFAULT_BASE_URL, CrmClient, OrganizationMismatch
+from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.dryrun import DryRun, dry_run
 from etl.errors import CredentialsRefused, SpecError, TransientError
 from etl.ledger import OK_STATUSES, Ledger
@@ -246,7 +246,8 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                 elif not batches:  # a re-run of loaded files spends no request at all
                     options.notify("nothing to send: every valid row was handled before")
                 else:
-                    organization = await _check_organization(sender, spec.organization)
+                    organization = check_organization(
+                        await sender.request("organization"), spec.organization, "write")
                     ledger.set_run(run_id, organization=organization)
                     options.notify(f"writing to organization: {organization}")
                     await sender.run(batches)
@@ -290,17 +291,6 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             _add_files(summary, intake)
         ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
     return summary
-
-
-async def _check_organization(sender: Sender, expected: str | None) -> str:
-    reply = await sender.request("organization")
-    data = reply.data if isinstance(reply.data, dict) else {}
-    name = str(data.get("organizationName") or data.get("name") or "(unnamed)")
-    if expected is not None and name.strip().casefold() != expected.strip().casefold():
-        raise OrganizationMismatch(
-            f"the API key writes to organization {name!r}, but the spec names {expected!r}; "
-            "refusing to write (use the key of the intended organization)")
-    return name
 
 
 class _Interrupt:

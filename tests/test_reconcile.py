@@ -15,6 +15,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from etl.cli_reconcile import reconcile as reconcile_cli
+from etl.exitcodes import EXIT_CREDENTIALS
 from etl.ledger import Ledger
 from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile
 from etl.sandbox.server import SandboxHandle
@@ -273,3 +274,22 @@ def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
         assert led.db.execute("SELECT status, crm_id FROM rows").fetchall() == [
             ("accepted", None)]
         assert led.db.execute("SELECT COUNT(*) FROM someone_elses").fetchone() == (0,)
+
+
+def test_a_key_of_another_organization_proves_nothing_absent(sandbox: SandboxHandle,
+                                                             tmp_path: Path) -> None:
+    """Another organization's key would find none of the rows: reconcile refuses it before
+    polling, so rows in doubt are not sent back to pending (and sent twice)."""
+    spec = write_gifts(tmp_path, gids(4))
+    first = run(spec, sandbox)
+    _crash(first.ledger, ["G1"])
+    run(spec, sandbox)  # G1 parked in doubt
+    sandbox.run_batch()
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text + "organization: Other Org\n", encoding="utf-8")
+    refused = recon(spec, sandbox, after_batch=True)
+    assert refused.exit_code == EXIT_CREDENTIALS and "Other Org" in refused.exit_reason
+    assert not refused.polled and rows(first.ledger)["G1"]["status"] == "in_doubt"
+    spec.write_text(text + "organization: Sandbox Organization\n", encoding="utf-8")
+    assert recon(spec, sandbox, after_batch=True).exit_code == 0
+    assert rows(first.ledger)["G1"]["status"] == "confirmed"

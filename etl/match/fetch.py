@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.client import CrmClient, EndpointMissing, OrganizationMismatch, Reply
+from etl.client import CrmClient, EndpointMissing, Reply, check_organization
 from etl.errors import EtlError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, _now, parse_contact
@@ -64,14 +64,8 @@ class Reader:
                               base=self.backoff_base, cap=self.backoff_cap, rng=self.rng.random)
 
     async def organization(self, expected: str | None) -> str:
-        reply = await self.call("organization")
-        data = reply.data if reply is not None and isinstance(reply.data, dict) else {}
-        name = str(data.get("organizationName") or data.get("name") or "(unnamed)")
-        if expected is not None and name.strip().casefold() != expected.strip().casefold():
-            raise OrganizationMismatch(
-                f"the API key reads organization {name!r}, but the spec names {expected!r}; "
-                "refusing to pre-match against it")
-        return name
+        return check_organization(await self.call("organization"), expected,
+                                  "pre-match against it")
 
 
 def _scope(spec_match: Match, source: str) -> str:
