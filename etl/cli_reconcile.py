@@ -10,7 +10,6 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,7 +155,8 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
 
         etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787 --register
     """
-    from etl.webhook_receiver import bind, make_server
+    from etl.serving import bind, serve_foreground
+    from etl.webhook_receiver import make_server
     from etl.webhook_register import receiver_config, register_webhooks
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
@@ -186,14 +186,4 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
             click.echo(f"error: registering the webhook failed: {exc}", err=True)
             sys.exit(1)
         click.echo(f"subscribed: {json.dumps(made) if made else 'already subscribed'}", err=True)
-    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        make_server(cfg).run(sockets=[sock])
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sock.close()
-
-
-def _stopped(signum: int, frame: Any) -> None:
-    """uvicorn re-raises the signal that stopped it: nothing more to do."""
+    serve_foreground(make_server(cfg), sock)

@@ -247,7 +247,7 @@ _EMPTY_AMOUNTS = pl.DataFrame(schema={"currency": pl.String, "stage": pl.String,
 def _amounts(out: pl.DataFrame, keep: pl.Series, fields: list[str]) -> pl.DataFrame:
     """Gift amount sums in cents by currency, for all parsed rows and for valid rows."""
     if "amount" not in fields:
-        return pl.DataFrame(schema={"currency": pl.String, "stage": pl.String, "cents": pl.Int64})
+        return _EMPTY_AMOUNTS
     cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
     frames = []
     for stage, frame in (

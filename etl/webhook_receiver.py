@@ -23,10 +23,7 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import sqlite3
-import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
@@ -43,6 +40,7 @@ from starlette.routing import Route
 from etl.ledger import Ledger
 from etl.recon_poll import text_id
 from etl.recon_store import ReconStore
+from etl.serving import ServerThread, bind
 
 MAX_BODY = 1_000_000
 MAX_REFS = 100
@@ -221,19 +219,6 @@ def make_server(cfg: ReceiverConfig) -> uvicorn.Server:
         http="h11", limit_concurrency=64, server_header=False, timeout_graceful_shutdown=3))
 
 
-def bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-        sock.listen(256)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 @dataclass
 class ReceiverHandle:
     url: str  # the delivery URL: http://HOST:PORT/webhook
@@ -245,27 +230,10 @@ def running_receiver(cfg: ReceiverConfig, *, host: str = "127.0.0.1",
                      port: int = 0) -> Iterator[ReceiverHandle]:
     """The receiver in a background thread (tests, or beside another job); stops on exit."""
     sock = bind(host, port)
-    server = make_server(cfg)
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            server.run(sockets=[sock])
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, name="etl-webhooks", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if errors or not thread.is_alive() or time.monotonic() > deadline:
-            sock.close()
-            raise RuntimeError(f"the webhook receiver did not start: {errors!r}")
-        time.sleep(0.005)
-    bound = sock.getsockname()[1]
+    server = ServerThread(make_server(cfg), sock, "webhook receiver")
     try:
+        server.start()
+        bound = sock.getsockname()[1]
         yield ReceiverHandle(f"http://{host}:{bound}/webhook", bound)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+        server.stop()

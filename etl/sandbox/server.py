@@ -10,10 +10,7 @@ Only ever binds 127.0.0.1.
 
 from __future__ import annotations
 
-import signal
 import socket
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from etl import serving
 from etl.sandbox.app import Sandbox, build_app
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.faults import Faults
@@ -32,18 +30,7 @@ HOST = "127.0.0.1"
 
 def bind(port: int) -> socket.socket:
     """A listening socket on 127.0.0.1 (port 0: an ephemeral port; read it back)."""
-    # proto IPPROTO_TCP (not 0), or asyncio leaves Nagle on for accepted connections: +40 ms
-    # per answer written in two parts (delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((HOST, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+    return serving.bind(HOST, port, backlog=2048, inheritable=True)
 
 
 def make_server(app: Any) -> uvicorn.Server:
@@ -112,35 +99,6 @@ class SandboxHandle:
         self.config.batch_mode, self.config.max_batch = initial.batch_mode, initial.max_batch
 
 
-class _ServerThread:
-    def __init__(self, app: Any, sock: socket.socket) -> None:
-        self.server = make_server(app)
-        self.sock = sock
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="etl-sandbox", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.server.run(sockets=[self.sock])
-        except BaseException as exc:  # pragma: no cover - reported by start()
-            self.error = exc
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if self.error is not None or not self.thread.is_alive():
-                raise RuntimeError(f"the sandbox did not start: {self.error!r}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("the sandbox did not start in time")
-            time.sleep(0.005)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @contextmanager
 def running_sandbox(port: int = 0, **config: Any) -> Iterator[SandboxHandle]:
     """Start the sandbox on 127.0.0.1 in a background thread; stop it cleanly on exit.
@@ -154,7 +112,7 @@ def running_sandbox(port: int = 0, **config: Any) -> Iterator[SandboxHandle]:
     app, runtime = build_app(cfg)
     sock = bind(port)
     bound = sock.getsockname()[1]
-    server = _ServerThread(app, sock)
+    server = serving.ServerThread(make_server(app), sock, "sandbox")
     try:
         server.start()
         assert cfg.api_key and cfg.readonly_key
@@ -173,17 +131,7 @@ def serve(cfg: SandboxConfig, port: int, on_ready: Callable[[str], None]) -> Non
     app, runtime = build_app(cfg)
     sock = bind(port)
     on_ready(f"http://{HOST}:{sock.getsockname()[1]}")
-    # uvicorn re-raises the signal that stopped it once it has shut down gracefully; with these
-    # no-op handlers in place that re-raise does nothing, and the command exits 0.
-    previous = {sig: signal.signal(sig, _stopped) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        make_server(app).run(sockets=[sock])
+        serving.serve_foreground(make_server(app), sock)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        sock.close()
         runtime.state.close()
-
-
-def _stopped(signum: int, frame: Any) -> None:
-    """Stand-in handler: the server already stopped gracefully."""
