@@ -54,7 +54,7 @@ def _rejected_frame(result: ValidationResult, loaded: LoadedSpec) -> pl.DataFram
     rejects = result.rejects.select(pl.exclude("_field", "_rule", "_value", "_error"))
     try:  # the id of a rejected row, when its columns allow (joins the ledger to the source)
         ident = rejects.select(key_expr(spec.keys.id).cast(pl.String).alias("_id"))["_id"]
-    except Exception:  # a row too broken for an id keeps a null key
+    except pl.exceptions.PolarsError:  # a row too broken for an id keeps a null key
         ident = pl.Series("_id", [None] * rejects.height, dtype=pl.String)
     fails = result.failures.group_by("_source_file", "_record", maintain_order=True).agg(
         pl.col("rule").str.join(" | ").alias("_code"),
