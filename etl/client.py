@@ -1,13 +1,16 @@
 """The CRM+ HTTP client: every endpoint path in one table, auth, status -> error class, headers.
 
     send(endpoint, body) -> Reply          2xx
-                         -> TransientError      429 (retry_after), 408, 5xx, timeout, reset
+                         -> TransientError      429 (retry_after), 408, 5xx, timeout, reset;
+                                                `may_have_arrived` False only for a refused
+                                                connection, DNS, 429, 408, 503 + Retry-After
                          -> CredentialsRefused  401 / 403: stop the run
                          -> EndpointMissing     404 (a batch endpoint this organization lacks)
                          -> RequestRejected     400 / 409 / 422 and other 4xx, with details
 
 The status decides; the body is parsed defensively afterwards (empty, plain text, `{message}`,
-the `{"error": {code, message, details[]}}` envelope; unknown fields ignored). The API key lives
+the `{"error": {code, message, details[]}}` envelope, ASP.NET's `{message, modelState}`;
+unknown fields ignored). The API key lives
 only in the Authorization header: every text that leaves this module goes through `redact`.
 The network is behind an injectable `httpx` transport, so tests pass `httpx.MockTransport`.
 """
@@ -37,14 +40,32 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "gift_transaction": ("POST", "/api/v2/Gift/Transaction"),
     "gift_batch": ("POST", "/api/v2/Gift/Transactions"),
     "contact_find": ("GET", "/api/Contact/Find"),
+    "contact_create": ("POST", "/api/Contact"),
+    # Query: the plain routes answer abbreviated items without the keys; only the Full* routes
+    # return records that name transactionSource/transactionId or contactReferences.
     "gift_query": ("POST", "/api/Gift/Query"),
     "contact_query": ("POST", "/api/Contact/Query"),
+    "gift_query_full": ("POST", "/api/Gift/Query/FullGift"),
+    "contact_query_full": ("POST", "/api/Contact/Query/FullContact"),
+    "gift_query_options": ("GET", "/api/Gift/QueryOptions"),
+    "contact_query_options": ("GET", "/api/Contact/QueryOptions"),
     "contact_by_reference": ("GET", "/api/Contact/{source}/{id}"),
     "gift_by_key": ("GET", "/api/Gift/{source}/{id}"),
-    "webhook_list": ("GET", "/api/Webhook"),
+    # Webhooks: one subscription object per receiver; there is no list route.
     "webhook_create": ("POST", "/api/Webhook"),
+    "webhook_get": ("GET", "/api/Webhook/{id}"),
+    "webhook_update": ("PUT", "/api/Webhook/{id}"),
+    "webhook_delete": ("DELETE", "/api/Webhook/{id}"),
+    "webhook_active": ("PUT", "/api/Webhook/{id}/Active"),
 }
-_ITEM = re.compile(r"^(?:transactions|contacts)\[(\d+)\]\.?(.*)$")
+WRITE_ENDPOINTS = frozenset({"contact_transaction", "contact_batch", "gift_transaction",
+                             "gift_batch", "contact_create"})
+# `transactions[3].amount`, also as ASP.NET's modelState names it: `request.Transactions[3].Amount`
+_ITEM = re.compile(r"^(?:[A-Za-z_]\w*\.)?(?:transactions|contacts)\[(\d+)\]\.?(.*)$",
+                   re.IGNORECASE)
+# Statuses that say the request was not processed: 429 (rate limited) and 408 (the server did
+# not receive the whole request). A 503 only with Retry-After (the server says "come back").
+NOT_PROCESSED = frozenset({429, 408})
 
 
 class EndpointMissing(TerminalError):
@@ -164,6 +185,13 @@ def parse_error_body(content: bytes, content_type: str = "") -> ErrorBody:
         return ErrorBody(code=_text(code) if code is not None else None,
                          message=_text(inner.get("message")), details=details)
     message = data.get("message") or data.get("Message") or data.get("error") or ""
+    state = data.get("modelState") or data.get("ModelState")
+    if isinstance(state, dict):  # ASP.NET Web API: {"message", "modelState": {path: [msgs]}}
+        details = []
+        for path, said in list(state.items())[:1000]:
+            for one in (said if isinstance(said, list) else [said])[:20]:
+                details.append({"field": str(path), "code": "", "message": _text(one)[:500]})
+        return ErrorBody(message=_text(message)[:500], details=details)
     return ErrorBody(message=_text(message)[:500])
 
 
@@ -226,9 +254,15 @@ class CrmClient:
         try:
             response = await self._http.request(method, path, content=body, headers=headers,
                                                 params=params)
-        except httpx.TimeoutException as exc:
-            raise TransientError(f"{path}: timed out ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never left this machine
+            raise TransientError(f"{path}: could not connect ({type(exc).__name__})",
+                                 may_have_arrived=False) from None
+        except httpx.TimeoutException as exc:  # read/write timeout: the body may have arrived
+            raise TransientError(f"{path}: no answer in time ({type(exc).__name__})") from None
+        except (httpx.ConnectError, httpx.ProxyError, httpx.UnsupportedProtocol) as exc:
+            raise TransientError(self.redact(f"{path}: could not connect: {exc!r}"),
+                                 may_have_arrived=False) from None
+        except httpx.TransportError as exc:  # reset, protocol error: after the body was sent
             raise TransientError(self.redact(f"{path}: connection failed: {exc!r}")) from None
         return self._reply(path, response)
 
@@ -257,8 +291,10 @@ class CrmClient:
         said = self.redact(err.message or response.reason_phrase or "")
         where = f"{path}: HTTP {status}" + (f" {err.code}" if err.code else "")
         if status == 429 or status == 408 or status >= 500:
+            wait = retry_after(h)
+            unprocessed = status in NOT_PROCESSED or (status == 503 and wait is not None)
             raise TransientError(f"{where}: {said}".rstrip(": "), status=status,
-                                 retry_after=retry_after(h))
+                                 retry_after=wait, may_have_arrived=not unprocessed)
         if status in (401, 403):
             what = "the API key was refused" if status == 401 else "the key may not do this"
             raise CredentialsRefused(f"{where}: {what} ({said or 'no detail'}); check the key "

@@ -5,6 +5,7 @@
     ├── SourceError               a data file cannot be read (file:line: what)
     │   └── ColumnsMissing        the spec names columns the file lacks
     ├── TransientError            worth retrying: 429, 5xx, timeouts, resets
+    │                             (`may_have_arrived`: a write may have been stored: in doubt)
     └── TerminalError             not worth retrying
         ├── RequestRejected       400/409/422: the rows are rejected with the API's details
         └── CredentialsRefused    401/403: stop the run now
@@ -94,15 +95,21 @@ class ColumnsMissing(SourceError):
 
 
 class TransientError(EtlError):
-    """A failure that may succeed when retried (429, 5xx, timeout, connection reset)."""
+    """A failure that may succeed when retried (429, 5xx, timeout, connection reset).
+
+    `may_have_arrived` is False only when the failure provably happened before the server
+    processed the request (refused connection, DNS, 429, 408, 503 with Retry-After): a write
+    that failed otherwise may have been stored, and is in doubt rather than retried."""
 
     exit_code = 1
 
     def __init__(
-        self, message: str, *, status: int | None = None, retry_after: float | None = None
+        self, message: str, *, status: int | None = None, retry_after: float | None = None,
+        may_have_arrived: bool = True,
     ):
         self.status = status
         self.retry_after = retry_after
+        self.may_have_arrived = may_have_arrived
         super().__init__(message)
 
 
