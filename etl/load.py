@@ -6,6 +6,13 @@ the API's item details (`transactions[3].amount`) or by splitting the batch in h
 bound of extra requests; then `recorder.settle(batch, outcomes)` (one transaction). 401/403 stop
 every worker: rows not yet answered go back to `pending`. This module knows nothing of the
 ledger: the recorder is whatever the caller hands in.
+
+A request without a definite answer is never re-sent blindly (docs/loader.md, the retry table):
+when it may have reached CRM+ (read timeout, reset after sending, a 5xx other than 503 +
+Retry-After) its rows are `in_doubt`, as after a crash; only a failure that provably happened
+before the request left (refused connection, DNS, connect timeout) is retried, and 429 waits
+Retry-After without counting as an attempt. `SendSettings.retry_unknown` (contacts under the
+`resend` policy: the Transaction merges by reference) retries the unknown ones too.
 """
 
 from __future__ import annotations
@@ -19,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from etl.client import CrmClient, EndpointMissing, Reply, item_details
+from etl.client import WRITE_ENDPOINTS, CrmClient, EndpointMissing, Reply, item_details
 from etl.errors import CredentialsRefused, RequestRejected, TransientError
-from etl.ratelimit import RequestBudget, backoff
+from etl.ratelimit import DEFAULT_MAX_WAIT, InDoubt, RequestBudget, Throttled, budgeted
 from etl.targets import Target
 
 
@@ -51,7 +58,7 @@ class Outcome:
     """What happened to one row."""
 
     row_id: int
-    status: str  # accepted | rejected | failed | pending | needs_review
+    status: str  # accepted | rejected | failed | in_doubt | pending | needs_review
     attempts: int
     http_status: int | None = None
     code: str | None = None
@@ -70,6 +77,8 @@ class SendSettings:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     use_batch: bool = True
+    retry_unknown: bool = False  # True only where a re-sent write merges (contacts: `resend`)
+    max_wait: float = DEFAULT_MAX_WAIT  # seconds of 429 / Retry-After one request may wait
 
 
 @dataclass
@@ -122,6 +131,7 @@ class Sender:
         self.use_batch = settings.use_batch
         self.stop = asyncio.Event()
         self.refused: CredentialsRefused | None = None
+        self.throttled: Throttled | None = None
         self._probe = asyncio.Lock()  # one batch request until the batch endpoint is known
         self._batch_known = False
 
@@ -137,6 +147,8 @@ class Sender:
         await asyncio.gather(*workers)
         if self.refused is not None:
             raise self.refused
+        if self.throttled is not None:
+            raise self.throttled
 
     async def _worker(self, queue: asyncio.Queue[Batch]) -> None:
         while not self.stop.is_set() and not queue.empty():
@@ -181,7 +193,7 @@ class Sender:
             return
         except TransientError as exc:
             for item in items:
-                done[item.row_id] = _failed(item, exc)
+                done[item.row_id] = _unanswered(item, exc)
             return
         self.stats.batch_requests += 1
         self.stats.rows_in_batches += len(items)
@@ -239,7 +251,7 @@ class Sender:
             done[item.row_id] = Outcome(item.row_id, "failed", item.attempts, 404,
                                         "ENDPOINT_MISSING", str(exc))
         except TransientError as exc:
-            done[item.row_id] = _failed(item, exc)
+            done[item.row_id] = _unanswered(item, exc)
         else:
             done[item.row_id] = Outcome(item.row_id, "accepted", item.attempts, status)
 
@@ -248,17 +260,21 @@ class Sender:
 
     async def request(self, endpoint: str, body: bytes | None = None,
                       items: Sequence[Item] = ()) -> Reply:
-        """One call within the budget, retried when transient; the 2xx Reply or the final
-        error (CredentialsRefused also stops every worker)."""
-        attempt = 0
-        while True:
+        """One call within the budget through the shared retry loop (ratelimit.budgeted): the
+        2xx Reply or the final error. A write whose outcome is unknown raises InDoubt, not
+        retried, unless `retry_unknown` (contacts merge by reference); CredentialsRefused
+        also stops every worker; Throttled stops every worker (the organization's budget is
+        spent elsewhere)."""
+        calls = 0
+        write = endpoint in WRITE_ENDPOINTS
+
+        async def once() -> Reply:
+            nonlocal calls
             if self.stop.is_set():
                 raise Stopped
-            attempt += 1
-            await self.budget.acquire()
-            if self.stop.is_set():
-                self.budget.release()
-                raise Stopped
+            calls += 1
+            if calls > 1:
+                self.stats.retries += 1
             for item in items:
                 item.attempts += 1
             self.stats.requests += 1
@@ -267,40 +283,43 @@ class Sender:
             except TransientError as exc:
                 self._count(exc.status or 0)
                 for item in items:
-                    item.unsure = item.unsure or exc.status != 429
-                if exc.status == 429:
-                    self.budget.pause(exc.retry_after)
-                if attempt >= self.settings.max_attempts:
-                    raise
-                self.stats.retries += 1
-                if exc.status != 429:
-                    await asyncio.sleep(backoff(attempt, base=self.settings.backoff_base,
-                                                cap=self.settings.backoff_cap, rng=self.rng))
-                continue
-            except CredentialsRefused as exc:
-                self._count(exc.status or 0)
-                self.refused = self.refused or exc
-                self.stop.set()
-                if not items:
-                    raise
-                raise Stopped from None
-            except (RequestRejected, EndpointMissing) as exc:
+                    item.unsure = item.unsure or exc.may_have_arrived
+                raise
+            except (CredentialsRefused, RequestRejected, EndpointMissing) as exc:
                 self._count(exc.status or 0)
                 raise
-            finally:
-                self.budget.release()
             self._count(reply.status)
             return reply
+
+        s = self.settings
+        try:
+            return await budgeted(once, self.budget, max_attempts=s.max_attempts,
+                                  base=s.backoff_base, cap=s.backoff_cap, rng=self.rng,
+                                  retry_unknown=s.retry_unknown or not write,
+                                  max_wait=s.max_wait)
+        except CredentialsRefused as exc:
+            self.refused = self.refused or exc
+            self.stop.set()
+            if not items:
+                raise
+            raise Stopped from None
+        except Throttled as exc:
+            self.throttled = self.throttled or exc
+            self.stop.set()
+            if not items:
+                raise
+            raise Stopped from None
 
     def _count(self, status: int) -> None:
         self.stats.http[status] = self.stats.http.get(status, 0) + 1
 
 
 def _unsent(item: Item) -> Outcome:
-    """A row the run stopped before answering: `pending` if surely not stored, else `failed`."""
+    """A row the run stopped before answering: `pending` if surely not stored, else in doubt."""
     if item.unsure:
-        return Outcome(item.row_id, "failed", item.attempts, None, "STOPPED_AFTER_ERROR",
-                       _details_json([], "the run stopped while this row was being retried"))
+        return Outcome(item.row_id, "in_doubt", item.attempts, None, "STOPPED_AFTER_ERROR",
+                       _details_json([], "the run stopped while this row was being retried "
+                                     "after a request that may have reached CRM+"))
     return Outcome(item.row_id, "pending", item.attempts, None, "NOT_SENT")
 
 
@@ -313,7 +332,13 @@ def _rejected(item: Item, exc: RequestRejected, details: list[dict[str, str]]) -
                    f"HTTP_{exc.status}", _details_json(details, str(exc)))
 
 
-def _failed(item: Item, exc: TransientError) -> Outcome:
+def _unanswered(item: Item, exc: TransientError) -> Outcome:
+    """No definite answer: in doubt when the request (or an earlier try) may have reached CRM+,
+    else `failed` (provably never stored: the next run sends it)."""
     code = f"HTTP_{exc.status}" if exc.status else "NETWORK"
+    if isinstance(exc, InDoubt) or item.unsure:
+        return Outcome(item.row_id, "in_doubt", item.attempts, exc.status, f"IN_DOUBT_{code}",
+                       _details_json([], f"no definite answer, the request may have been "
+                                     f"stored: {exc}"))
     return Outcome(item.row_id, "failed", item.attempts, exc.status, code,
                    _details_json([], str(exc)))

@@ -114,6 +114,16 @@ def plan_rows(result: ValidationResult, loaded: LoadedSpec, prior: dict[str, Key
     return plan
 
 
+def batch_name(pipeline: str, run_id: int) -> str:
+    """The `batch` a run's gifts carry in CRM+: reconciliation selects them by it."""
+    return f"{pipeline}-run{run_id}"
+
+
+def import_name(pipeline: str, source_file: str, run_id: int) -> str:
+    """The `importName` a run's gifts from one file arrive under in CRM+'s import tool."""
+    return f"{pipeline}: {Path(source_file).name} (run {run_id})"
+
+
 def batches(plan: Plan, loaded: LoadedSpec, run_id: int, first_id: int) -> list[Batch]:
     spec = loaded.spec
     size = spec.load.batch_size
@@ -121,8 +131,8 @@ def batches(plan: Plan, loaded: LoadedSpec, run_id: int, first_id: int) -> list[
     for file, rows in plan.sends_by_file().items():
         envelope: dict[str, object] = {}
         if spec.target == "gift_transaction":
-            envelope = {"createImport": True, "batch": f"{spec.name}-run{run_id}",
-                        "importName": f"{spec.name}: {Path(file).name} (run {run_id})",
+            envelope = {"createImport": True, "batch": batch_name(spec.name, run_id),
+                        "importName": import_name(spec.name, file, run_id),
                         "batchTotal": 0}
         for start in range(0, len(rows), size):
             items = [Item(first_id + i, plan.keys[i], plan.payloads[i], plan.cents[i])

@@ -143,6 +143,18 @@ def backoff(attempt: int, *, base: float, cap: float, rng: Callable[[], float]) 
     return rng() * min(cap, base * (2 ** max(0, attempt - 1)))
 
 
+class InDoubt(TransientError):
+    """A write failed after it may have reached the server (read timeout, reset after the body
+    was sent, a 5xx): it may be stored, so it is not retried; its rows are in doubt."""
+
+
+class Throttled(TransientError):
+    """The server kept answering 429 (or 503 + Retry-After) for longer than the wait limit."""
+
+
+DEFAULT_MAX_WAIT = 900.0  # seconds of Retry-After one request may wait in total
+
+
 async def budgeted(
     call: Callable[[], Awaitable[T]],
     budget: RequestBudget,
@@ -151,22 +163,37 @@ async def budgeted(
     base: float,
     cap: float,
     rng: Callable[[], float],
+    retry_unknown: bool = True,
+    max_wait: float = DEFAULT_MAX_WAIT,
 ) -> T:
-    """One request within the budget, retried when transient: a 429 pauses the whole budget for
-    Retry-After, other transient errors back off with full jitter; bounded by `max_attempts`."""
+    """The one retry loop, for reads and writes: one request within the budget, retried when
+    that is safe.
+
+    - "come back later" (429, or 503 with Retry-After): the whole budget pauses for Retry-After;
+      not an attempt, bounded by `max_wait` seconds in total (then Throttled);
+    - a failure before the request could arrive (refused connection, DNS, connect timeout):
+      backoff with full jitter, bounded by `max_attempts`;
+    - a failure after it may have arrived (read timeout, reset, other 5xx): retried like the
+      above when `retry_unknown` (reads; writes that merge by key), else InDoubt at once."""
     attempt = 0
+    waited = 0.0
     while True:
-        attempt += 1
         await budget.acquire()
         try:
             return await call()
         except TransientError as exc:
-            if exc.status == 429:
-                budget.pause(exc.retry_after)
+            if exc.may_have_arrived and not retry_unknown:
+                raise InDoubt(str(exc), status=exc.status) from None
+            if exc.status == 429 or (not exc.may_have_arrived and exc.retry_after is not None):
+                waited += budget.pause(exc.retry_after)
+                if waited > max_wait:
+                    raise Throttled(f"{exc}; rate limited for {waited:.0f} s, more than the "
+                                    f"limit of {max_wait:.0f} s", status=exc.status,
+                                    may_have_arrived=False) from None
+                continue
+            attempt += 1
             if attempt >= max_attempts:
                 raise
-            if exc.status != 429:
-                await asyncio.sleep(backoff(attempt, base=base, cap=cap, rng=rng))
+            await asyncio.sleep(backoff(attempt, base=base, cap=cap, rng=rng))
         finally:
             budget.release()
-

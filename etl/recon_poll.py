@@ -1,31 +1,65 @@
-"""Polling CRM+ for what its nightly batch made of the open rows, within the request budget.
+"""Polling CRM+ for what its import made of the open rows, within the request budget, with the
+documented reads only (docs/reconcile.md, "what proves what").
 
-Bulk first: `POST /api/Gift/Query` / `POST /api/Contact/Query`, `take` 1,000 records a request,
-filtered by transactionSource / referenceSource and `modifiedSince` (the oldest time an open row
-could have been created after). Per-row lookups (`GET /api/Gift/{source}/{id}`,
-`GET /api/Contact/{source}/{id}`) only where they are cheaper: when fewer rows are open than
-bulk pages are left (estimated from the previous poll's total before the first page). Every
-request takes a RequestBudget slot; 429 pauses everybody, 5xx and timeouts back off and retry.
+Bulk: `POST /api/Gift/Query/FullGift` / `POST /api/Contact/Query/FullContact`, 1,000 full
+records a page, with a `groups`/`conditions` body (etl/crm_query.py) whose parameter names come
+from `GET .../QueryOptions`:
+- gifts: "Transaction Source" Is <source> AND "Batch" Is <the tool's batch name>, one query per
+  batch (the run names its batches), or the source alone where a batch cannot be used;
+- contacts: "Last Modified Date" OnOrAfter the day before the oldest open row was sent (dates
+  are day-grained), references read from each record's contactReferences.
 
-A poll *covers* (`checked`) the keys whose presence or absence it proved; an interrupted bulk
-poll proves nothing absent. Per-row lookups cannot see two gifts with one transactionId: only
-the bulk pages can.
+A bulk read proves nothing when QueryOptions does not offer a needed parameter, the query is
+refused (400) or missing (404), paging is interrupted, or ANY record on a page lacks the key
+fields (transactionSource + transactionId, or contactReferences) or shows the filter was not
+applied (another source or batch, a contact modified before the asked day). In each case the
+keys not yet found fall back to the per-row lookups (`GET /api/Gift/{source}/{id}`,
+`GET /api/Contact/{source}/{id}`), the documented way to confirm one row: their URL names the
+key, so a 200 confirms it. Per-row lookups are also used where they are cheaper.
+
+A poll *covers* (`checked`) the keys it looked for and did not find. For a gift that is NOT proof
+of absence: a gift held in Update Needed / Match Needed answers 404 to every read.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl.client import CrmClient, EndpointMissing, Reply, coerce_number
-from etl.errors import TransientError
+from etl.crm_query import (
+    CONTACT_MODIFIED,
+    GIFT_BATCH,
+    GIFT_SOURCE,
+    Condition,
+    QueryOptions,
+    day_before,
+    has_contact_key,
+    has_gift_key,
+    parse_query_options,
+    query_body,
+    query_date,
+)
+from etl.errors import RequestRejected, TransientError
 from etl.ratelimit import RequestBudget, budgeted
-from etl.recon_store import iso
+from etl.recon_store import parse_time
+
+SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual", "After")
+ONE_DAY = timedelta(days=1)
+
+
+@dataclass
+class KeyGroup:
+    """Open keys that one bulk query can select: a gift batch (`batch` set) or the whole source;
+    `sent` is how many rows went out in it (the bulk cost estimate)."""
+
+    keys: set[str]
+    batch: str | None = None
+    sent: int = 0
 
 
 @dataclass
@@ -39,6 +73,13 @@ class PollResult:
     since: datetime | None = None
     complete: bool = True
     error: str | None = None
+    fallbacks: list[str] = field(default_factory=list)  # why a bulk read proved nothing
+
+    def add_mode(self, mode: str) -> None:
+        if self.mode in ("none", mode):
+            self.mode = mode
+        else:
+            self.mode = "bulk+lookup"
 
 
 def text_id(value: Any) -> str | None:
@@ -61,6 +102,10 @@ def records_of(data: Any) -> tuple[list[dict[str, Any]], int | None]:
     total = coerce_number(next((data[k] for k in ("total", "Total") if k in data), None))
     records = [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
     return records, int(total) if total is not None else None
+
+
+class ProvesNothing(Exception):
+    """A bulk read whose answer cannot prove presence or absence; the message says why."""
 
 
 class Poller:
@@ -94,7 +139,7 @@ class Poller:
 
     async def call(self, endpoint: str, body: bytes | None = None,
                    **kwargs: Any) -> Reply | None:
-        """One request within the budget, retried when transient; None on 404."""
+        """One read within the budget, retried when transient; None on 404."""
 
         async def send() -> Reply | None:
             self.requests += 1
@@ -106,58 +151,131 @@ class Poller:
         return await budgeted(send, self.budget, max_attempts=self.max_attempts,
                               base=self.backoff_base, cap=self.backoff_cap, rng=self.rng)
 
-    async def poll(self, keys: set[str], since: datetime | None,
+    async def query_options(self) -> QueryOptions:
+        """What this organization's Query offers (empty when QueryOptions is refused/absent)."""
+        try:
+            reply = await self.call(f"{self.kind}_query_options")
+        except RequestRejected:
+            return QueryOptions()
+        return parse_query_options(reply.data if reply is not None else None)
+
+    async def poll(self, groups: list[KeyGroup], since: datetime | None,
                    pages_hint: int | None) -> PollResult:
+        """Look for every key of `groups`: bulk where it is possible and cheaper, else per row."""
         result = PollResult(since=since)
+        keys = set().union(*(g.keys for g in groups)) if groups else set()
         if not keys:
             return result
         started = self.requests
         try:
-            if pages_hint is not None and len(keys) < pages_hint:
-                result.mode = "lookup"
-                await self._lookups(keys, result)
-            else:
-                await self._bulk(keys, since, result)
+            options = await self.query_options()
+            for group in groups:
+                await self._group(group, options, since, pages_hint, result)
         except TransientError as exc:
             result.complete, result.error = False, self.client.redact(str(exc))
         finally:
             result.requests = self.requests - started
         return result
 
-    async def _bulk(self, keys: set[str], since: datetime | None, result: PollResult) -> None:
-        result.mode = "bulk"
-        endpoint = "gift_query" if self.kind == "gift" else "contact_query"
-        filters: dict[str, str] = {
-            ("transactionSource" if self.kind == "gift" else "referenceSource"): self.source}
-        if since is not None:
-            filters["modifiedSince"] = iso(since)
-        body = json.dumps(filters).encode()
-        skip = 0
+    def _conditions(self, group: KeyGroup, options: QueryOptions,
+                    since: datetime | None) -> list[Condition]:
+        """The documented conditions that select `group`; raises ProvesNothing when the
+        organization's QueryOptions do not offer them."""
+        if self.kind == "gift":
+            src = options.find(GIFT_SOURCE, "Is")
+            if src is None:
+                raise ProvesNothing(f"QueryOptions offers no {GIFT_SOURCE!r} with 'Is'")
+            out = [Condition(src, "Is", self.source)]
+            batch = options.find(GIFT_BATCH, "Is") if group.batch else None
+            if batch is not None and group.batch:
+                out.append(Condition(batch, "Is", group.batch))
+            else:
+                group.batch = None  # the source alone: the cost estimate is the last total
+            return out
+        if since is None:
+            raise ProvesNothing("no send time to select contacts by")
+        for operator in SINCE_OPERATORS:
+            name = options.find(CONTACT_MODIFIED, operator)
+            if name is not None:
+                return [Condition(name, operator, query_date(day_before(since)))]
+        raise ProvesNothing(f"QueryOptions offers no {CONTACT_MODIFIED!r} date condition")
+
+    async def _group(self, group: KeyGroup, options: QueryOptions, since: datetime | None,
+                     pages_hint: int | None, result: PollResult) -> None:
+        try:
+            conditions = self._conditions(group, options, since)
+        except ProvesNothing as why:
+            result.fallbacks.append(str(why))
+            await self._lookups(group.keys, result)
+            return
+        pages = math.ceil(group.sent / self.page_size) if group.batch else pages_hint
+        if pages is not None and len(group.keys) < pages:
+            await self._lookups(group.keys, result)  # cheaper than the pages
+            return
+        try:
+            await self._bulk(group, conditions, since, result)
+        except (ProvesNothing, RequestRejected, TransientError) as why:
+            result.fallbacks.append(self.client.redact(str(why)))
+            await self._lookups(group.keys - result.found.keys(), result)
+
+    def _check_page(self, records: list[dict[str, Any]], group: KeyGroup,
+                    since: datetime | None) -> None:
+        """Raise ProvesNothing unless every record names its key and matches the filter."""
+        for record in records:
+            if self.kind == "gift":
+                if not has_gift_key(record):
+                    raise ProvesNothing("a record without transactionSource/transactionId")
+                if str(record.get("transactionSource")).strip().casefold() != \
+                        self.source.casefold():
+                    raise ProvesNothing("a record of another transactionSource: the filter "
+                                        "was not applied")
+                if group.batch is not None and str(record.get("batch") or "").strip() \
+                        .casefold() != group.batch.casefold():
+                    raise ProvesNothing("a record of another batch (or none): the filter was "
+                                        "not applied")
+            else:
+                if not has_contact_key(record):
+                    raise ProvesNothing("a record without contactReferences")
+                modified = parse_time(record.get("modifiedDateTimeUtc"))
+                # a day of slack beyond the asked day: CRM+ compares in its own time zone
+                if since is not None and modified is not None and \
+                        modified.astimezone(UTC).date() < day_before(since) - ONE_DAY:
+                    raise ProvesNothing("a contact modified before the asked day: the filter "
+                                        "was not applied")
+
+    async def _bulk(self, group: KeyGroup, conditions: list[Condition],
+                    since: datetime | None, result: PollResult) -> None:
+        endpoint = f"{self.kind}_query_full"
+        body = query_body(conditions)
+        skip, found_here = 0, set()
         while True:
             reply = await self.call(endpoint, body, params={"skip": skip, "take": self.page_size})
-            if reply is None:  # no Query endpoint here: one lookup per row
-                result.mode = "lookup" if skip == 0 else "bulk+lookup"
-                await self._lookups(keys - result.found.keys(), result)
-                return
+            if reply is None:
+                raise ProvesNothing(f"{endpoint}: not found (404)")
             records, total = records_of(reply.data)
-            result.total = total
+            self._check_page(records, group, since)
+            result.add_mode("bulk")
+            result.total = total if result.total is None else result.total + (total or 0)
             for record in records:
                 for key in self.keys_of(record):
-                    if key in keys:
+                    if key in group.keys:
                         result.found.setdefault(key, []).append(record)
                         result.via[key] = "bulk"
+                        found_here.add(key)
             skip += self.page_size
             if not records or (total is not None and skip >= total) or (
                     total is None and len(records) < self.page_size):
                 break
-            missing = keys - result.found.keys()
+            missing = group.keys - found_here
             if total is not None and len(missing) < math.ceil((total - skip) / self.page_size):
-                result.mode = "bulk+lookup"
                 await self._lookups(missing, result)
                 return
-        result.checked |= keys
+        result.checked |= group.keys
 
     async def _lookups(self, keys: set[str], result: PollResult) -> None:
+        if not keys:
+            return
+        result.add_mode("lookup")
         endpoint = "gift_by_key" if self.kind == "gift" else "contact_by_reference"
         for key in sorted(keys):
             reply = await self.call(endpoint, path_args={"source": self.source,
@@ -166,4 +284,3 @@ class Poller:
                 result.found.setdefault(key, []).append(reply.data)
                 result.via[key] = "lookup"
             result.checked.add(key)
-        result.checked |= result.found.keys()

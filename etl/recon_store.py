@@ -6,7 +6,10 @@ answered). It leaves that state once:
 
     confirmed      a CRM+ record carries its key (crm_id, confirmed_at, confirmed_via)
     needs_review   still unseen after the window, or a duplicate in CRM+ (review_from = old status)
-    pending        in doubt, and proven absent after the CRM's batch ran: the next run sends it
+    pending        a contact in doubt, proven absent after the CRM's batch ran (the next run
+                   sends it: contacts merge by reference), or a key a person resolved as absent
+                   (`etl ledger resolve --absent`). A gift is never proven absent by a read: a
+                   gift held in Update Needed answers 404 to every read.
 
 Contacts need a record seen after the row was sent (a contact that existed before does not prove
 that this transaction merged); gifts are unique per transactionSource + transactionId, so the
@@ -15,6 +18,7 @@ gift's existence is the proof. Every method runs inside the caller's `with store
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -115,6 +119,64 @@ class ReconStore:
             " error_code=NULL, error_details=NULL WHERE id=?",
             [(crm_id, iso(at), via, i) for i in confirm])
         return confirm, []
+
+    def sent_where(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+        """Per key: (run id, source file) of the latest row that went out (was `sending`)."""
+        self.db.execute("CREATE TEMP TABLE IF NOT EXISTS recon_keys (key TEXT PRIMARY KEY)")
+        self.db.execute("DELETE FROM recon_keys")
+        self.db.executemany("INSERT OR IGNORE INTO recon_keys VALUES (?)", [(k,) for k in keys])
+        cur = self.db.execute(
+            "SELECT r.key, r.run_id, r.source_file FROM rows r JOIN recon_keys k ON k.key = r.key"
+            " WHERE r.sent_at IS NOT NULL ORDER BY r.id")
+        return {key: (run, file) for key, run, file in cur.fetchall()}
+
+    def sent_counts(self) -> dict[int, int]:
+        """Rows that went out, per run (what one batch query of that run would page through)."""
+        return dict(self.db.execute("SELECT run_id, COUNT(*) FROM rows WHERE sent_at IS NOT NULL"
+                                    " GROUP BY run_id").fetchall())
+
+    def single_endpoint_runs(self) -> set[int]:
+        """Runs that fell back to the single endpoints (their gifts carry no batch name)."""
+        out = set()
+        for run_id, summary in self.db.execute("SELECT id, summary FROM runs"):
+            try:
+                if json.loads(summary or "{}").get("fallback_to_single"):
+                    out.add(run_id)
+            except (ValueError, AttributeError):
+                out.add(run_id)  # unreadable: do not assume a batch name
+        return out
+
+    def resolve(self, idents: Iterable[str], prefix: str, decision: str, at: datetime,
+                crm_id: str | None = None) -> dict[str, str]:
+        """A person's decision on keys they checked in CRM+: `absent` (the open or
+        needs-review rows go back to pending, the next run sends the key once) or `found`
+        (confirmed, via "person"). Returns id -> what happened."""
+        out: dict[str, str] = {}
+        for ident in idents:
+            key = prefix + ident
+            rows = self.db.execute(
+                "SELECT id, status FROM rows WHERE key=? AND (status IN ('accepted','in_doubt',"
+                "'confirmed') OR (status='needs_review' AND review_from IS NOT NULL))",
+                (key,)).fetchall()
+            if not rows:
+                out[ident] = "nothing open for this id"
+                continue
+            ids = [r for r, _ in rows]
+            if decision == "found":
+                self.db.executemany(
+                    "UPDATE rows SET status='confirmed', crm_id=COALESCE(?, crm_id),"
+                    " confirmed_at=?, confirmed_via='person', error_code=NULL, error_details=NULL"
+                    " WHERE id=?", [(crm_id, iso(at), i) for i in ids])
+                out[ident] = "confirmed"
+            elif any(status == "confirmed" for _, status in rows):
+                out[ident] = "refused: CRM+ showed this id (confirmed); it is not absent"
+            else:
+                self.db.executemany(
+                    "UPDATE rows SET status='pending', error_code='RESOLVED_ABSENT',"
+                    " error_details='a person found it absent from CRM+: the next run sends it',"
+                    " checked_at=? WHERE id=?", [(iso(at), i) for i in ids])
+                out[ident] = "pending: the next run sends it"
+        return out
 
     def duplicate(self, row_ids: Iterable[int], crm_ids: Iterable[str], at: datetime) -> None:
         message = f"duplicate in CRM: gifts {', '.join(crm_ids)} carry this transactionId"

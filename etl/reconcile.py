@@ -8,8 +8,10 @@
    `min_interval_hours` (unless forced): bulk Query pages, or per-row lookups where cheaper
    (etl/recon_poll.py). Two gifts with one transactionId -> needs_review "duplicate in CRM".
 3. The window: an accepted row still unseen `window_hours` after it was sent, by a poll made after
-   that, becomes needs_review; an in-doubt row proven absent after the batch ran (after the window,
-   or `after_batch`) goes back to pending so the next `etl run` sends it (once).
+   that, becomes needs_review; so does a GIFT in doubt (never re-sent on a read's word: a gift in
+   Update Needed answers 404 to every read), with the import, batch and transactionId to look
+   for, until a person runs `etl ledger resolve`. A CONTACT in doubt and not found after the batch
+   ran (after the window, or `after_batch`) goes back to pending: contacts merge by reference.
 4. needs_review.csv (spreadsheet-safe) lists every row a person must look at.
 """
 
@@ -35,9 +37,10 @@ from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.exitcodes import EXIT_ROWS as EXIT_REVIEW
 from etl.ledger import Ledger, LedgerError
 from etl.load import money
+from etl.plan import batch_name, import_name
 from etl.ratelimit import RequestBudget
-from etl.recon_poll import Poller, PollResult, text_id
-from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time
+from etl.recon_poll import KeyGroup, Poller, PollResult, text_id
+from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
 from etl.spec import LoadedSpec, load_spec
 from etl.submit import default_ledger_path
 
@@ -134,7 +137,7 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
                     _apply_poll(store, loaded, result, rows, now)
         if summary.exit_code != EXIT_CREDENTIALS:
             with store.tx():
-                _apply_window(store, options, now, summary.polled)
+                _apply_window(store, loaded, options, now, summary.polled)
         _tally(store, before, summary)
         summary.counts = store.status_counts()
         summary.open_reviews = store.open_review_count()
@@ -205,6 +208,7 @@ async def _poll(loaded: LoadedSpec, options: ReconcileOptions, store: ReconStore
     last = store.last_poll()
     hint = (math.ceil(last[1] / options.page_size) if last is not None and last[1] is not None
             else None)
+    groups = _groups(store, loaded, rows)
     async with client:
         if spec.organization is not None:
             # Another organization's key finds nothing: in-doubt rows would be "proven absent"
@@ -214,10 +218,37 @@ async def _poll(loaded: LoadedSpec, options: ReconcileOptions, store: ReconStore
             except TransientError as exc:  # unreachable: nothing proven, nothing changes
                 return PollResult(complete=False, error=client.redact(str(exc)))
             check_organization(reply, spec.organization, "reconcile against it")
-        result = await poller.poll({r.key for r in rows}, since - SKEW if since else None, hint)
+        result = await poller.poll(groups, since - SKEW if since else None, hint)
+    for why in result.fallbacks:
+        options.notify(f"a bulk read proved nothing ({why}): per-row lookups instead")
     options.notify(f"poll ({result.mode}): {result.requests} requests, "
                    f"{len(result.found)} of {len({r.key for r in rows})} keys found")
     return result
+
+
+def _groups(store: ReconStore, loaded: LoadedSpec, rows: list[OpenRow]) -> list[KeyGroup]:
+    """Open keys by what one documented query selects: gifts by the batch the tool named
+    (`<pipeline>-run<N>`) where possible, else the whole source; contacts in one group."""
+    keys = {r.key for r in rows}
+    spec = loaded.spec
+    if spec.target != "gift_transaction":
+        return [KeyGroup(keys)]
+    sent = store.sent_where(keys)
+    # A batch name selects a run's gifts only when the run sent it in the envelope and no
+    # mapping gives the gifts a batch of their own.
+    unnamed = store.single_endpoint_runs() if "batch" not in spec.mappings else None
+    counts = store.sent_counts()
+    by_batch: dict[int, set[str]] = {}
+    rest: set[str] = set()
+    for key in keys:
+        run = sent.get(key, (None, None))[0]
+        if run is None or unnamed is None or run in unnamed:
+            rest.add(key)
+        else:
+            by_batch.setdefault(run, set()).add(key)
+    groups = [KeyGroup(k, batch_name(spec.name, run), counts.get(run, len(k)))
+              for run, k in sorted(by_batch.items())]
+    return groups + ([KeyGroup(rest)] if rest else [])
 
 
 def _apply_poll(store: ReconStore, loaded: LoadedSpec, result: PollResult,
@@ -242,28 +273,54 @@ def _apply_poll(store: ReconStore, loaded: LoadedSpec, result: PollResult,
                    found=len(result.found), complete=result.complete)
 
 
-def _apply_window(store: ReconStore, options: ReconcileOptions, now: datetime,
-                  polled_now: bool) -> None:
-    """Unseen after the window (by a poll made after it) -> needs_review; in doubt and proven
-    absent after the batch ran -> pending."""
+def _apply_window(store: ReconStore, loaded: LoadedSpec, options: ReconcileOptions,
+                  now: datetime, polled_now: bool) -> None:
+    """Unseen after the window (by a poll made after it) -> needs_review, with the place to
+    look in CRM+; a CONTACT in doubt and proven absent after the batch ran -> pending (contacts
+    merge by reference). A gift in doubt is never sent again on a read's word: a gift held in
+    Update Needed answers 404 to every read, so after the window a person decides."""
     window = timedelta(hours=options.window_hours)
+    gift = loaded.spec.target == "gift_transaction"
+    rows = store.open_rows()
+    where = store.sent_where(r.key for r in rows) if gift else {}
     review: list[tuple[int, str, str]] = []
     pending: list[int] = []
-    for row in store.open_rows():
+    for row in rows:
         expiry = (row.sent_at or now) + window
         checked = row.checked_at
         after_window = now >= expiry and checked is not None and checked >= expiry
-        if row.status == "in_doubt":
+        if row.status == "in_doubt" and not gift:
             batch_ran = options.after_batch and polled_now and checked is not None and \
                 checked >= now
             if after_window or batch_ran:
                 pending.append(row.id)
         elif after_window:
             hours = options.window_hours
-            review.append((row.id, "NOT_IN_CRM", f"accepted (held) but not in CRM+ {hours:g} h "
-                           "after it was sent: look in CRM+ Imports / needs update"))
+            place = _place(loaded, row, where.get(row.key)) if gift else \
+                "look in CRM+ Imports / needs update"
+            if row.status == "in_doubt":
+                review.append((row.id, "IN_DOUBT_NOT_FOUND", (
+                    f"sent, no definite answer, and not readable in CRM+ {hours:g} h later: it "
+                    f"may never have arrived, or wait in Update Needed / Match Needed. {place}. "
+                    "Then `etl ledger resolve --absent ID` (the next run sends it once) or "
+                    "`--found ID`")))
+            else:
+                review.append((row.id, "NOT_IN_CRM", f"accepted (held) but not in CRM+ "
+                               f"{hours:g} h after it was sent: {place}"))
     store.review(review, now)
     store.to_pending(pending, now)
+
+
+def _place(loaded: LoadedSpec, row: OpenRow, sent: tuple[int, str | None] | None) -> str:
+    """Where a person finds a gift in CRM+: the import and batch it was sent in, its id."""
+    ident = split_key(row.key)[2]
+    if sent is None:
+        return f"look in CRM+'s Gift and Contact Import Tool for transactionId {ident!r}"
+    run, file = sent
+    name = loaded.spec.name
+    return (f"look in CRM+'s Gift and Contact Import Tool, import "
+            f"{import_name(name, file or '?', run)!r}, batch {batch_name(name, run)!r}, "
+            f"transactionId {ident!r} (Update Needed, Match Needed)")
 
 
 def _tally(store: ReconStore, before: list[OpenRow], summary: ReconcileSummary) -> None:

@@ -204,7 +204,14 @@ class Load(_Model):
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(5, ge=1, le=20)
     in_doubt: Literal["park", "resend"] | None = Field(
-        None, description="Rows left 'sending' by a crash: park (default for gifts) or resend"
+        None, description="Rows whose write may have reached CRM+ without an answer (a crash, "
+        "a read timeout, a reset, a 5xx): park them for reconciliation and never re-send "
+        "blindly (default for gifts), or resend (default for contacts: the Transaction merges "
+        "by reference)"
+    )
+    max_wait_seconds: float = Field(
+        900.0, gt=0, description="How long one request may wait on 429 / Retry-After in "
+        "total before the run stops (429s are not failed attempts)"
     )
     ledger: str | None = Field(None, description="SQLite ledger path (default: beside the spec)")
 

@@ -28,7 +28,7 @@ from etl.ledger import OK_STATUSES, Ledger
 from etl.load import Batch, Sender, SendSettings, Stopped, money
 from etl.plan import Plan, plan_rows
 from etl.plan import batches as plan_batches
-from etl.ratelimit import RequestBudget
+from etl.ratelimit import RequestBudget, Throttled
 from etl.spec import LoadedSpec, load_spec
 from etl.targets import get_target
 from etl.unattended import RunLock, control_totals, reject_gate
@@ -233,7 +233,9 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                         SendSettings(concurrency=spec.load.concurrency,
                                      max_attempts=spec.load.max_attempts,
                                      backoff_base=options.backoff_base,
-                                     backoff_cap=options.backoff_cap),
+                                     backoff_cap=options.backoff_cap,
+                                     retry_unknown=policy == "resend",
+                                     max_wait=spec.load.max_wait_seconds),
                         on_progress=_progress(options, batches))
         recorder.stop = sender.stop
         organization: str | None = None
@@ -253,6 +255,10 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                     await sender.run(batches)
         except CredentialsRefused as exc:
             exit_code, reason = EXIT_CREDENTIALS, client.redact(str(exc))
+        except Throttled as exc:
+            exit_code, reason = EXIT_ROWS, client.redact(
+                f"stopped: CRM+ kept answering 429 ({exc}); unsent rows stay pending for the "
+                "next run")
         except TransientError as exc:
             exit_code, reason = EXIT_ROWS, client.redact(f"CRM+ unreachable: {exc}")
         except Stopped:
@@ -266,7 +272,12 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             exit_code, reason = EXIT_ROWS, hold or recorder.tripped or ""
         elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *match.OK_STATUSES)
                                           for s in counts):
-            exit_code, reason = EXIT_ROWS, "finished: some rows not accepted"
+            exit_code, reason = EXIT_ROWS, _not_accepted(counts)
+        doubt = counts.get("in_doubt", 0)
+        if doubt:
+            reason += (f"; {doubt} rows in doubt (sent, no definite answer; never re-sent "
+                       f"blindly): after CRM+'s import has run, `etl reconcile {loaded.path}"
+                       " --after-batch` confirms them")
         totals = [{"stage": s, "currency": c, "rows": n, "amount": money(cents)}
                   for s, c, n, cents in ledger.totals(run_id)]
         st = sender.stats
@@ -291,6 +302,13 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             _add_files(summary, intake)
         ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
     return summary
+
+
+def _not_accepted(counts: dict[str, int]) -> str:
+    """The end-of-run reason: what was not accepted, by status ("2 failed, 163 rejected")."""
+    parts = [f"{n:,} {status}" for status, n in sorted(counts.items())
+             if status not in (*OK_STATUSES, *match.OK_STATUSES)]
+    return "finished: rows not accepted: " + ", ".join(parts)
 
 
 class _Interrupt:

@@ -68,7 +68,7 @@ def batches(items: list[Item], size: int) -> list[Batch]:
 
 
 def server(*, details: bool = True, batch: bool = True,
-           script: list[int] | None = None, log: list[httpx.Request] | None = None,
+           script: list[int | str] | None = None, log: list[httpx.Request] | None = None,
            events: Log | None = None) -> Callable[[httpx.Request], httpx.Response]:
     """A fake CRM+: refuses a batch with any `"bad"` item (422, with or without item details);
     `script` forces the next statuses; `batch=False` answers 404 on the batch endpoint."""
@@ -81,8 +81,15 @@ def server(*, details: bool = True, batch: bool = True,
             events.events.append(("request", request.url.path))
         if forced:
             status = forced.pop(0)
+            if status == "connect":
+                raise httpx.ConnectError("refused", request=request)
+            if status == "timeout":
+                raise httpx.ReadTimeout("no answer", request=request)
+            if status == "503+ra":
+                return httpx.Response(503, headers={"Retry-After": "0"})
             if status != 200:
-                return httpx.Response(status, headers={"Retry-After": "0"})
+                return httpx.Response(int(status), headers={"Retry-After": "0"}
+                                      if status == 429 else {})
         body = json.loads(request.content)
         if request.url.path.endswith("Transactions"):
             if not batch:
@@ -187,13 +194,45 @@ def test_when_the_split_bound_is_spent_the_rest_needs_review() -> None:
     assert all(log.outcomes[i].status in ("rejected", "needs_review") for i in bad)
 
 
-def test_transient_errors_are_retried_then_marked_failed() -> None:
-    _, log = send(server(script=[500, 503]), batches(gifts(2), 2))
+@pytest.mark.parametrize(("script", "expect", "requests"), [
+    # the request provably never left, or the server said "not processed": retried
+    (["connect", "connect", 200], "accepted", 3),
+    (["503+ra", 200], "accepted", 2),
+    ([429] * 12 + [200], "accepted", 13),  # a 429 burst is not a failed attempt
+    (["connect"] * 3, "failed", 3),  # never stored: `failed`, the next run sends it
+    # the write may have been stored: never retried blindly, in doubt
+    ([500], "in_doubt", 1),
+    ([503], "in_doubt", 1),  # a 503 without Retry-After says nothing
+    ([502], "in_doubt", 1),
+    (["timeout"], "in_doubt", 1),
+    (["connect", "timeout"], "in_doubt", 2),
+])
+def test_unknown_outcomes_are_in_doubt_and_only_unsent_requests_are_retried(
+        script: list[int | str], expect: str, requests: int) -> None:
+    log_requests: list[httpx.Request] = []
+    sender, log = send(server(script=list(script), log=log_requests), batches(gifts(2), 2))
+    assert statuses(log) == {expect: 2}
+    assert len(log_requests) == requests
+    assert log.outcomes[0].attempts == requests
+    if expect == "in_doubt":
+        assert log.outcomes[0].code.startswith("IN_DOUBT_")
+
+
+def test_contacts_under_resend_retry_unknown_outcomes() -> None:
+    _, log = send(server(script=[500, "timeout"]), batches(gifts(2), 2), retry_unknown=True)
     assert statuses(log) == {"accepted": 2}
     assert log.outcomes[0].attempts == 3
-    _, log = send(server(script=[500, 502, 504, 200]), batches(gifts(2), 2), max_attempts=3)
-    assert statuses(log) == {"failed": 2}
-    assert log.outcomes[0].code == "HTTP_504"
+    _, log = send(server(script=[500, 502, 504]), batches(gifts(2), 2), retry_unknown=True)
+    assert statuses(log) == {"in_doubt": 2}  # tried and may be stored: resent by policy later
+
+
+def test_429_beyond_the_wait_limit_stops_the_run_with_rows_unsent() -> None:
+    from etl.ratelimit import Throttled
+    log = Log()
+    with pytest.raises(Throttled, match="rate limited"):
+        send(server(script=[429] * 50), batches(gifts(4), 2), log, max_wait=5.0)
+    assert statuses(log) == {"pending": 2}  # the first batch: never stored, sent next run
+    assert [e for e in log.events if e[0] == "sending"] == [("sending", "b0")]
 
 
 def test_429_pauses_everyone_for_retry_after() -> None:
