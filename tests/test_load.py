@@ -210,7 +210,7 @@ def test_when_the_split_bound_is_spent_the_rest_needs_review() -> None:
 def test_unknown_outcomes_are_in_doubt_and_only_unsent_requests_are_retried(
         script: list[int | str], expect: str, requests: int) -> None:
     log_requests: list[httpx.Request] = []
-    sender, log = send(server(script=list(script), log=log_requests), batches(gifts(2), 2))
+    _, log = send(server(script=list(script), log=log_requests), batches(gifts(2), 2))
     assert statuses(log) == {expect: 2}
     assert len(log_requests) == requests
     assert log.outcomes[0].attempts == requests

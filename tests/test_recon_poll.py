@@ -55,9 +55,9 @@ class FakeCrm:
                     "modelState": {"query.groups": ["The groups field is required."]}})
             body = json.loads(request.content)
             conds = body["groups"][0]["conditions"]
-            sel = [g for g in self.gifts if all(
-                str(g[{"Transaction Source": "transactionSource", "Batch": "batch"}[c["parameter"]]])
-                == c["value"] for c in conds)]
+            field = {"Transaction Source": "transactionSource", "Batch": "batch"}
+            sel = [g for g in self.gifts
+                   if all(str(g[field[c["parameter"]]]) == c["value"] for c in conds)]
             skip, take = int(request.url.params["skip"]), int(request.url.params["take"])
             page = [dict(g) for g in sel[skip:skip + take]]
             if self.alter is not None:
