@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from etl.errors import EtlError, SourceError
+from etl.exitcodes import EXIT_ROWS
 from etl.run_render import Progress, render_summary
 from etl.submit import (
     EXIT_CREDENTIALS,
@@ -273,3 +274,53 @@ def ledger_export(run_id: int, fmt: str, out: Path, spec: Path | None, ledger_pa
             click.echo(str(led.export(run_id, out, fmt)))
         except EtlError as exc:
             _fail(exc)
+
+
+def _ids(values: tuple[str, ...]) -> list[str]:
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+@ledger.command("resolve")
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The pipeline spec.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="The ledger file (default: the spec's).")
+@click.option("--sandbox", is_flag=True, help="The spec's sandbox ledger.")
+@click.option("--absent", multiple=True, metavar="IDS",
+              help="Ids (transactionId / referenceId, comma-separated) you checked are NOT in "
+              "CRM+: the next run sends each once.")
+@click.option("--found", multiple=True, metavar="IDS",
+              help="Ids you found in CRM+: confirmed.")
+@click.option("--crm-id", help="With one --found id: its CRM+ gift or contact id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def ledger_resolve(spec: Path, ledger_path: Path | None, sandbox: bool, absent: tuple[str, ...],
+                   found: tuple[str, ...], crm_id: str | None, as_json: bool) -> None:
+    """Settle rows that need review, after looking them up in CRM+ (needs_review.csv says
+    where: the import, batch and transactionId).
+
+    Example:
+
+        etl ledger resolve --spec pipelines/legacy_gifts.yaml --absent G-17,G-18 --found G-19
+    """
+    from etl.reconcile import resolve
+
+    gone, seen = _ids(absent), _ids(found)
+    if not gone and not seen:
+        raise click.UsageError("give --absent IDS and/or --found IDS")
+    if crm_id and len(seen) != 1:
+        raise click.UsageError("--crm-id goes with exactly one --found id")
+    try:
+        summary = resolve(spec, absent=gone, found=seen, crm_id=crm_id,
+                          ledger_path=ledger_path, sandbox=sandbox)
+    except EtlError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    for decision, outcomes in summary.outcomes.items():
+        for ident, what in outcomes.items():
+            click.echo(f"{decision:<7} {ident}: {what}")
+    if any(w.startswith(("nothing", "refused")) for o in summary.outcomes.values()
+           for w in o.values()):
+        sys.exit(EXIT_ROWS)
+

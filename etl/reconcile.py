@@ -362,3 +362,41 @@ def _write_review(store: ReconStore, out_dir: Path) -> Path:
     neutralize_formulas(store.review_frame()).write_csv(tmp)
     tmp.replace(out)
     return out
+
+
+@dataclass
+class ResolveSummary:
+    pipeline: str
+    ledger: str
+    outcomes: dict[str, dict[str, str]] = field(default_factory=dict)  # decision -> id -> what
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve(spec_path: Path, *, absent: list[str], found: list[str],
+            crm_id: str | None = None, ledger_path: Path | None = None,
+            sandbox: bool = False, clock: Callable[[], datetime] = utc_now) -> ResolveSummary:
+    """A person's decisions after looking in CRM+ (the needs_review list): `absent` ids go back
+    to pending (the next `etl run` sends each once), `found` ids are confirmed. Takes the run
+    lock: no run may be sending meanwhile."""
+    loaded = load_spec(spec_path)
+    path = ledger_path or default_ledger_path(loaded, sandbox=sandbox)
+    if not path.exists():
+        raise LedgerError(f"no ledger at {path} (nothing was run yet)")
+    both = set(absent) & set(found)
+    if both:
+        raise LedgerError(f"ids given as both absent and found: {', '.join(sorted(both))}")
+    summary = ResolveSummary(pipeline=loaded.spec.name, ledger=str(path))
+    with Ledger(path) as ledger:
+        ledger.recover()
+        store = ReconStore(ledger.db)
+        now = _ms(clock())
+        with store.tx():
+            for decision, ids in (("absent", absent), ("found", found)):
+                if ids:
+                    summary.outcomes[decision] = store.resolve(
+                        ids, key_prefix(loaded), decision, now,
+                        crm_id if decision == "found" else None)
+    return summary
+
