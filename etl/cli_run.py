@@ -187,7 +187,7 @@ def _open(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> Any:
         path = ledger_path or default_ledger_path(load_spec(spec), sandbox=sandbox)  # type: ignore[arg-type]
         if not path.exists():
             raise click.ClickException(f"no ledger at {path} (nothing was run yet)")
-        return Ledger(path, lock=False)
+        return Ledger(path, readonly=True)
     except EtlError as exc:
         _fail(exc)
 

@@ -109,19 +109,63 @@ class KeyState:
 class Ledger:
     """An open ledger file. Use as a context manager; not thread-safe (one event loop)."""
 
-    def __init__(self, path: str | Path, *, lock: bool = True) -> None:
+    def __init__(self, path: str | Path, *, lock: bool = True, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = self._take_lock() if lock else None
-        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self._lock_file = None
+        if readonly:
+            self.db = self._open_readonly()
+            return
+        try:
+            if self.path.exists() and not self.path.is_file():
+                raise LedgerError(f"{self.path}: not a regular file; name a ledger file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_file = self._take_lock() if lock else None
+            self.db = sqlite3.connect(self.path, isolation_level=None)
+        except OSError as exc:
+            self.close()
+            raise LedgerError(f"{self.path}: cannot open the ledger ({exc.strerror or exc}); "
+                              "check the folder exists and is writable") from None
         try:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._check_tables()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise damaged(self.path, exc) from None
         except BaseException:
             self.close()
             raise
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """For reading commands: no lock, no migration, works in a read-only folder."""
+        if not self.path.is_file():
+            raise LedgerError(f"{self.path}: no ledger file here")
+        uri = self.path.resolve().as_uri()
+        last: sqlite3.DatabaseError = sqlite3.DatabaseError("cannot be opened")
+        for mode in ("?mode=ro", "?immutable=1"):  # immutable: the folder forbids -shm files
+            db: sqlite3.Connection | None = None
+            try:
+                db = self.db = sqlite3.connect(uri + mode, uri=True, isolation_level=None)
+                self._check_tables()
+                return db
+            except sqlite3.OperationalError as exc:  # e.g. no -shm allowed: try immutable
+                last, retry = exc, True
+            except sqlite3.DatabaseError as exc:  # not a database, tables missing
+                last, retry = exc, False
+            if db is not None:
+                db.close()
+            if not retry:
+                break
+        raise damaged(self.path, last)
+
+    def _check_tables(self) -> None:
+        have = {name for (name,) in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = {"runs", "files", "rows"} - have
+        if missing:
+            raise sqlite3.DatabaseError(f"tables missing: {', '.join(sorted(missing))}")
 
     def _take_lock(self) -> Any:
         if fcntl is None:  # pragma: no cover
@@ -158,9 +202,11 @@ class Ledger:
         return _Tx(self.db)
 
     def close(self) -> None:
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
         if self._lock_file is not None:
             self._lock_file.close()
+            self._lock_file = None
 
     def __enter__(self) -> Ledger:
         return self
@@ -326,6 +372,17 @@ class Ledger:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
 
 
+def damaged(path: Path, exc: BaseException) -> LedgerError:
+    """The message for a ledger SQLite cannot use: what it is, and what to do."""
+    text = str(exc)
+    if "full" in text:
+        return LedgerError(f"{path}: the disk is full ({text}); free space and run again: rows "
+                           "that were being sent stay in doubt, none is lost")
+    return LedgerError(f"{path}: not a usable ledger ({text}); restore it from a backup, or move "
+                       "it aside to start a new one (the first run then checks CRM+ for gifts "
+                       "already sent)")
+
+
 class _Tx:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
@@ -334,4 +391,7 @@ class _Tx:
         self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:  # SQLite already rolled back after SQLITE_FULL
+            self.db.execute("ROLLBACK")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -35,7 +36,7 @@ from etl.dryrun import report_dir
 from etl.errors import CredentialsRefused, TransientError
 from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.exitcodes import EXIT_ROWS as EXIT_REVIEW
-from etl.ledger import Ledger, LedgerError
+from etl.ledger import Ledger, LedgerError, damaged
 from etl.load import money
 from etl.plan import batch_name, import_name
 from etl.ratelimit import RequestBudget
@@ -108,6 +109,14 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
     path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
     if not path.exists():
         raise LedgerError(f"no ledger at {path} (nothing was run yet)")
+    try:
+        return _reconcile(loaded, path, options, started)
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, exc) from None
+
+
+def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
+               started: float) -> ReconcileSummary:
     summary = ReconcileSummary(pipeline=loaded.spec.name, ledger=str(path))
     with Ledger(path) as ledger:
         ledger.recover()  # we hold the run lock: rows left `sending` are a crash's
@@ -388,15 +397,18 @@ def resolve(spec_path: Path, *, absent: list[str], found: list[str],
     if both:
         raise LedgerError(f"ids given as both absent and found: {', '.join(sorted(both))}")
     summary = ResolveSummary(pipeline=loaded.spec.name, ledger=str(path))
-    with Ledger(path) as ledger:
-        ledger.recover()
-        store = ReconStore(ledger.db)
-        now = _ms(clock())
-        with store.tx():
-            for decision, ids in (("absent", absent), ("found", found)):
-                if ids:
-                    summary.outcomes[decision] = store.resolve(
-                        ids, key_prefix(loaded), decision, now,
-                        crm_id if decision == "found" else None)
+    try:
+        with Ledger(path) as ledger:
+            ledger.recover()
+            store = ReconStore(ledger.db)
+            now = _ms(clock())
+            with store.tx():
+                for decision, ids in (("absent", absent), ("found", found)):
+                    if ids:
+                        summary.outcomes[decision] = store.resolve(
+                            ids, key_prefix(loaded), decision, now,
+                            crm_id if decision == "found" else None)
+    except sqlite3.DatabaseError as exc:
+        raise damaged(path, exc) from None
     return summary
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from etl import __version__, drops, match
 from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.dryrun import DryRun, dry_run
 from etl.errors import CredentialsRefused, SpecError, TransientError
-from etl.ledger import OK_STATUSES, Ledger
+from etl.ledger import OK_STATUSES, Ledger, damaged
 from etl.load import Batch, Sender, SendSettings, Stopped, money
 from etl.plan import Plan, plan_rows
 from etl.plan import batches as plan_batches
@@ -123,6 +124,14 @@ def run_pipeline(spec_path: Path, options: RunOptions) -> tuple[DryRun | None, R
     (no DryRun when no file is left to read)."""
     loaded = load_spec(spec_path)
     ledger_path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
+    try:
+        return _run_locked(spec_path, loaded, ledger_path, options)
+    except sqlite3.DatabaseError as exc:  # disk full, a damaged file: nothing is lost (in doubt)
+        raise damaged(ledger_path, exc) from None
+
+
+def _run_locked(spec_path: Path, loaded: LoadedSpec, ledger_path: Path,
+                options: RunOptions) -> tuple[DryRun | None, RunSummary]:
     with RunLock(ledger_path) as lock:
         if lock.stale_message:
             options.notify(lock.stale_message)
@@ -191,10 +200,11 @@ class _Recorder:
     def settle(self, batch: Batch, outcomes: Any) -> None:
         self.ledger.settle((o.row_id, o.status, o.attempts, o.http_status, o.code, o.details)
                            for o in outcomes)
-        self.failed += sum(o.status == "failed" for o in outcomes)
+        # rows in doubt count too: a server that answers 500 to everything must stop the run
+        self.failed += sum(o.status in ("failed", "in_doubt") for o in outcomes)
         if self.max_failed is not None and self.failed > self.max_failed and not self.tripped:
-            self.tripped = (f"stopped: {self.failed} rows failed, more than --max-failed "
-                            f"{self.max_failed}; later batches were not sent")
+            self.tripped = (f"stopped: {self.failed} rows failed or in doubt, more than "
+                            f"--max-failed {self.max_failed}; later batches were not sent")
             if self.stop is not None:
                 self.stop.set()
 
