@@ -41,7 +41,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: list[tuple[int, list[str]]] = [
     (1, [
         "CREATE TABLE runs (id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, target TEXT,"
@@ -78,6 +78,11 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         " complete INTEGER NOT NULL)",
         "CREATE TABLE IF NOT EXISTS reconciles (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL,"
         " ended_at TEXT, settings TEXT, polled INTEGER, exit_code INTEGER, summary TEXT)",
+    ]),
+    (3, [
+        # whose rows these are: one target + key source per ledger (Ledger.claim)
+        "CREATE TABLE IF NOT EXISTS ledger_owner (target TEXT NOT NULL, source TEXT NOT NULL,"
+        " pipeline TEXT, claimed_at TEXT NOT NULL)",
     ]),
 ]
 COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status", "reason",
@@ -213,6 +218,30 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def claim(self, *, target: str, source: str, pipeline: str) -> None:
+        """Bind the ledger to one pipeline's rows (target + key source), or refuse: two feeds
+        sharing a ledger would reconcile, park and re-send each other's rows. A ledger made
+        before owners were recorded is claimed when every key in it has this prefix."""
+        mine = (target, source.casefold())
+        with self.tx():
+            row = self.db.execute("SELECT target, source, pipeline FROM ledger_owner").fetchone()
+            if row is None:
+                prefix = f"{target}:{source}:"
+                other = self.db.execute(
+                    "SELECT key FROM rows WHERE key IS NOT NULL AND lower(substr(key, 1, ?))"
+                    " != lower(?) LIMIT 1", (len(prefix), prefix)).fetchone()
+                if other is None:
+                    self.db.execute("INSERT INTO ledger_owner VALUES (?, ?, ?, ?)",
+                                    (target, source, pipeline, now()))
+                    return
+                kind, _, rest = str(other[0]).partition(":")
+                row = (kind, rest.partition(":")[0], "another pipeline")
+        if (row[0], str(row[1]).casefold()) != mine:
+            raise LedgerError(
+                f"{self.path}: this ledger holds the rows of {row[2]!r} ({row[0]}, source "
+                f"{row[1]!r}), not of {pipeline!r} ({target}, source {source!r}); give each "
+                "spec its own ledger (load.ledger), or none to use the default one")
 
     # -- a run ------------------------------------------------------------------------------
     def recover(self) -> int:

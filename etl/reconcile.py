@@ -118,7 +118,9 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
 def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
                started: float) -> ReconcileSummary:
     summary = ReconcileSummary(pipeline=loaded.spec.name, ledger=str(path))
+    spec = loaded.spec
     with Ledger(path) as ledger:
+        ledger.claim(target=spec.target, source=spec.keys.source, pipeline=spec.name)
         ledger.recover()  # we hold the run lock: rows left `sending` are a crash's
         store = ReconStore(ledger.db)
         now = _ms(options.clock())
@@ -399,6 +401,8 @@ def resolve(spec_path: Path, *, absent: list[str], found: list[str],
     summary = ResolveSummary(pipeline=loaded.spec.name, ledger=str(path))
     try:
         with Ledger(path) as ledger:
+            spec = loaded.spec
+            ledger.claim(target=spec.target, source=spec.keys.source, pipeline=spec.name)
             ledger.recover()
             store = ReconStore(ledger.db)
             now = _ms(clock())

@@ -133,6 +133,9 @@ def run_pipeline(spec_path: Path, options: RunOptions) -> tuple[DryRun | None, R
 def _run_locked(spec_path: Path, loaded: LoadedSpec, ledger_path: Path,
                 options: RunOptions) -> tuple[DryRun | None, RunSummary]:
     with RunLock(ledger_path) as lock:
+        spec = loaded.spec
+        with Ledger(ledger_path, lock=False) as ledger:  # before anything reads or writes it
+            ledger.claim(target=spec.target, source=spec.keys.source, pipeline=spec.name)
         if lock.stale_message:
             options.notify(lock.stale_message)
         intake = _intake(loaded, ledger_path, options)

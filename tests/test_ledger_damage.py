@@ -21,6 +21,7 @@ HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"
 
 
 def gift_spec(folder: Path, n: int = 30, batch_size: int = 5) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
     rows = "".join(f"G{i},D{i},Ann,Lee,2024-01-05,25.00,Check,USD\n" for i in range(n))
     (folder / "gifts.csv").write_text(HEADER + "\n" + rows, encoding="utf-8")
     spec = folder / "gifts.yaml"
@@ -145,3 +146,28 @@ def test_a_full_disk_mid_run_loses_no_row_and_sends_none_twice(tmp_path: Path,
         assert status in (("already_accepted", "accepted", "in_doubt") if key in sent
                           else ("accepted",)), (key, status)
     assert summary.counts.get("in_doubt", 0) <= 10  # at most the batch in flight
+
+
+def test_two_pipelines_cannot_share_one_ledger(tmp_path: Path) -> None:
+    """Feed B's reconcile must never move feed A's rows: a ledger belongs to one target+source."""
+    a = gift_spec(tmp_path / "a")
+    b_dir = tmp_path / "b"
+    b = gift_spec(b_dir)
+    shared = tmp_path / "shared.sqlite"
+    for spec in (a, b):
+        text = spec.read_text(encoding="utf-8").replace(
+            "load: {", f"load: {{ledger: {shared}, ")
+        spec.write_text(text, encoding="utf-8")
+    b.write_text(b.read_text(encoding="utf-8").replace("source: Legacy", "source: Platform"),
+                 encoding="utf-8")
+    crm = Crm()
+    assert run_pipeline(a, options(tmp_path / "a", crm))[1].exit_code == 0
+    with pytest.raises(LedgerError, match=r"holds the rows of 'gifts'.*source 'Legacy'"):
+        run_pipeline(b, options(b_dir, crm))
+    code, out = cli("reconcile", str(b), "--base-url", "http://127.0.0.1:9")
+    assert code == 2 and "give each spec its own ledger" in out
+    code, out = cli("ledger", "resolve", "--spec", str(b), "--absent", "G1")
+    assert code == 2 and "give each spec its own ledger" in out
+    with Ledger(shared) as led:  # feed A's rows are as A left them
+        assert dict(led.db.execute("SELECT status, COUNT(*) FROM rows GROUP BY 1")) == {
+            "accepted": 30}
