@@ -75,12 +75,20 @@ def _fail(exc: EtlError) -> None:
 @click.option("--max-reject-rate", type=click.FloatRange(0, 1), metavar="R",
               help="Send nothing when more than this share of rows is rejected (exit 1).")
 @click.option("--max-failed", type=click.IntRange(min=0), metavar="N",
-              help="Stop sending further batches once more than N rows failed (exit 1).")
+              help="Stop sending further batches once more than N rows failed or went in "
+              "doubt (exit 1).")
+@click.option("--recover-ledger", is_flag=True,
+              help="Before planning, record every gift of this source that CRM+ already holds "
+              "as sent (a lost or replaced ledger); then send only the rest.")
+@click.option("--skip-crm-check", is_flag=True,
+              help="Send a first time although the ledger shows nothing sent, without asking "
+              "CRM+ whether it holds gifts of this source (only if you know it does not).")
 def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
         sandbox_run_batch: bool, quiet: bool, json_summary: Path | None, new_only: bool | None,
         archive: Path | None, quarantine: Path | None, min_age: float,
-        max_reject_rate: float | None, max_failed: int | None) -> None:
+        max_reject_rate: float | None, max_failed: int | None, recover_ledger: bool,
+        skip_crm_check: bool) -> None:
     """Validate (exactly as `etl validate`), then submit the valid rows to CRM+.
 
     Rows already accepted by an earlier run are never sent again; a crashed run resumes.
@@ -121,7 +129,8 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
                          out_dir=out_dir, sandbox=sandbox, in_doubt=in_doubt, notify=say,
                          on_progress=progress.update if progress else None,
                          new_only=new_only, archive=archive, quarantine=quarantine,
-                         min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed)
+                         min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed,
+                         recover_ledger=recover_ledger, skip_crm_check=skip_crm_check)
     try:
         if sandbox:
             summary = _run_in_sandbox(spec, options, sandbox_rate, sandbox_run_batch, say)
@@ -323,4 +332,29 @@ def ledger_resolve(spec: Path, ledger_path: Path | None, sandbox: bool, absent: 
     if any(w.startswith(("nothing", "refused")) for o in summary.outcomes.values()
            for w in o.values()):
         sys.exit(EXIT_ROWS)
+
+
+@ledger.command("backup")
+@click.option("--to", "target", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The backup file to write (replaced atomically).")
+@_with_where
+def ledger_backup(target: Path, spec: Path | None, ledger_path: Path | None,
+                  sandbox: bool) -> None:
+    """Copy the ledger consistently, even while a run writes to it (SQLite's online backup).
+
+    The ledger is the only memory of what was sent: back it up after every run.
+
+    Example:
+
+        etl ledger backup --spec pipelines/legacy_gifts.yaml --to /backup/legacy_gifts.sqlite
+    """
+    from etl.ledger import Ledger
+
+    with _open(spec, ledger_path, sandbox) as led:
+        path = led.path
+    try:
+        with Ledger(path, lock=False) as live:
+            click.echo(str(live.backup(target)))
+    except EtlError as exc:
+        _fail(exc)
 

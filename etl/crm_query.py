@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from etl.client import coerce_number
+
 # Parameter names as the public sources spell them (virtuous-ts, nucleus-engine, the docs).
 GIFT_SOURCE = "Transaction Source"
 GIFT_ID = "Transaction Id"
@@ -119,3 +121,15 @@ def has_gift_key(record: dict[str, Any]) -> bool:
 def has_contact_key(record: dict[str, Any]) -> bool:
     """A contact record names its keys: it carries a contactReferences list (possibly empty)."""
     return isinstance(record.get(CONTACT_KEY_FIELD), list)
+
+
+def records_of(data: Any) -> tuple[list[dict[str, Any]], int | None]:
+    """`{"list": [...], "total": n}` (any capitalization) or a bare list."""
+    if isinstance(data, list):
+        return [r for r in data if isinstance(r, dict)], None
+    if not isinstance(data, dict):
+        return [], None
+    items: Any = next((data[k] for k in ("list", "List", "items", "results") if k in data), [])
+    total = coerce_number(next((data[k] for k in ("total", "Total") if k in data), None))
+    records = [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
+    return records, int(total) if total is not None else None

@@ -315,6 +315,45 @@ class Ledger:
         return {k: KeyState(acc[k][0] if k in acc else None, acc[k][1] if k in acc else None,
                             doubt.get(k)) for k in keys}
 
+    def has_sent(self) -> bool:
+        """Whether any row of this ledger ever went out or is known to CRM+."""
+        return self.db.execute(
+            "SELECT 1 FROM rows WHERE sent_at IS NOT NULL OR status IN ('accepted',"
+            "'already_accepted','confirmed','in_doubt','needs_review') LIMIT 1").fetchone() \
+            is not None
+
+    def add_recovered(self, run_id: int, prefix: str, found: dict[str, str]) -> None:
+        """Gifts found in CRM+ by their key (ledger recovery): confirmed rows without a payload
+        hash, so a later run sends none of them again."""
+        stamp = now()
+        with self.tx():
+            self.db.executemany(
+                "INSERT INTO rows (run_id, key, status, reason, created_at, sent_at, crm_id,"
+                " confirmed_at, confirmed_via) VALUES (?, ?, 'confirmed', 'recovered', ?, ?, ?,"
+                " ?, 'recovery')",
+                [(run_id, prefix + ident, stamp, stamp, crm or None, stamp)
+                 for ident, crm in found.items()])
+
+    def backup(self, target: str | Path) -> Path:
+        """A consistent copy while runs may write (SQLite's online backup), written to a temp
+        file and moved into place; never over something that is not a regular file."""
+        out = Path(target)
+        if out.exists() and not out.is_file():
+            raise LedgerError(f"{out}: exists and is not a regular file; name a file")
+        tmp = out.with_name(out.name + ".part")
+        try:
+            tmp.unlink(missing_ok=True)
+            copy = sqlite3.connect(tmp)
+            try:
+                self.db.backup(copy)
+            finally:
+                copy.close()
+            os.replace(tmp, out)
+        except (OSError, sqlite3.DatabaseError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise LedgerError(f"{out}: cannot write the backup ({exc})") from None
+        return out
+
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> int:
         """Insert rows (INSERT_COLUMNS minus id and created_at); returns the first id given."""
         with self.tx():

@@ -259,7 +259,8 @@ class Sender:
         return (await self.request(endpoint, body, items)).status
 
     async def request(self, endpoint: str, body: bytes | None = None,
-                      items: Sequence[Item] = ()) -> Reply:
+                      items: Sequence[Item] = (), *,
+                      params: dict[str, str | int] | None = None) -> Reply:
         """One call within the budget through the shared retry loop (ratelimit.budgeted): the
         2xx Reply or the final error. A write whose outcome is unknown raises InDoubt, not
         retried, unless `retry_unknown` (contacts merge by reference); CredentialsRefused
@@ -279,7 +280,7 @@ class Sender:
                 item.attempts += 1
             self.stats.requests += 1
             try:
-                reply = await self.client.send(endpoint, body)
+                reply = await self.client.send(endpoint, body, params=params)
             except TransientError as exc:
                 self._count(exc.status or 0)
                 for item in items:

@@ -98,8 +98,11 @@ def plan_rows(result: ValidationResult, loaded: LoadedSpec, prior: dict[str, Key
                 status, reason, code = "in_doubt", "parked", "IN_DOUBT"
             else:
                 reason = "resend_in_doubt"
-        elif state is not None and state.accepted_hash is not None:
-            if state.accepted_hash == digest:
+        elif state is not None and state.accepted_run is not None:
+            if state.accepted_hash is None:  # found in CRM+ by `etl run --recover-ledger`
+                status, reason = "already_accepted", f"in CRM+ (ledger recovery, run " \
+                    f"{state.accepted_run})"
+            elif state.accepted_hash == digest:
                 status, reason = "already_accepted", f"accepted in run {state.accepted_run}"
             elif gift:
                 status, reason, code = "conflict", "changed", "CHANGED_AFTER_ACCEPT"

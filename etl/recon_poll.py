@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl.client import CrmClient, EndpointMissing, Reply, coerce_number
+from etl.client import CrmClient, EndpointMissing, Reply
 from etl.crm_query import (
     CONTACT_MODIFIED,
     GIFT_BATCH,
@@ -43,6 +43,7 @@ from etl.crm_query import (
     parse_query_options,
     query_body,
     query_date,
+    records_of,
 )
 from etl.errors import RequestRejected, TransientError
 from etl.ratelimit import RequestBudget, budgeted
@@ -90,18 +91,6 @@ def text_id(value: Any) -> str | None:
         return str(int(value))
     text = str(value).strip()
     return text or None
-
-
-def records_of(data: Any) -> tuple[list[dict[str, Any]], int | None]:
-    """`{"list": [...], "total": n}` (any capitalization) or a bare list."""
-    if isinstance(data, list):
-        return [r for r in data if isinstance(r, dict)], None
-    if not isinstance(data, dict):
-        return [], None
-    items: Any = next((data[k] for k in ("list", "List", "items", "results") if k in data), [])
-    total = coerce_number(next((data[k] for k in ("total", "Total") if k in data), None))
-    records = [r for r in items if isinstance(r, dict)] if isinstance(items, list) else []
-    return records, int(total) if total is not None else None
 
 
 class ProvesNothing(Exception):

@@ -22,10 +22,11 @@ from typing import Any
 import httpx
 
 from etl import __version__, drops, match
-from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
+from etl.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
 from etl.dryrun import DryRun, dry_run
 from etl.errors import CredentialsRefused, SpecError, TransientError
 from etl.ledger import OK_STATUSES, Ledger, damaged
+from etl.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
 from etl.load import Batch, Sender, SendSettings, Stopped, money
 from etl.plan import Plan, plan_rows
 from etl.plan import batches as plan_batches
@@ -39,6 +40,7 @@ __all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows
 from etl.exitcodes import (  # noqa: F401  (re-exported for etl.cli_run)
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
+    EXIT_LEDGER_UNKNOWN,
     EXIT_OK,
     EXIT_ROWS,
     EXIT_SOURCE,
@@ -71,6 +73,10 @@ class RunOptions:
     min_age: float = 0.0  # leave files modified less than this many seconds ago
     max_reject_rate: float | None = None  # over it, nothing is sent
     max_failed: int | None = None  # more failed rows than this: no further batches
+    # a lost ledger (etl/ledger_guard.py)
+    recover_ledger: bool = False  # rebuild what was sent from CRM+ before planning
+    recover_max_pages: int = 1000  # FullGift pages (of 1,000) a recovery may read
+    skip_crm_check: bool = False  # send a first time without asking CRM+ (you know it is empty)
 
 
 @dataclass
@@ -224,6 +230,8 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
         if found:
             options.notify(f"{found} rows were in doubt after an interrupted run "
                            f"(policy: {policy})")
+        if options.recover_ledger and spec.target == "gift_transaction":
+            await _recover(loaded, ledger, options)
         plan = plan_rows(dry.result, loaded, ledger.prior_state(), policy)
         run_id = ledger.start_run(
             pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
@@ -265,9 +273,14 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                         await sender.request("organization"), spec.organization, "write")
                     ledger.set_run(run_id, organization=organization)
                     options.notify(f"writing to organization: {organization}")
+                    if spec.target == "gift_transaction" and not options.skip_crm_check and \
+                            not ledger.has_sent():
+                        await _first_send_check(_reader(sender), loaded, ledger_path)
                     await sender.run(batches)
         except CredentialsRefused as exc:
             exit_code, reason = EXIT_CREDENTIALS, client.redact(str(exc))
+        except LedgerUnknown as exc:
+            exit_code, reason = EXIT_LEDGER_UNKNOWN, client.redact(str(exc))
         except Throttled as exc:
             exit_code, reason = EXIT_ROWS, client.redact(
                 f"stopped: CRM+ kept answering 429 ({exc}); unsent rows stay pending for the "
@@ -315,6 +328,71 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             _add_files(summary, intake)
         ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
     return summary
+
+
+def _reader(sender: Sender) -> Read:
+    """Reads through the sender's budget and retry loop; None for a 404."""
+
+    async def read(endpoint: str, body: bytes | None = None, *,
+                   params: dict[str, str | int] | None = None) -> Reply | None:
+        try:
+            return await sender.request(endpoint, body, params=params)
+        except EndpointMissing:
+            return None
+
+    return read
+
+
+async def _first_send_check(read: Read, loaded: LoadedSpec, ledger_path: Path) -> None:
+    """The ledger shows nothing sent: refuse when CRM+ holds (or may hold) this source's gifts."""
+    source = loaded.spec.keys.source
+    verdict = await holds_gifts(read, source)
+    if verdict == "none":
+        return
+    said = ("already holds gifts with transactionSource " if verdict == "some" else
+            "cannot say (no documented query answered) whether it holds gifts with "
+            "transactionSource ")
+    raise LedgerUnknown(
+        f"refusing to send: the ledger {ledger_path} shows nothing sent, but CRM+ {said}"
+        f"{source!r}. A lost or replaced ledger would send every gift again. Restore the "
+        "ledger from its backup (etl ledger backup), or rebuild it from CRM+ with "
+        "`etl run --recover-ledger`, or, if you know CRM+ holds none of these gifts, "
+        "`--skip-crm-check`")
+
+
+async def _recover(loaded: LoadedSpec, ledger: Ledger, options: RunOptions) -> None:
+    """`--recover-ledger`: every gift of the source found in CRM+ becomes a confirmed row of a
+    recovery run, so planning counts it as sent."""
+    spec = loaded.spec
+    budget = RequestBudget(requests_per_hour=None if options.unlimited else (
+        options.requests_per_hour or spec.load.requests_per_hour),
+        reserve_share=spec.load.reserve_share, burst=2)
+    client = CrmClient(options.base_url, options.token, timeout=spec.load.timeout_seconds,
+                       transport=options.transport, observe=budget.observe)
+    sender = Sender(client, budget, get_target(spec.target), spec.keys.source, _NoRecorder(),
+                    SendSettings(max_attempts=spec.load.max_attempts,
+                                 backoff_base=options.backoff_base,
+                                 backoff_cap=options.backoff_cap))
+    async with client:
+        check_organization(await sender.request("organization"), spec.organization,
+                           "recover the ledger from it")
+        found = await recover_gifts(_reader(sender), spec.keys.source,
+                                    max_pages=options.recover_max_pages)
+    run_id = ledger.start_run(
+        pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
+        spec_hash=loaded.sha256, tool_version=__version__, base_url=options.base_url)
+    ledger.add_recovered(run_id, f"{spec.target}:{spec.keys.source}:", found)
+    ledger.finish_run(run_id, EXIT_OK, f"ledger recovery: {len(found):,} gifts of "
+                      f"{spec.keys.source!r} found in CRM+", {"recovered": len(found)})
+    options.notify(f"ledger recovery: {len(found):,} gifts already in CRM+ recorded as sent")
+
+
+class _NoRecorder:
+    def sending(self, batch: Batch) -> None:
+        raise AssertionError("a recovery sends nothing")
+
+    def settle(self, batch: Batch, outcomes: Any) -> None:
+        raise AssertionError("a recovery sends nothing")
 
 
 def _not_accepted(counts: dict[str, int]) -> str:

@@ -35,18 +35,36 @@ load: {{batch_size: {batch_size}, concurrency: 1, requests_per_hour: 1000000}}
     return spec
 
 
+OPTIONS = {"options": [{"parameter": "Transaction Source", "type": "String",
+                        "operatorOptions": [{"operator": "Is"}]}]}
+
+
 class Crm:
-    """Answers 200 to everything and counts every transactionId it received."""
+    """Holds every gift it receives (documented shapes; a CRM that imports at once and does not
+    de-duplicate) and counts every transactionId."""
 
     def __init__(self) -> None:
         self.received: dict[str, int] = {}
+        self.gifts: list[dict[str, object]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/api/v2/Gift/Transactions":
-            for t in json.loads(request.content)["transactions"]:
+        path = request.url.path
+        if request.method == "POST" and path == "/api/v2/Gift/Transactions":
+            body = json.loads(request.content)
+            for t in body["transactions"]:
                 self.received[t["transactionId"]] = self.received.get(t["transactionId"], 0) + 1
-        if request.url.path == "/api/Organization/Current":
+                self.gifts.append({"id": 50000 + len(self.gifts), "transactionId":
+                                   t["transactionId"], "transactionSource":
+                                   body["transactionSource"], "batch": body.get("batch")})
+        if path == "/api/Organization/Current":
             return httpx.Response(200, json={"organizationName": "Org"})
+        if path == "/api/Gift/QueryOptions":
+            return httpx.Response(200, json=OPTIONS)
+        if path == "/api/Gift/Query/FullGift":
+            cond = json.loads(request.content)["groups"][0]["conditions"][0]
+            sel = [g for g in self.gifts if g["transactionSource"] == cond["value"]]
+            skip, take = int(request.url.params["skip"]), int(request.url.params["take"])
+            return httpx.Response(200, json={"list": sel[skip:skip + take], "total": len(sel)})
         return httpx.Response(200)
 
 
@@ -171,3 +189,43 @@ def test_two_pipelines_cannot_share_one_ledger(tmp_path: Path) -> None:
     with Ledger(shared) as led:  # feed A's rows are as A left them
         assert dict(led.db.execute("SELECT status, COUNT(*) FROM rows GROUP BY 1")) == {
             "accepted": 30}
+
+
+def test_a_lost_ledger_refuses_to_send_again_until_recovered(tmp_path: Path) -> None:
+    spec = gift_spec(tmp_path, n=30)
+    crm = Crm()
+    assert run_pipeline(spec, options(tmp_path, crm))[1].exit_code == 0
+    ledger = tmp_path / ".ledger" / "gifts.sqlite"
+    for extra in ledger.parent.iterdir():
+        extra.unlink()  # the ledger is lost
+    summary = run_pipeline(spec, options(tmp_path, crm))[1]
+    assert summary.exit_code == 7 and "already holds gifts" in summary.exit_reason
+    assert "--recover-ledger" in summary.exit_reason
+    assert max(crm.received.values()) == 1  # nothing sent twice
+
+    (tmp_path / "gifts.csv").write_text(  # the next file: 30 known gifts and 5 new ones
+        HEADER + "\n" + "".join(f"G{i},D{i},Ann,Lee,2024-01-05,25.00,Check,USD\n"
+                                for i in range(35)), encoding="utf-8")
+    opts = options(tmp_path, crm)
+    opts.recover_ledger = True
+    summary = run_pipeline(spec, opts)[1]
+    assert summary.exit_code == 0, summary.exit_reason
+    assert summary.counts == {"already_accepted": 30, "accepted": 5}
+    assert crm.received == {f"G{i}": 1 for i in range(35)}  # each exactly once
+
+
+def test_a_ledger_backup_restores_what_was_sent(tmp_path: Path) -> None:
+    spec = gift_spec(tmp_path, n=20)
+    crm = Crm()
+    run_pipeline(spec, options(tmp_path, crm))
+    code, out = cli("ledger", "backup", "--spec", str(spec), "--to", str(tmp_path / "b.sqlite"))
+    assert code == 0, out
+    ledger = tmp_path / ".ledger" / "gifts.sqlite"
+    for extra in ledger.parent.iterdir():
+        extra.unlink()
+    (tmp_path / "b.sqlite").rename(ledger)  # restored
+    again = run_pipeline(spec, options(tmp_path, crm))[1]
+    assert again.counts == {"already_accepted": 20} and max(crm.received.values()) == 1
+    (tmp_path / "dir").mkdir()
+    code, out = cli("ledger", "backup", "--spec", str(spec), "--to", str(tmp_path / "dir"))
+    assert code == 2 and "is a directory" in out  # click refuses it before the ledger does
