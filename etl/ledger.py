@@ -83,6 +83,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # whose rows these are: one target + key source per ledger (Ledger.claim)
         "CREATE TABLE IF NOT EXISTS ledger_owner (target TEXT NOT NULL, source TEXT NOT NULL,"
         " pipeline TEXT, claimed_at TEXT NOT NULL)",
+        # rows a run found unchanged (already accepted): counted, not stored again
+        "CREATE TABLE IF NOT EXISTS run_counts (run_id INTEGER NOT NULL, status TEXT NOT NULL,"
+        " currency TEXT, rows INTEGER NOT NULL, cents INTEGER NOT NULL,"
+        " PRIMARY KEY (run_id, status, currency))",
     ]),
 ]
 COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status", "reason",
@@ -92,6 +96,7 @@ INSERT_COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash"
                   "reason", "error_code", "error_details", "amount_cents", "currency",
                   "created_at"]
 OK_STATUSES = ("accepted", "already_accepted", "confirmed")
+COUNTED_STATUSES = ("already_accepted",)  # per run as counts (run_counts), not as rows
 
 
 class LedgerError(EtlError):
@@ -279,8 +284,7 @@ class Ledger:
 
     def _close_run(self, run_id: int, exit_code: int | None, reason: str,
                    summary: dict[str, Any]) -> None:
-        counts = dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE run_id=?"
-                                      " GROUP BY status", (run_id,)).fetchall())
+        counts = self._counts(run_id)
         self.db.execute("UPDATE runs SET ended_at=?, exit_code=?, exit_reason=?, counts=?,"
                         " summary=? WHERE id=?", (now(), exit_code, reason, json.dumps(counts),
                                                   json.dumps(summary), run_id))
@@ -355,14 +359,29 @@ class Ledger:
         return out
 
     def add_rows(self, rows: Sequence[Sequence[Any]]) -> int:
-        """Insert rows (INSERT_COLUMNS minus id and created_at); returns the first id given."""
+        """Insert rows (INSERT_COLUMNS minus id and created_at); returns the first id given:
+        row i has id first + i. Rows `already_accepted` are counted per run (run_counts), not
+        stored again, so a nightly re-read of the same file does not grow the ledger."""
+        status_at = INSERT_COLUMNS.index("status") - 1
+        counted: dict[tuple[int, str, str | None], list[int]] = {}
         with self.tx():
             first = (self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]) + 1
             stamp = now()
+            kept = []
+            for i, r in enumerate(rows):
+                if r[status_at] in COUNTED_STATUSES:
+                    cell = counted.setdefault((r[0], r[status_at], r[-1]), [0, 0])
+                    cell[0] += 1
+                    cell[1] += r[-2] or 0
+                else:
+                    kept.append((first + i, *r, stamp))
             self.db.executemany(
                 f"INSERT INTO rows ({', '.join(INSERT_COLUMNS)})"  # noqa: S608
-                f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})",
-                ((first + i, *r, stamp) for i, r in enumerate(rows)))
+                f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})", kept)
+            self.db.executemany(
+                "INSERT INTO run_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                " rows = rows + excluded.rows, cents = cents + excluded.cents",
+                [(*k, n, c) for k, (n, c) in counted.items()])
         return first
 
     def mark_sending(self, batch_id: str, row_ids: Sequence[int]) -> None:
@@ -397,9 +416,18 @@ class Ledger:
                               if run_id is not None else f"{self.path}: no runs yet")
         return found[0]
 
+    def _counts(self, run_id: int) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status, n in self.db.execute(
+                "SELECT status, COUNT(*) FROM rows WHERE run_id=? GROUP BY status UNION ALL"
+                " SELECT status, SUM(rows) FROM run_counts WHERE run_id=? GROUP BY status",
+                (run_id, run_id)):
+            out[status] = out.get(status, 0) + n
+        return dict(sorted(out.items()))
+
     def counts(self, run_id: int) -> dict[str, int]:
-        return dict(self.db.execute("SELECT status, COUNT(*) FROM rows WHERE run_id=?"
-                                    " GROUP BY status ORDER BY status", (run_id,)).fetchall())
+        """Rows of a run by status (the stored rows and the counted ones)."""
+        return self._counts(run_id)
 
     def totals(self, run_id: int) -> list[tuple[str, str, int, int]]:
         """(stage, currency, rows, cents) for valid, sent and accepted rows of a run."""
@@ -407,9 +435,18 @@ class Ledger:
                " FROM rows WHERE run_id=? AND {} GROUP BY 2")
         stages = {"valid": "reason != 'invalid'", "sent": "attempts > 0",
                   "accepted": "status IN ('accepted','already_accepted','confirmed')"}
+        counted = self.db.execute("SELECT COALESCE(currency, ''), SUM(rows), SUM(cents) FROM"
+                                  " run_counts WHERE run_id=? GROUP BY 1", (run_id,)).fetchall()
         out: list[tuple[str, str, int, int]] = []
         for stage, where in stages.items():
-            out += self.db.execute(sql.format(where), (stage, run_id)).fetchall()
+            cells = {c: [n, cents] for _, c, n, cents in
+                     self.db.execute(sql.format(where), (stage, run_id)).fetchall()}
+            if stage != "sent":  # counted rows are valid and accepted, never sent again
+                for cur, n, cents in counted:
+                    cell = cells.setdefault(cur, [0, 0])
+                    cell[0] += n
+                    cell[1] += cents
+            out += [(stage, c, n, cents) for c, (n, cents) in sorted(cells.items())]
         return out
 
     def frame(self, run_id: int) -> pl.DataFrame:
