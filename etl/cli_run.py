@@ -10,7 +10,6 @@ the ledger's lock (nothing done). Unattended runs: docs/operations.md.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,9 @@ from typing import Any
 import click
 
 from etl.errors import EtlError, SourceError
+from etl.redact import secret_from_env
 from etl.run_render import Progress, render_summary
+from etl.safe_write import write_json
 from etl.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -98,7 +99,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     """
     from etl.client import check_base_url
 
-    token = "" if sandbox else os.environ.get(token_env, "")
+    token = "" if sandbox else secret_from_env(token_env)
     if not sandbox and not token:
         click.echo(f"error: set the API key in the environment variable {token_env} "
                    "(or name another with --token-env)", err=True)
@@ -154,9 +155,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
         return
     data = {**data, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data)  # redacted, atomic, never through a link or a device
 
 
 def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,

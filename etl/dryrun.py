@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from etl.report import PayloadWriter, build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
+from etl.safe_write import report_folder
 from etl.spec import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
@@ -27,12 +28,16 @@ class DryRun:
 
 
 def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
-    """--out, else the spec's output.dir (relative to the spec), else reports/<name>."""
+    """The report folder, ready to write into: --out, else the spec's output.dir (relative to
+    the spec), else reports/<name>. Only --out may name an existing folder the tool did not
+    create (etl/safe_write.py: a spec must not be able to write into /etc); UnsafeOutput else."""
     if out_dir is not None:
-        return out_dir
+        return report_folder(out_dir, explicit=True, origin="--out")
     if loaded.spec.output.dir:
-        return loaded.base_dir / loaded.spec.output.dir
-    return Path("reports") / loaded.spec.name
+        return report_folder(loaded.base_dir / loaded.spec.output.dir, explicit=False,
+                             origin=f"{loaded.path}: output.dir")
+    return report_folder(Path("reports") / loaded.spec.name, explicit=False,
+                         origin="the default report folder")
 
 
 def dry_run(

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
-from etl.csvsafe import neutralize_formulas
+from etl.csvsafe import write_csv
 from etl.dryrun import report_dir
 from etl.errors import CredentialsRefused, TransientError
 from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
@@ -300,8 +300,4 @@ def _tally(store: ReconStore, before: list[OpenRow], summary: ReconcileSummary) 
 
 def _write_review(store: ReconStore, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "needs_review.csv"
-    tmp = out.with_name(out.name + ".part")
-    neutralize_formulas(store.review_frame()).write_csv(tmp)
-    tmp.replace(out)
-    return out
+    return write_csv(store.review_frame(), out_dir / "needs_review.csv")
