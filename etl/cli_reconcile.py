@@ -20,7 +20,7 @@ from etl.cli_run import TOKEN_ENV, _fail
 from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.errors import CredentialsRefused, EtlError, TransientError
 from etl.redact import secret_from_env
-from etl.safe_write import write_json
+from etl.safe_write import check_target, write_json
 from etl.webhook_receiver import MAX_BODY
 
 SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
@@ -86,6 +86,11 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     from etl.reconcile import reconcile as run_reconcile
 
     base_url, token = _target(base_url, token_env, sandbox)
+    if json_summary is not None:
+        try:  # refuse a link or a device now, not after the work
+            check_target(json_summary)
+        except EtlError as exc:
+            _usage(str(exc))
     options = ReconcileOptions(
         token=token, base_url=base_url, ledger_path=ledger_path, out_dir=out_dir,
         sandbox=sandbox, window_hours=window_hours, min_interval_hours=min_interval_hours,
@@ -97,7 +102,10 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
         _fail(exc)
     if json_summary:
         json_summary.parent.mkdir(parents=True, exist_ok=True)
-        write_json(json_summary, summary.to_json())
+        try:
+            write_json(json_summary, summary.to_json())
+        except EtlError as exc:
+            _fail(exc)
     if not quiet:
         _render(summary)
     if summary.exit_code == 4:

@@ -20,7 +20,7 @@ import click
 from etl.errors import EtlError, SourceError
 from etl.redact import secret_from_env
 from etl.run_render import Progress, render_summary
-from etl.safe_write import write_json
+from etl.safe_write import check_target, write_json
 from etl.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -106,7 +106,9 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         sys.exit(EXIT_USAGE)
     try:
         base_url = check_base_url(base_url)
-    except ValueError as exc:
+        if json_summary is not None:  # refuse a link or a device now, not after sending
+            check_target(json_summary)
+    except (ValueError, EtlError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     progress = None if quiet or not sys.stderr.isatty() else Progress()
@@ -139,7 +141,10 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     finally:
         if progress:
             progress.close()
-    _write_json(json_summary, summary.to_json())
+    try:
+        _write_json(json_summary, summary.to_json())
+    except EtlError as exc:  # the target became a link or a device meanwhile
+        _fail(exc)
     if not quiet:
         render_summary(summary)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):

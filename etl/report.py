@@ -25,7 +25,7 @@ from etl.csvsafe import write_csv
 from etl.redact import redact_frame
 from etl.report_html import render_html
 from etl.result import ReportPaths, ValidationResult
-from etl.safe_write import atomic, replace, write_json, write_text
+from etl.safe_write import atomic, check_target, replace, write_json, write_text
 
 if TYPE_CHECKING:
     from etl.dryrun import DryRun
@@ -60,6 +60,8 @@ def write_report(
         payloads_jsonl=out_dir / PAYLOADS_JSONL,
         report_html=out_dir / REPORT_HTML,
     )
+    for path in (paths.report_json, paths.rejects_csv, paths.payloads_jsonl, paths.report_html):
+        check_target(path)  # refuse before writing any: never half a report
     report = report if report is not None else build_report(result, prematch)
     write_json(paths.report_json, report)
     write_csv(result.rejects, paths.rejects_csv)
