@@ -134,7 +134,18 @@ def redacting_output() -> Iterator[None]:
     sys.stdout, sys.stderr = RedactingStream(saved[0]), RedactingStream(saved[1])
     try:
         yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        sys.stdout, sys.stderr = saved
+    except Exception:
+        # Unexpected: Python prints the traceback to sys.stderr after this block. The
+        # redacting streams stay in place so that text goes through them too.
+        sys.stdout.flush()
+        raise
+    except BaseException:  # sys.exit, Ctrl-C: the normal ways out of a command
+        _restore(saved)
+        raise
+    _restore(saved)
+
+
+def _restore(saved: tuple[Any, Any]) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    sys.stdout, sys.stderr = saved

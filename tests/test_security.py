@@ -233,6 +233,21 @@ def test_a_token_echoed_by_the_server_is_in_no_file_ledger_cell_summary_or_outpu
     assert_no_canary(tmp_path, run, runs, show, export, parquet)
 
 
+def test_printed_text_is_redacted_even_in_an_unexpected_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl.redact import redacting_output, register
+
+    register(CANARY)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", out)
+    with pytest.raises(RuntimeError), redacting_output():
+        print(f"key {CANARY}")
+        raise RuntimeError(CANARY)
+    sys.stderr.write(f"Traceback ...: RuntimeError: {CANARY}\n")  # what Python prints next
+    assert out.getvalue() == "key ***\nTraceback ...: RuntimeError: ***\n"
+
+
 @pytest.mark.parametrize("url", [
     "http://127.0.0.1:{port}/?api_key=" + CANARY,
     "http://127.0.0.1:{port}/#" + CANARY,
