@@ -105,6 +105,7 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
     path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
     if not path.exists():
         raise LedgerError(f"no ledger at {path} (nothing was run yet)")
+    review_dir = report_dir(loaded, options.out_dir)  # refused (exit 2) before any work
     summary = ReconcileSummary(pipeline=loaded.spec.name, ledger=str(path))
     with Ledger(path) as ledger:
         ledger.recover()  # we hold the run lock: rows left `sending` are a crash's
@@ -138,7 +139,7 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
         _tally(store, before, summary)
         summary.counts = store.status_counts()
         summary.open_reviews = store.open_review_count()
-        summary.review_csv = str(_write_review(store, report_dir(loaded, options.out_dir)))
+        summary.review_csv = str(_write_review(store, review_dir))
         if summary.exit_code == EXIT_OK:
             summary.exit_code, summary.exit_reason = _verdict(summary)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
