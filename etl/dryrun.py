@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,10 @@ def dry_run(
     # Without keep_payloads (the CLI's dry run) payloads go to payloads.jsonl batch by batch and
     # memory stays bounded; a run, or a pre-match prediction, needs them all in memory.
     if not keep_payloads and loaded.spec.match is None:
-        # Named per process: two dry runs into one folder never write the same spool file.
-        writer = PayloadWriter(out / f".payloads.jsonl.{os.getpid()}.partial", limit)
+        # Named per process and at random: two dry runs into one folder, or a reused pid after
+        # a crash, never meet the same spool file (it is opened exclusively).
+        spool = out / f".payloads.jsonl.{os.getpid()}.{secrets.token_hex(4)}.partial"
+        writer = PayloadWriter(spool, limit)
     try:
         result = validate_pipeline(
             loaded, files=files, payload_sink=writer.write if writer else None

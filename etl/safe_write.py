@@ -103,8 +103,8 @@ def report_folder(path: Path, *, explicit: bool, origin: str = "output.dir") -> 
             return path
         raise UnsafeOutput(
             f"{origin} {path}: an existing folder the tool did not create (no {MARKER} marker "
-            "file in it); refusing to write reports there. Pass --out DIR to choose a report "
-            f"folder yourself, or name a new folder in {origin}")
+            "file in it); refusing to write reports there. Pass --out DIR to choose the report "
+            "folder yourself, or name a new folder (the tool creates and marks it)")
     path.mkdir(parents=True, exist_ok=True)
     write_text(path / MARKER, MARKER_TEXT)
     return path
