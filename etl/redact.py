@@ -104,7 +104,9 @@ class RedactingStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        self.inner.flush()
+        # Also called when the wrapper is garbage collected, maybe after `inner` was closed.
+        if not getattr(self.inner, "closed", False):
+            self.inner.flush()
 
     def isatty(self) -> bool:
         return bool(self.inner.isatty())
