@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 
@@ -21,6 +20,7 @@ from etl import __version__
 from etl.errors import EtlError, SourceError
 from etl.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
 from etl.exitcodes import EXIT_ROWS as EXIT_REJECTS
+from etl.redact import redacting_output, secret_from_env
 
 
 def _fail(exc: EtlError) -> None:
@@ -49,6 +49,12 @@ class LazyGroup(click.Group):
             command: click.Command = getattr(importlib.import_module(module), attr)
             return command
         return super().get_command(ctx, cmd_name)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # One edge for the terminal: everything printed (click, rich, logging, usage errors)
+        # passes through the redactor, so a registered secret never reaches it.
+        with redacting_output():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> object:
         # Every command, one place: an unwritable --out or ledger path, a missing folder or a full
@@ -169,7 +175,7 @@ def validate(
             refresh=refresh_match,
             full=full_refresh,
             base_url=base_url,
-            token=os.environ.get(token_env, "") if refresh_match else "",
+            token=secret_from_env(token_env) if refresh_match else "",
             ledger_path=ledger_path,
             sandbox=sandbox_ledger,
             notify=lambda message: click.echo(message, err=True),

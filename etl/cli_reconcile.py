@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import click
 from etl.cli_run import TOKEN_ENV, _fail
 from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.errors import CredentialsRefused, EtlError, TransientError
+from etl.redact import secret_from_env
+from etl.safe_write import check_target, write_json
 from etl.webhook_receiver import MAX_BODY
 
 SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
@@ -39,8 +40,7 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
         _usage(str(exc))
     if sandbox and (urlsplit(base_url).hostname or "") not in LOCAL_HOSTS:
         _usage("--sandbox: --base-url must be a local sandbox (http://127.0.0.1:PORT)")
-    token = os.environ.get(token_env, "") or (os.environ.get(SANDBOX_KEY_ENV, "") if sandbox
-                                              else "")
+    token = secret_from_env(token_env) or (secret_from_env(SANDBOX_KEY_ENV) if sandbox else "")
     if not token:
         _usage(f"set the API key in the environment variable {token_env} "
                "(or name another with --token-env)")
@@ -86,6 +86,11 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     from etl.reconcile import reconcile as run_reconcile
 
     base_url, token = _target(base_url, token_env, sandbox)
+    if json_summary is not None:
+        try:  # refuse a link or a device now, not after the work
+            check_target(json_summary)
+        except EtlError as exc:
+            _usage(str(exc))
     options = ReconcileOptions(
         token=token, base_url=base_url, ledger_path=ledger_path, out_dir=out_dir,
         sandbox=sandbox, window_hours=window_hours, min_interval_hours=min_interval_hours,
@@ -97,7 +102,10 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
         _fail(exc)
     if json_summary:
         json_summary.parent.mkdir(parents=True, exist_ok=True)
-        json_summary.write_text(json.dumps(summary.to_json(), indent=2), encoding="utf-8")
+        try:
+            write_json(json_summary, summary.to_json())
+        except EtlError as exc:
+            _fail(exc)
     if not quiet:
         _render(summary)
     if summary.exit_code == 4:
@@ -161,7 +169,7 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("etl.webhooks").setLevel(logging.INFO)  # no request URLs, no bodies
-    secret = os.environ.get(secret_env, "")
+    secret = secret_from_env(secret_env)
     if secret_env != SECRET_ENV and not secret:
         _usage(f"--secret-env {secret_env}: that environment variable is empty")
     try:

@@ -10,7 +10,6 @@ the ledger's lock (nothing done). Unattended runs: docs/operations.md.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,9 @@ import click
 
 from etl.errors import EtlError, SourceError
 from etl.exitcodes import EXIT_ROWS
+from etl.redact import secret_from_env
 from etl.run_render import Progress, render_summary
+from etl.safe_write import check_target, write_json
 from etl.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -107,14 +108,16 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     """
     from etl.client import check_base_url
 
-    token = "" if sandbox else os.environ.get(token_env, "")
+    token = "" if sandbox else secret_from_env(token_env)
     if not sandbox and not token:
         click.echo(f"error: set the API key in the environment variable {token_env} "
                    "(or name another with --token-env)", err=True)
         sys.exit(EXIT_USAGE)
     try:
         base_url = check_base_url(base_url)
-    except ValueError as exc:
+        if json_summary is not None:  # refuse a link or a device now, not after sending
+            check_target(json_summary)
+    except (ValueError, EtlError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     progress = None if quiet or not sys.stderr.isatty() else Progress()
@@ -148,7 +151,10 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     finally:
         if progress:
             progress.close()
-    _write_json(json_summary, summary.to_json())
+    try:
+        _write_json(json_summary, summary.to_json())
+    except EtlError as exc:  # the target became a link or a device meanwhile
+        _fail(exc)
     if not quiet:
         render_summary(summary)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):
@@ -164,9 +170,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
         return
     data = {**data, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, data)  # redacted, atomic, never through a link or a device
 
 
 def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,

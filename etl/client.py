@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from etl.errors import CredentialsRefused, RequestRejected, TerminalError, TransientError
+from etl.redact import redact, register
 
 DEFAULT_BASE_URL = "https://api.virtuoussoftware.com"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -110,15 +111,29 @@ class Reply:
 
 
 def check_base_url(url: str) -> str:
-    """The base URL without a trailing slash; https, or plain http to localhost only."""
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
+    """The base URL without a trailing slash; https, or plain http to localhost only.
+
+    Refused: userinfo, a query string, a fragment (where a key pasted into the URL would be
+    sent or printed), and a bad port. Messages name the scheme and host only, never the rest."""
+    try:
+        parts = urlsplit(url.strip())
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:  # a port out of range or not a number; urlsplit's text repeats the URL
+        raise ValueError("--base-url: the port must be a number from 1 to 65535") from None
+    shown = f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
     if parts.scheme not in ("http", "https") or not host:
-        raise ValueError(f"--base-url {url!r} is not an http(s) URL")
-    if parts.username or parts.password:
+        raise ValueError("--base-url is not an http(s) URL (like https://api.virtuoussoftware.com)")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise ValueError("--base-url must not carry credentials; the key goes in the environment")
+    if parts.query or parts.fragment or url.strip().rstrip("/").endswith(("?", "#")):
+        raise ValueError(f"--base-url {shown}: must not have a query string or fragment (?... "
+                         "or #...); the key goes in the environment, never in the URL")
+    if port == 0:
+        raise ValueError(f"--base-url {shown}: the port must be a number from 1 to 65535")
     if parts.scheme == "http" and host not in LOCAL_HOSTS:
-        raise ValueError(f"--base-url {url!r}: plain http is only allowed to localhost/127.0.0.1")
+        raise ValueError(f"--base-url {shown}: plain http is only allowed to "
+                         "localhost/127.0.0.1")
     return url.strip().rstrip("/")
 
 
@@ -207,15 +222,18 @@ def item_details(details: list[dict[str, str]]) -> dict[int, list[dict[str, str]
 
 
 class Redactor:
-    """Removes the secret from any text before it is printed, logged or stored."""
+    """Removes the secrets from any text before it is printed, logged or stored. They are also
+    registered process-wide (etl/redact.py), so every edge of the process redacts them."""
 
     def __init__(self, *secrets: str) -> None:
         self._secrets = [s for s in secrets if s]
+        for secret in self._secrets:
+            register(secret)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:
             text = text.replace(secret, "***")
-        return text
+        return redact(text)
 
 
 class CrmClient:

@@ -1,8 +1,12 @@
-"""CSV injection defence for files a person opens in a spreadsheet (rejects, ledger exports).
+"""CSV injection defence for files a person opens in a spreadsheet: every CSV the tool writes
+(rejects.csv, needs_review.csv, `etl ledger export --format csv`) goes through `write_csv`.
 
 A text cell starting with `=`, `+`, `-`, `@`, tab or carriage return is executed by Excel,
 LibreOffice and Google Sheets as a formula. Following the OWASP "CSV Injection" guidance such
 cells get a leading single quote `'`, which makes the spreadsheet show the text instead.
+
+Header cells are text like any other (a source file's header becomes the rejects' header), so
+column names get the same rule.
 
 Numbers are not formulas: columns with a numeric dtype are never touched, and a text cell that is a
 plain decimal number ("-25.00", "-5") is left as it is. A leading "+" ("+1", "+44 20 ...") is not
@@ -13,13 +17,21 @@ Everything is one vectorized polars expression per text column: no Python per ro
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import polars as pl
+
+from etl.redact import redact_frame
+from etl.safe_write import atomic
 
 # First characters that make a spreadsheet evaluate the cell.
 FORMULA_START = r"^[=+\-@\t\r]"
 # A plain decimal number, optionally negative: "-5", "-25.00", "0.5". Not formulas.
 PLAIN_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?$"
 QUOTE = "'"
+_FORMULA = re.compile(FORMULA_START)
+_NUMBER = re.compile(PLAIN_NUMBER)
 
 
 def neutralize_expr(column: str, *, cast: bool = False) -> pl.Expr:
@@ -46,3 +58,33 @@ def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
         elif isinstance(dtype, pl.Categorical | pl.Enum):
             exprs.append(neutralize_expr(name, cast=True))
     return df.with_columns(exprs) if exprs else df
+
+
+def neutralize_name(name: str) -> str:
+    """A column name with the same rule as a cell: formula-like names get a leading `'`."""
+    return QUOTE + name if _FORMULA.match(name) and not _NUMBER.match(name) else name
+
+
+def neutralize_header(df: pl.DataFrame) -> pl.DataFrame:
+    """`df` with formula-like column names prefixed by `'` (order kept; a name that would then
+    clash with another column gets more quotes until it is unique)."""
+    taken = set(df.columns)
+    renames: dict[str, str] = {}
+    for name in df.columns:
+        safe = neutralize_name(name)
+        if safe == name:
+            continue
+        while safe in taken:
+            safe = QUOTE + safe
+        taken.add(safe)
+        renames[name] = safe
+    return df.rename(renames) if renames else df
+
+
+def write_csv(df: pl.DataFrame, path: str | Path) -> Path:
+    """The one CSV writer: header and cells spreadsheet-safe, secrets redacted, written whole
+    to a temporary file and renamed over `path` (refused if `path` is a link or a device)."""
+    safe = neutralize_header(neutralize_formulas(redact_frame(df)))
+    with atomic(path) as tmp:
+        safe.write_csv(tmp)
+    return Path(path)

@@ -32,6 +32,7 @@ from typing import Any
 from etl.errors import SourceError
 from etl.filemove import fsync_dir, move_file
 from etl.result import FileInfo
+from etl.safe_write import write_text
 from etl.sources import read_file, resolve_files
 from etl.spec import LoadedSpec
 from etl.textfile import file_digest
@@ -223,10 +224,7 @@ def _write_reason(moved: Path, f: DropFile, exc: SourceError, loaded: LoadedSpec
             f"error: {type(exc).__name__}\n\nFix the file and drop it again (a fixed file has "
             "new content, so the next run takes it).\n")
     reason = moved.with_name(moved.name + ".reason.txt")
-    with reason.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_text(reason, text)  # atomic, redacted, never through a link
     fsync_dir(reason.parent)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from etl.report import PayloadWriter, build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
+from etl.safe_write import report_folder
 from etl.spec import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
@@ -27,12 +29,16 @@ class DryRun:
 
 
 def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
-    """--out, else the spec's output.dir (relative to the spec), else reports/<name>."""
+    """The report folder, ready to write into: --out, else the spec's output.dir (relative to
+    the spec), else reports/<name>. Only --out may name an existing folder the tool did not
+    create (etl/safe_write.py: a spec must not be able to write into /etc); UnsafeOutput else."""
     if out_dir is not None:
-        return out_dir
+        return report_folder(out_dir, explicit=True, origin="--out")
     if loaded.spec.output.dir:
-        return loaded.base_dir / loaded.spec.output.dir
-    return Path("reports") / loaded.spec.name
+        return report_folder(loaded.base_dir / loaded.spec.output.dir, explicit=False,
+                             origin=f"{loaded.path}: output.dir")
+    return report_folder(Path("reports") / loaded.spec.name, explicit=False,
+                         origin="the default report folder")
 
 
 def dry_run(
@@ -55,8 +61,10 @@ def dry_run(
     # Without keep_payloads (the CLI's dry run) payloads go to payloads.jsonl batch by batch and
     # memory stays bounded; a run, or a pre-match prediction, needs them all in memory.
     if not keep_payloads and loaded.spec.match is None:
-        # Named per process: two dry runs into one folder never write the same spool file.
-        writer = PayloadWriter(out / f".payloads.jsonl.{os.getpid()}.partial", limit)
+        # Named per process and at random: two dry runs into one folder, or a reused pid after
+        # a crash, never meet the same spool file (it is opened exclusively).
+        spool = out / f".payloads.jsonl.{os.getpid()}.{secrets.token_hex(4)}.partial"
+        writer = PayloadWriter(spool, limit)
     try:
         result = validate_pipeline(
             loaded, files=files, payload_sink=writer.write if writer else None

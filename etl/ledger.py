@@ -23,7 +23,6 @@ file is intact and the only rows whose fate is unknown are those left `sending`
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from typing import Any
 
 import polars as pl
 
-from etl.csvsafe import neutralize_formulas
+from etl.csvsafe import write_csv
 from etl.errors import EtlError
+from etl.redact import redact_frame, redact_value
+from etl.safe_write import atomic
 
 try:
     import fcntl
@@ -262,7 +263,7 @@ class Ledger:
 
     def start_run(self, **fields: Any) -> int:
         """Open a run; `fields` are runs columns (pipeline, target, spec_hash, ...)."""
-        fields = {**fields, "started_at": now()}
+        fields = {**{k: redact_value(v) for k, v in fields.items()}, "started_at": now()}
         names = ", ".join(fields)
         marks = ", ".join("?" for _ in fields)
         with self.tx():
@@ -275,7 +276,7 @@ class Ledger:
         sets = ", ".join(f"{k}=?" for k in fields)
         with self.tx():
             self.db.execute(f"UPDATE runs SET {sets} WHERE id=?",  # noqa: S608
-                            (*fields.values(), run_id))
+                            (*map(redact_value, fields.values()), run_id))
 
     def finish_run(self, run_id: int, exit_code: int, reason: str,
                    summary: dict[str, Any]) -> None:
@@ -286,8 +287,9 @@ class Ledger:
                    summary: dict[str, Any]) -> None:
         counts = self._counts(run_id)
         self.db.execute("UPDATE runs SET ended_at=?, exit_code=?, exit_reason=?, counts=?,"
-                        " summary=? WHERE id=?", (now(), exit_code, reason, json.dumps(counts),
-                                                  json.dumps(summary), run_id))
+                        " summary=? WHERE id=?", (now(), exit_code, redact_value(reason),
+                                                  json.dumps(counts),
+                                                  redact_value(json.dumps(summary)), run_id))
 
     def add_files(self, run_id: int, files: Iterable[tuple[str, str, int, int]]) -> None:
         """Record (path, sha256, size, rows) of each source file read by the run."""
@@ -342,19 +344,14 @@ class Ledger:
         """A consistent copy while runs may write (SQLite's online backup), written to a temp
         file and moved into place; never over something that is not a regular file."""
         out = Path(target)
-        if out.exists() and not out.is_file():
-            raise LedgerError(f"{out}: exists and is not a regular file; name a file")
-        tmp = out.with_name(out.name + ".part")
         try:
-            tmp.unlink(missing_ok=True)
-            copy = sqlite3.connect(tmp)
-            try:
-                self.db.backup(copy)
-            finally:
-                copy.close()
-            os.replace(tmp, out)
+            with atomic(out) as tmp:
+                copy = sqlite3.connect(tmp)
+                try:
+                    self.db.backup(copy)
+                finally:
+                    copy.close()
         except (OSError, sqlite3.DatabaseError) as exc:
-            tmp.unlink(missing_ok=True)
             raise LedgerError(f"{out}: cannot write the backup ({exc})") from None
         return out
 
@@ -399,7 +396,8 @@ class Ledger:
             self.db.executemany(
                 "UPDATE rows SET status=?, attempts=attempts+?, http_status=?, error_code=?,"
                 " error_details=?, done_at=? WHERE id=?",
-                ((s, a, h, c, d, stamp, r) for r, s, a, h, c, d in outcomes))
+                ((s, a, h, redact_value(c), redact_value(d), stamp, r)
+                 for r, s, a, h, c, d in outcomes))
 
     # -- reading -----------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
@@ -463,15 +461,13 @@ class Ledger:
         frame = self.frame(run_id).sort("source_file", "record", maintain_order=True)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".part")
         if fmt == "csv":
-            neutralize_formulas(frame).write_csv(tmp)
-        elif fmt == "parquet":
-            frame.write_parquet(tmp)
-        else:
-            raise LedgerError(f"unknown export format {fmt!r} (csv or parquet)")
-        os.replace(tmp, out)
-        return out
+            return write_csv(frame, out)
+        if fmt == "parquet":
+            with atomic(out) as tmp:
+                redact_frame(frame).write_parquet(tmp)
+            return out
+        raise LedgerError(f"unknown export format {fmt!r} (csv or parquet)")
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

@@ -31,7 +31,7 @@ from typing import Any
 import httpx
 
 from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
-from etl.csvsafe import neutralize_formulas
+from etl.csvsafe import write_csv
 from etl.dryrun import report_dir
 from etl.errors import CredentialsRefused, TransientError
 from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
@@ -109,14 +109,15 @@ def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
     path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
     if not path.exists():
         raise LedgerError(f"no ledger at {path} (nothing was run yet)")
+    review_dir = report_dir(loaded, options.out_dir)  # refused (exit 2) before any work
     try:
-        return _reconcile(loaded, path, options, started)
+        return _reconcile(loaded, path, options, started, review_dir)
     except sqlite3.DatabaseError as exc:
         raise damaged(path, exc) from None
 
 
 def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
-               started: float) -> ReconcileSummary:
+               started: float, review_dir: Path) -> ReconcileSummary:
     summary = ReconcileSummary(pipeline=loaded.spec.name, ledger=str(path))
     spec = loaded.spec
     with Ledger(path) as ledger:
@@ -152,7 +153,7 @@ def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
         _tally(store, before, summary)
         summary.counts = store.status_counts()
         summary.open_reviews = store.open_review_count()
-        summary.review_csv = str(_write_review(store, report_dir(loaded, options.out_dir)))
+        summary.review_csv = str(_write_review(store, review_dir))
         if summary.exit_code == EXIT_OK:
             summary.exit_code, summary.exit_reason = _verdict(summary)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
@@ -368,11 +369,7 @@ def _tally(store: ReconStore, before: list[OpenRow], summary: ReconcileSummary) 
 
 def _write_review(store: ReconStore, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / "needs_review.csv"
-    tmp = out.with_name(out.name + ".part")
-    neutralize_formulas(store.review_frame()).write_csv(tmp)
-    tmp.replace(out)
-    return out
+    return write_csv(store.review_frame(), out_dir / "needs_review.csv")
 
 
 @dataclass

@@ -6,24 +6,26 @@ report.html in one directory, plus a short plain-text summary for the terminal.
 
 Fast for big runs: failures are aggregated with a polars group_by, rejects and payloads are
 written by polars, and only the first few sample rows (HTML) go through Python.
-Each file is written to a temporary name and renamed, so a crashed run never leaves a half report.
+Each file is written to a temporary name and renamed (etl/safe_write.py), so a crashed run never
+leaves a half report, a link or device in the folder is never written through, and a registered
+secret (the API key) is redacted from every file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from etl.csvsafe import neutralize_formulas
+from etl.csvsafe import write_csv
+from etl.redact import redact_frame
 from etl.report_html import render_html
 from etl.result import ReportPaths, ValidationResult
+from etl.safe_write import atomic, check_target, replace, write_json, write_text
 
 if TYPE_CHECKING:
     from etl.dryrun import DryRun
@@ -58,19 +60,17 @@ def write_report(
         payloads_jsonl=out_dir / PAYLOADS_JSONL,
         report_html=out_dir / REPORT_HTML,
     )
+    for path in (paths.report_json, paths.rejects_csv, paths.payloads_jsonl, paths.report_html):
+        check_target(path)  # refuse before writing any: never half a report
     report = report if report is not None else build_report(result, prematch)
-    with _atomic(paths.report_json) as tmp:
-        text = json.dumps(report, indent=2, ensure_ascii=False, default=str)
-        tmp.write_text(text + "\n", encoding="utf-8")
-    with _atomic(paths.rejects_csv) as tmp:
-        neutralize_formulas(result.rejects).write_csv(tmp)
+    write_json(paths.report_json, report)
+    write_csv(result.rejects, paths.rejects_csv)
     if payloads_file is not None:  # already written batch by batch (PayloadWriter)
-        os.replace(payloads_file, paths.payloads_jsonl)
+        replace(payloads_file, paths.payloads_jsonl)
     else:
-        with _atomic(paths.payloads_jsonl) as tmp:
+        with atomic(paths.payloads_jsonl) as tmp:
             _write_payloads(result.payloads, tmp, payload_limit)
-    with _atomic(paths.report_html) as tmp:
-        tmp.write_text(render_html(result, report), encoding="utf-8")
+    write_text(paths.report_html, render_html(result, report))
     return paths
 
 
@@ -127,11 +127,8 @@ def write_prematch(dry: DryRun, prematch: dict[str, Any]) -> None:
     """Put a fresh `prematch` block into an already written report (`etl run` refreshes the
     pre-match cache after its dry run): report.json, report.html and the summary text."""
     dry.report["prematch"] = prematch
-    with _atomic(dry.paths.report_json) as tmp:
-        text = json.dumps(dry.report, indent=2, ensure_ascii=False, default=str)
-        tmp.write_text(text + "\n", encoding="utf-8")
-    with _atomic(dry.paths.report_html) as tmp:
-        tmp.write_text(render_html(dry.result, dry.report), encoding="utf-8")
+    write_json(dry.paths.report_json, dry.report)
+    write_text(dry.paths.report_html, render_html(dry.result, dry.report))
     dry.summary = summary_table(dry.result, prematch)
 
 
@@ -160,7 +157,7 @@ def _payload_lines(payloads: pl.DataFrame, limit: int | None) -> pl.DataFrame:
     # document per line even if a payload was not written compactly.
     if column.select(pl.col("_payload").str.contains("[\r\n]").any()).item():
         column = column.with_columns(pl.col("_payload").str.replace_all("[\r\n]", " "))
-    return column
+    return redact_frame(column)
 
 
 def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> None:
@@ -174,7 +171,7 @@ class PayloadWriter:
     def __init__(self, path: Path, limit: int | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.limit, self.written = path, limit, 0
-        self._fh = path.open("wb")
+        self._fh = path.open("xb")  # a new file: never through a name planted in advance
 
     def write(self, payloads: pl.DataFrame) -> None:
         room = None if self.limit is None else max(self.limit - self.written, 0)
@@ -188,17 +185,6 @@ class PayloadWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         return self.path
-
-
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it over `path` when the block succeeds."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- terminal summary -------------------------------------------------------------------------

@@ -149,3 +149,46 @@ def test_an_unwritable_report_folder_is_a_message_not_a_traceback(tmp_path):
     assert result.exit_code == 2
     assert "Traceback" not in result.output
     assert "error: " in result.output and "a-file" in result.output
+
+
+def test_a_spec_cannot_put_its_reports_into_a_folder_the_tool_did_not_create(write, tmp_path):
+    write("d.csv", "id,f,l\n1,A,B\n")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "report.json").write_text("precious", encoding="utf-8")
+    spec = write("p.yaml", NAMES_SPEC + f"    output: {{dir: {json.dumps(str(etc))}}}\n")
+    for command in (["validate", str(spec)], ["run", str(spec), "--sandbox"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert "output.dir" in result.output and "--out DIR" in result.output
+        assert "Traceback" not in result.output
+    assert [p.name for p in etc.iterdir()] == ["report.json"]
+    assert (etc / "report.json").read_text(encoding="utf-8") == "precious"
+    # the user's own --out is an explicit choice
+    assert invoke("validate", str(spec), "--out", str(etc), "-q").exit_code == 0
+    assert (etc / "report.json").read_text(encoding="utf-8") != "precious"
+    # a new folder is created, marked, and may be written again
+    write("p.yaml", NAMES_SPEC + "    output: {dir: reports/new}\n")
+    assert invoke("validate", str(spec), "-q").exit_code == 0
+    assert (tmp_path / "reports" / "new" / ".etl-report").is_file()
+    assert invoke("validate", str(spec), "-q").exit_code == 0
+
+
+def test_json_summary_and_ledger_export_never_write_through_a_link(write, tmp_path):
+    write("d.csv", "id,f,l\n1,A,B\n")
+    spec = write("p.yaml", NAMES_SPEC)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    link = tmp_path / "link.json"
+    link.symlink_to(victim)
+    ledger = tmp_path / "l.sqlite"
+    base = ["run", str(spec), "--sandbox", "--ledger", str(ledger), "--out", str(tmp_path / "r")]
+    refused = CliRunner().invoke(main, [*base, "--json-summary", str(link)])
+    assert refused.exit_code == 2, refused.output
+    assert "symbolic link" in refused.output and not ledger.exists()  # refused before the run
+    assert invoke(*base, "-q").exit_code == 0
+    export = CliRunner().invoke(main, ["ledger", "export", "1", "--ledger", str(ledger),
+                                       "--out", str(link)])
+    assert export.exit_code == 2, export.output
+    assert "symbolic link" in export.output and "Traceback" not in export.output
+    assert link.is_symlink() and victim.read_text(encoding="utf-8") == "precious"

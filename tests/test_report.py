@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from etl.csvsafe import neutralize_formulas
+from etl.csvsafe import neutralize_formulas, write_csv
+from etl.redact import redact, register
 from etl.report import failure_counts, summary_table, write_report
 from etl.result import FileInfo, ValidationResult
+from etl.safe_write import MARKER, UnsafeOutput, check_target, report_folder, write_json
 
 XSS = "<script>alert(1)</script>"
 ATTR = '" onmouseover="x'
@@ -328,3 +331,91 @@ def test_summary_table_quotes_control_characters_and_stays_short() -> None:
     assert "\x1b" not in text and "'evil\\x1b[31m.csv'" in text
     assert len(text.splitlines()) < 25
     assert "25 more files" in text
+
+
+# -- every CSV through one writer; safe targets; report folders; redaction -----------------------
+def test_write_csv_neutralizes_header_cells_too(tmp_path: Path) -> None:
+    df = pl.DataFrame({"=cmd|' /C calc'!A0": ["=1+1"], "@SUM(1)": ["x"], "-5": ["-5"],
+                       "'=dup": ["taken"], "=dup": ["y"], "ok": ["-25.00"]})
+    path = write_csv(df, tmp_path / "x.csv")
+    header = path.read_text(encoding="utf-8").splitlines()[0]
+    back = pl.read_csv(path, infer_schema=False)
+    assert back.columns == ["'=cmd|' /C calc'!A0", "'@SUM(1)", "-5", "'=dup", "''=dup", "ok"]
+    assert back.row(0) == ("'=1+1", "x", "-5", "taken", "y", "-25.00")
+    assert not header.startswith(("=", "+", "@", "-"))
+
+
+def test_rejects_csv_header_from_a_hostile_source_header_is_neutralized(tmp_path: Path) -> None:
+    hostile = make_result().rejects.rename({"Donor": "=cmd|' /C calc'!A0", "Note": "+Note"})
+    paths = write_report(make_result(rejects=hostile), tmp_path)
+    back = pl.read_csv(paths.rejects_csv, infer_schema=False)
+    assert back.columns[:3] == ["'=cmd|' /C calc'!A0", "Amount", "'+Note"]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+def test_report_refuses_to_replace_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    target = out / "rejects.csv"
+    if kind == "symlink":
+        target.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.mkdir()
+    with pytest.raises(UnsafeOutput, match=r"rejects\.csv: is .*refusing"):
+        write_report(make_result(), out)
+    assert victim.read_text(encoding="utf-8") == "precious"
+    if kind == "symlink":
+        assert target.is_symlink()
+    assert sorted(p.name for p in out.iterdir()) == ["rejects.csv"]  # nothing half written
+
+
+def test_safe_write_replaces_a_regular_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "summary.json"
+    target.write_text("old", encoding="utf-8")
+    write_json(target, {"a": 1})
+    assert json.loads(target.read_text(encoding="utf-8")) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+    with pytest.raises(UnsafeOutput, match="symbolic link"):
+        check_target(_link(tmp_path / "l", target))
+
+
+def _link(link: Path, to: Path) -> Path:
+    link.symlink_to(to)
+    return link
+
+
+def test_report_folder_needs_to_be_new_or_marked_unless_explicit(tmp_path: Path) -> None:
+    new = report_folder(tmp_path / "a" / "b", explicit=False)
+    assert (new / MARKER).is_file()
+    assert report_folder(new, explicit=False) == new  # marked: writable again
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0", encoding="utf-8")
+    with pytest.raises(UnsafeOutput, match=r"output\.dir .*etc: an existing folder .*--out DIR"):
+        report_folder(etc, explicit=False)
+    assert report_folder(etc, explicit=True) == etc  # the user's own choice
+    assert not (etc / MARKER).exists()  # an explicit choice does not unlock it for specs
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    with pytest.raises(UnsafeOutput, match="is not a folder"):
+        report_folder(tmp_path / "file", explicit=True)
+
+
+def test_a_registered_secret_is_redacted_from_every_report_file(tmp_path: Path) -> None:
+    secret = "report-secret-4b7e91"
+    register(secret)
+    rejects = make_result().rejects.with_columns(pl.lit(f"key {secret}").alias("Note"))
+    payloads = make_result().payloads.with_columns(
+        pl.lit(json.dumps({"note": secret})).alias("_payload"))
+    result = make_result(rejects=rejects, payloads=payloads, warnings=[f"saw {secret}"],
+                         pipeline=f"p {secret}")
+    paths = write_report(result, tmp_path / "out")
+    assert "key ***" in paths.rejects_csv.read_text(encoding="utf-8")
+    for path in (tmp_path / "out").iterdir():
+        assert secret not in path.read_text(encoding="utf-8"), path
+    assert redact(json.dumps({"k": 'a"' + secret})) == json.dumps({"k": 'a"***'})
+    register("short")  # too short to be a credential: would garble every output
+    assert redact("a short text") == "a short text"

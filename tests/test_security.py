@@ -160,9 +160,118 @@ def test_reconcile_keeps_the_token_out_when_it_exists(sb: SandboxHandle, tmp_pat
             str(tmp_path / "recon")]
     recon = etl(*args)
     bad = etl(*args, token=CANARY + "-revoked")
-    unreachable = etl(*args[:2], "--base-url", "http://127.0.0.1:9", "--force")
+    unreachable = etl(*args[:2], "--base-url", "http://127.0.0.1:9", "--force", "--out",
+                      str(tmp_path / "recon2"))
     assert "Traceback" not in recon.output + bad.output + unreachable.output
     assert_no_canary(tmp_path, run, recon, bad, unreachable)
+
+
+# -- a server that echoes the token -------------------------------------------------------------
+def _echoing_app() -> object:
+    """A CRM+ stand-in that quotes the caller's key back: in the organization name, and in the
+    code, message and item details of a 422 for every write."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    def key(request: Request) -> str:
+        return request.headers.get("authorization", "").removeprefix("Bearer ")
+
+    async def organization(request: Request) -> JSONResponse:
+        return JSONResponse({"id": 7, "organizationName": f"Acme {key(request)} Inc"})
+
+    async def refuse(request: Request) -> JSONResponse:
+        k = key(request)
+        details = [{"field": f"transactions[{i}].giftType", "code": f"BAD_{k}",
+                    "message": f"giftType rejected for key {k}"} for i in range(10)]
+        return JSONResponse({"error": {"code": f"VALIDATION_{k}", "message": f"key {k} said no",
+                                       "details": details}}, status_code=422)
+
+    return Starlette(routes=[Route("/api/Organization/Current", organization),
+                             Route("/api/v2/Gift/Transactions", refuse, methods=["POST"]),
+                             Route("/api/v2/Gift/Transaction", refuse, methods=["POST"])])
+
+
+@pytest.fixture(scope="module")
+def echo_url() -> Iterator[str]:
+    from etl.sandbox.server import make_server
+    from etl.serving import ServerThread, bind
+
+    sock = bind("127.0.0.1", 0)
+    server = ServerThread(make_server(_echoing_app()), sock, "echoing server")
+    server.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.stop()
+
+
+def test_a_token_echoed_by_the_server_is_in_no_file_ledger_cell_summary_or_output(
+        echo_url: str, tmp_path: Path) -> None:
+    spec = write_job(tmp_path / "job", n=4)
+    summary_file = tmp_path / "summary.json"
+    run = etl("run", str(spec), "--base-url", echo_url, "--out", str(tmp_path / "rep"),
+              "--json-summary", str(summary_file))
+    assert run.exit_code == 1, run.output
+    assert "organization: Acme *** Inc" in run.output  # the echo happened, and was redacted
+    ledger_file = tmp_path / "job" / ".ledger" / "canary.sqlite"
+    runs = etl("ledger", "runs", "--ledger", str(ledger_file))
+    show = etl("ledger", "show", "1", "--ledger", str(ledger_file))
+    export = etl("ledger", "export", "1", "--ledger", str(ledger_file), "--out",
+                 str(tmp_path / "rows.csv"))
+    parquet = etl("ledger", "export", "1", "--ledger", str(ledger_file), "--format", "parquet",
+                  "--out", str(tmp_path / "rows.parquet"))
+    assert runs.exit_code == show.exit_code == export.exit_code == parquet.exit_code == 0
+    with sqlite3.connect(ledger_file) as db:
+        cells = [str(v) for table in ("runs", "rows")
+                 for row in db.execute(f"SELECT * FROM {table}") for v in row]
+    db.close()
+    assert any("VALIDATION_***" in c or "BAD_***" in c for c in cells)  # stored, redacted
+    assert not [c for c in cells if CANARY in c]
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    assert summary["organization"] == "Acme *** Inc"
+    assert CANARY not in pl.read_parquet(tmp_path / "rows.parquet").write_csv()
+    assert_no_canary(tmp_path, run, runs, show, export, parquet)
+
+
+def test_printed_text_is_redacted_even_in_an_unexpected_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from etl.redact import redacting_output, register
+
+    register(CANARY)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", out)
+    with pytest.raises(RuntimeError), redacting_output():
+        print(f"key {CANARY}")
+        raise RuntimeError(CANARY)
+    sys.stderr.write(f"Traceback ...: RuntimeError: {CANARY}\n")  # what Python prints next
+    assert out.getvalue() == "key ***\nTraceback ...: RuntimeError: ***\n"
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:{port}/?api_key=" + CANARY,
+    "http://127.0.0.1:{port}/#" + CANARY,
+    "http://" + CANARY + "@127.0.0.1:{port}",
+    "http://user:" + CANARY + "@127.0.0.1:{port}",
+    "http://127.0.0.1:99999",
+    "http://127.0.0.1:0",
+])
+@pytest.mark.parametrize("command", ["run", "reconcile", "validate"])
+def test_a_base_url_with_credentials_query_or_bad_port_is_refused_without_echo(
+        url: str, command: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: nothing may be sent anyway
+        s.bind(("127.0.0.1", 0))
+        url = url.format(port=s.getsockname()[1])
+    spec = write_job(tmp_path / "job", n=2)
+    extra = ["--refresh-match"] if command == "validate" else []
+    if command == "validate":  # --refresh-match needs a match: section
+        spec.write_text(spec.read_text() + "match: {}\n")
+    result = etl(command, str(spec), "--base-url", url, "--out", str(tmp_path / "rep"), *extra)
+    assert result.exit_code == 2, result.output
+    assert "base-url" in result.output
+    assert_no_canary(tmp_path, result)
 
 
 # -- spreadsheet-safe CSV -----------------------------------------------------------------------
@@ -194,6 +303,22 @@ def test_rejects_csv_neutralizes_formulas_and_keeps_numbers(tmp_path: Path) -> N
             assert not RISKY.match(value) or PLAIN.fullmatch(value), (column, value)
     firsts = [r["First"] for r in rows[: len(HOSTILE)]]
     assert firsts == ["'" + h for h in HOSTILE]
+
+
+def test_a_hostile_source_header_is_neutralized_in_rejects_csv(tmp_path: Path) -> None:
+    hostile = ["=cmd|' /C calc'!A0", "@SUM(1)", "+1+1", "-2+3"]
+    header = ",".join('"' + h.replace('"', '""') + '"' for h in hostile)
+    (tmp_path / "gifts.csv").write_text(
+        f"GiftID,DonorID,First,Email,GiftDate,Amount,PayMethod,{header}\n"
+        "G1,D1,Ann,x@example.org,2024-01-01,-25.00,Check,a,b,c,d\n", encoding="utf-8")
+    spec = tmp_path / "canary.yaml"
+    spec.write_text(SPEC.format(attempts=2, timeout=1), encoding="utf-8")
+    result = etl("validate", str(spec), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.output
+    with (tmp_path / "out" / "rejects.csv").open(encoding="utf-8", newline="") as fh:
+        names = next(csv.reader(fh))
+    assert ["'" + h for h in hostile] == [n for n in names if n.lstrip("'") in hostile]
+    assert not [n for n in names if RISKY.match(n)]
 
 
 def test_ledger_export_csv_is_spreadsheet_safe(sb: SandboxHandle, tmp_path: Path) -> None:
