@@ -40,12 +40,14 @@ The package, in dependency order (each module imports only from those above it):
 - `policy`: `etl run`'s `apply_policy` (rows kept back as `skipped_existing`)
 """
 
+from etl.match.bulk import refresh_bulk
 from etl.match.cache import TABLES, Cache, CacheState, open_cache
 from etl.match.contacts import Contact, norm_email, parse_contact
-from etl.match.dry_run import MatchOptions, ledger_file, predict, prediction
-from etl.match.fetch import PAGE, MatchRefused, Reader, lookup_plan, refresh_bulk, refresh_find
-from etl.match.matching import changed_rows, match_rows
+from etl.match.dry_run import MatchOptions, cache_info, ledger_file, predict, prediction
+from etl.match.fetch import lookup_plan, refresh, refresh_find
+from etl.match.matching import changed_rows, match_rows, matched_rows, skip_expr
 from etl.match.policy import OK_STATUSES, SKIPPED, apply_policy
+from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import SIGNALS, row_signals
 
 __all__ = [
@@ -61,16 +63,20 @@ __all__ = [
     "MatchRefused",
     "Reader",
     "apply_policy",
+    "cache_info",
     "changed_rows",
     "ledger_file",
     "lookup_plan",
     "match_rows",
+    "matched_rows",
     "norm_email",
     "open_cache",
     "parse_contact",
     "predict",
     "prediction",
+    "refresh",
     "refresh_bulk",
     "refresh_find",
     "row_signals",
+    "skip_expr",
 ]
