@@ -162,7 +162,7 @@ class FakeCrm:
                         if self.query_options == 400 else httpx.Response(self.query_options))
             return httpx.Response(200, json=self.query_options)
         if (method, path) == ("POST", "/api/Contact/Query/FullContact"):
-            return self._query(request)
+            return self.query(request)
         if (method, path) == ("GET", "/api/Contact/Find"):
             q = request.url.params
             found = (self.by_reference(q["referenceSource"], q["referenceId"])
@@ -188,7 +188,8 @@ class FakeCrm:
         return {o["parameter"]: {x["operator"] for x in o["operatorOptions"]}
                 for o in self.query_options["options"]}
 
-    def _query(self, request: httpx.Request) -> httpx.Response:
+    def query(self, request: httpx.Request) -> httpx.Response:
+        """Query/FullContact as documented (see the module docstring)."""
         body = json.loads(request.content or b"{}")
         groups = body.get("groups") if isinstance(body, dict) else None
         if not isinstance(groups, list) or not groups or not all(
