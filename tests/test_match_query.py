@@ -236,3 +236,34 @@ def test_find_reads_the_nested_contact_and_a_404_proves_one_value(
                       match_section="{method: find}")
     assert prematch(spec)["rows"] == {"checked": 10, "existing": 6, "new": 3, "unknown": 1}
     assert KEY not in json.dumps(block)
+
+
+def test_a_cache_written_before_proofs_were_kept_proves_nothing(
+        crm: FakeCrm, tmp_path: Path) -> None:
+    # the earlier layout (no `proven` column), filled from the abbreviated Contact/Query
+    spec = write_spec(tmp_path, SECOND)
+    (tmp_path / ".ledger").mkdir()
+    db = sqlite3.connect(tmp_path / ".ledger" / "contacts.sqlite")
+    db.executescript("""
+        CREATE TABLE prematch_state (id INTEGER PRIMARY KEY CHECK (id = 1), base_url TEXT,
+            organization TEXT, scope TEXT, refreshed_at TEXT, high_water TEXT, full_at TEXT,
+            last_refresh TEXT);
+        CREATE TABLE prematch_contacts (id INTEGER PRIMARY KEY, modified TEXT,
+            record TEXT NOT NULL, seen_at TEXT NOT NULL);
+        CREATE TABLE prematch_refs (source TEXT NOT NULL, ref_id TEXT NOT NULL,
+            contact_id INTEGER NOT NULL, PRIMARY KEY (source, ref_id, contact_id));
+        CREATE TABLE prematch_emails (email TEXT NOT NULL, contact_id INTEGER NOT NULL,
+            PRIMARY KEY (email, contact_id));
+        INSERT INTO prematch_state VALUES (1, 'http://127.0.0.1:9', 'Sandbox Organization',
+            'all', '2024-05-01T00:00:00+00:00', '2024-05-01T00:00:00.000000Z',
+            '2024-05-01T00:00:00+00:00', '{}');
+        INSERT INTO prematch_contacts VALUES (1001, NULL, '{}', '2024-05-01');
+        INSERT INTO prematch_refs VALUES ('LegacyCRM', 'D0', 1001);
+    """)
+    db.close()
+    block = prematch(spec)  # offline: D0 is found (N4 by N1's email); nothing is proven new
+    assert block["rows"] == {"checked": 9, "existing": 2, "new": 0, "unknown": 7}
+    block = prematch(spec, crm)  # the next refresh reads everything, then proves
+    assert block["refresh"]["mode"] == "full"
+    assert block["cache"]["proven"] == ["email", "reference"]
+    assert block["rows"] == {"checked": 9, "existing": 6, "new": 3, "unknown": 0}
