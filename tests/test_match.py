@@ -107,6 +107,7 @@ def test_the_prediction_equals_what_the_nightly_batch_does(crm: FakeCrm,
     assert block["refresh"]["mode"] == "full" and block["cache"]["contacts"] == 6
     # the complete read of full records proves both signals: "new" is a proof, not a guess
     assert block["cache"]["proven"] == ["email", "reference"] and "warning" not in block
+    assert block["refresh"]["complete"] is True
     predicted = block["nightly_batch"]
     # the same in report.json, the terminal summary and report.html
     assert json.loads((tmp_path / "dry" / "report.json").read_text())["prematch"] == block

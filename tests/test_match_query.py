@@ -160,6 +160,7 @@ def test_records_without_contact_references_prove_no_reference_absent(
     spec = write_spec(tmp_path, rows, match_section="{policy: skip, max_requests: 4}")
     block = prematch(spec, crm)
     assert block["refresh"]["proven"] == ["email"] and block["cache"]["proven"] == ["email"]
+    assert (block["refresh"]["paged"], block["refresh"]["complete"]) == (True, False)
     # emails still count (X2 by D4's email); D4's own reference is not proven absent, so the
     # row is unknown, not new, and so are N1..N3 (their references were not proven absent)
     assert block["by_signal"] == {"reference": 3, "email": 2, "email_in_run": 1}

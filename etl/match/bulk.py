@@ -209,11 +209,13 @@ async def refresh_bulk(reader: Reader, cache: Cache, loaded: LoadedSpec, organiz
     proven = read.proven()
     if incremental and old is not None:
         proven &= old.proven
-    complete = read.problem is None and condition is not None
+    # `paged`: every page read; `complete`: that, and every record carried its key fields
+    paged = read.problem is None and condition is not None
     waters = [w for w in [old.high_water if incremental and old else None]
               + [c.modified for c in read.contacts] if w]
     stamp = now_iso()
-    stats.update({"fetched": len(read.contacts), "complete": complete,
+    stats.update({"fetched": len(read.contacts), "paged": paged,
+                  "complete": paged and proven >= {"reference", "email"},
                   "proven": sorted(proven), "problem": read.problem,
                   "seconds": round(time.monotonic() - started, 3)})
     if read.problem:
@@ -222,12 +224,12 @@ async def refresh_bulk(reader: Reader, cache: Cache, loaded: LoadedSpec, organiz
     state: dict[str, Any] = {
         "base_url": reader.base_url, "organization": organization, "scope": "all",
         "refreshed_at": stamp, "high_water": max(waters) if waters else None,
-        "last_refresh": stats, "proven": proven if complete else set(),
+        "last_refresh": stats, "proven": proven if paged else set(),
         "full_at": (stamp if not incremental else old.full_at if old else None)
-        if complete else None}
+        if paged else None}
     # a complete full read replaces the cache; an incomplete one only adds what it saw, except
     # over another host's or organization's contacts, which are never kept
-    replace = (complete and not incremental) or foreign
+    replace = (paged and not incremental) or foreign
     stats["changed"] = cache.store(read.contacts, replace=replace, state=state)
     if read.error is not None:
         raise read.error
