@@ -122,10 +122,9 @@ def predict(loaded: LoadedSpec, result: ValidationResult,
         assert opened is not None
         db, cache = opened
         try:
-            refresh_stats = asyncio.run(refresh(loaded, cache, signals, options.base_url,
-                                           options.token, options.transport, options.notify,
-                                           full=options.full,
-                                           per_hour=spec.load.requests_per_hour))
+            refresh_stats = asyncio.run(refresh(
+                loaded, cache, signals, options.base_url, options.token, options.transport,
+                options.notify, full=options.full, per_hour=spec.load.requests_per_hour))
             return _block(signals, cache, loaded, path, refresh_stats)
         finally:
             db.close()
