@@ -14,9 +14,10 @@ import polars as pl
 
 from etl.client import DEFAULT_BASE_URL, check_base_url
 from etl.match.cache import Cache, open_cache
-from etl.match.contacts import _time
-from etl.match.fetch import MatchRefused, _refresh
-from etl.match.matching import _matched, _skips
+from etl.match.contacts import parse_time
+from etl.match.fetch import refresh
+from etl.match.matching import matched_rows, skip_expr
+from etl.match.reader import MatchRefused
 from etl.match.signals import SIGNALS, row_signals
 from etl.result import ValidationResult
 from etl.spec import LoadedSpec
@@ -29,43 +30,53 @@ def prediction(matched: pl.DataFrame, loaded: LoadedSpec, cache_info: dict[str, 
     assert spec.match is not None
     policy = spec.match.policy
     contacts = spec.target == "contact_transaction"
-    skip = _skips(matched, policy)
+    skip = skip_expr(matched, policy)
     counts = matched.select(
         pl.len().alias("rows"), pl.col("_existing").sum().alias("existing"),
+        (pl.col("_outcome") == "unknown").sum().alias("unknown"),
         skip.sum().alias("skip"),
         *[(pl.col("_signal") == s).sum().alias(s) for s in SIGNALS],
         (pl.col("_signal") == "id").and_(pl.col("_id_known").is_null()).sum().alias("unknown_id"),
         pl.col("_existing").and_(~skip).sum().alias("existing_sent"),
     ).row(0, named=True)
-    rows, existing = int(counts["rows"]), int(counts["existing"])
-    batch = {"contactsCreated": rows - existing}
+    rows, existing, unknown = int(counts["rows"]), int(counts["existing"]), int(counts["unknown"])
+    new = rows - existing - unknown
+    batch = {"contactsCreated": new}
     if contacts:
         batch["contactsUpdated"] = int(counts["existing_sent"])
     else:
         batch["giftsForExistingContacts"] = existing
+    if unknown:  # no read proved them absent: they create a contact or merge, nobody knows
+        batch["undecided"] = unknown
     block: dict[str, Any] = {
         "status": "ok", "method": spec.match.method, "by": list(spec.match.by),
         "policy": policy, "cache": cache_info, "refresh": refresh,
-        "rows": {"checked": rows, "existing": existing, "new": rows - existing},
+        "rows": {"checked": rows, "existing": existing, "new": new, "unknown": unknown},
         "by_signal": {s: int(counts[s]) for s in SIGNALS if counts[s]},
         "policy_effect": {"send": rows - int(counts["skip"]), "skip": int(counts["skip"])},
         "nightly_batch": batch,
     }
     if counts["unknown_id"]:
         block["unknown_contact_ids"] = int(counts["unknown_id"])
+    if unknown:
+        block["warning"] = (
+            f"{unknown:,} row(s) 'unknown': no complete read proves their reference or email "
+            "absent from CRM+ (cache.proven, refresh.problem); they are sent, never skipped")
     return block
 
 
-def _cache_info(cache: Cache | None, path: Path) -> dict[str, Any]:
+def cache_info(cache: Cache | None, path: Path) -> dict[str, Any]:
+    """The report's `cache` entry: where, from which organization, how old, what it proves."""
     state = cache.state() if cache is not None else None
     if state is None or cache is None:
         return {"path": str(path), "contacts": 0, "refreshed_at": None}
     age = None
-    if (moment := _time(state.refreshed_at)) is not None:
+    if (moment := parse_time(state.refreshed_at)) is not None:
         age = round((datetime.now(UTC) - moment).total_seconds())
     return {"path": str(path), "base_url": state.base_url, "organization": state.organization,
             "scope": state.scope, "contacts": cache.count(), "refreshed_at": state.refreshed_at,
-            "age_seconds": age, "high_water": state.high_water}
+            "age_seconds": age, "high_water": state.high_water,
+            "proven": sorted(state.proven)}
 
 
 @dataclass(kw_only=True)
@@ -99,7 +110,6 @@ def predict(loaded: LoadedSpec, result: ValidationResult,
     options = options or MatchOptions()
     path = ledger_file(loaded, options)
     signals = row_signals(result.payloads, spec.target)
-    refresh = None
     if options.refresh:
         if not options.token:
             raise MatchRefused("a pre-match refresh needs the API key in the environment "
@@ -112,11 +122,10 @@ def predict(loaded: LoadedSpec, result: ValidationResult,
         assert opened is not None
         db, cache = opened
         try:
-            refresh = asyncio.run(_refresh(loaded, cache, signals, options.base_url,
-                                           options.token, options.transport, options.notify,
-                                           full=options.full,
-                                           per_hour=spec.load.requests_per_hour))
-            return _block(signals, cache, loaded, path, refresh)
+            refresh_stats = asyncio.run(refresh(
+                loaded, cache, signals, options.base_url, options.token, options.transport,
+                options.notify, full=options.full, per_hour=spec.load.requests_per_hour))
+            return _block(signals, cache, loaded, path, refresh_stats)
         finally:
             db.close()
     opened = open_cache(path, readonly=True)
@@ -136,5 +145,5 @@ def predict(loaded: LoadedSpec, result: ValidationResult,
 
 def _block(signals: pl.DataFrame, cache: Cache, loaded: LoadedSpec, path: Path,
            refresh: dict[str, Any] | None) -> dict[str, Any]:
-    matched = _matched(signals, cache, loaded)
-    return prediction(matched, loaded, _cache_info(cache, path), refresh)
+    matched = matched_rows(signals, cache, loaded)
+    return prediction(matched, loaded, cache_info(cache, path), refresh)

@@ -10,9 +10,10 @@ import polars as pl
 
 from etl.errors import CredentialsRefused, TransientError
 from etl.match.cache import Cache
-from etl.match.dry_run import _cache_info, prediction
-from etl.match.fetch import MatchRefused, _refresh
-from etl.match.matching import _matched, _skips
+from etl.match.dry_run import cache_info, prediction
+from etl.match.fetch import refresh as refresh_cache
+from etl.match.matching import matched_rows, skip_expr
+from etl.match.reader import MatchRefused
 from etl.match.signals import row_signals
 from etl.spec import LoadedSpec
 
@@ -51,20 +52,21 @@ async def apply_policy(plan: Plan, dry: DryRun, loaded: LoadedSpec, ledger: Ledg
             dtype=pl.Boolean))
         per_hour = None if options.unlimited else (
             options.requests_per_hour or spec.load.requests_per_hour)
-        lookups = signals.filter("_pending") if spec.match.method == "find" else signals
+        # Find (the method, or a bulk read's fallback) asks only about rows about to be sent
+        lookups = signals.filter("_pending")
         refresh = None
         if sends:  # a re-run with nothing to send reads nothing either (the cache as it is)
-            refresh = await _refresh(loaded, cache, lookups, options.base_url, options.token,
-                                     options.transport, options.notify, full=False,
-                                     per_hour=per_hour, backoff_base=options.backoff_base,
-                                     backoff_cap=options.backoff_cap)
+            refresh = await refresh_cache(
+                loaded, cache, lookups, options.base_url, options.token, options.transport,
+                options.notify, full=False, per_hour=per_hour,
+                backoff_base=options.backoff_base, backoff_cap=options.backoff_cap)
     except (CredentialsRefused, TransientError, MatchRefused) as exc:
         ledger.finish_run(run_id, exc.exit_code, f"pre-match: {exc}", {})
         raise
-    matched = _matched(signals, cache, loaded)
-    keep = matched.filter(pl.col("_pending") & _skips(matched, spec.match.policy))
+    matched = matched_rows(signals, cache, loaded)
+    keep = matched.filter(pl.col("_pending") & skip_expr(matched, spec.match.policy))
     skipped = _record_skips(plan, ledger, first_id, index, keep, spec.match.policy)
-    block = prediction(matched, loaded, _cache_info(cache, ledger.path), refresh)
+    block = prediction(matched, loaded, cache_info(cache, ledger.path), refresh)
     block["skipped_in_run"] = skipped
     write_prematch(dry, block)
     options.notify(

@@ -8,7 +8,8 @@ import polars as pl
 SIGNALS = ("id", "reference", "email", "reference_in_run", "email_in_run")
 
 
-def _col(signal: str) -> str:
+def signal_column(signal: str) -> str:
+    """The signals frame's column holding `signal`'s value ("reference" -> _ref)."""
     return "_ref" if signal == "reference" else "_email"
 
 
