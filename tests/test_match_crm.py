@@ -176,6 +176,10 @@ class FakeCrm:
             body = json.loads(request.content)
             self.held.append((body["referenceSource"], body))
             return httpx.Response(200)
+        if (method, path) == ("GET", "/api/Gift/QueryOptions"):  # the loader's first-send check
+            return httpx.Response(200, json=options(("Transaction Source", ["Is"])))
+        if (method, path) == ("POST", "/api/Gift/Query/FullGift"):  # no gift imported here yet
+            return httpx.Response(200, json={"list": [], "total": 0})
         if (method, path) == ("POST", "/api/v2/Gift/Transactions"):
             body = json.loads(request.content)
             self.held_gifts += [(body["transactionSource"], g) for g in body["transactions"]]
