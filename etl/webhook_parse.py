@@ -1,5 +1,6 @@
 """Reading one CRM+ webhook delivery without trusting its shape (the payload is not published).
 
+    verify_signature(secret, body, header) -> None, or why the header does not sign the body
     parse_body(raw)            -> (object, None) or (None, why): bounded depth, no NaN, no huge ints
     delivery_records(data, kind, cap) -> the records of a delivery (one, or `models`), and the rest
     read_record(record, kind, source, prefix) -> Verdict: the CRM id and this pipeline's keys
@@ -15,7 +16,12 @@ string of at most 18 digits. Booleans, floats, NaN, lists and 400-digit numbers 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,28 @@ UNUSABLE = Unusable()
 
 def _int(text: str) -> int | Unusable:
     return int(text) if len(text) <= 30 else UNUSABLE
+
+
+def verify_signature(secret: bytes, body: bytes, header: str | None) -> str | None:
+    """None when `header` signs `body`; else why not (never the values themselves)."""
+    value = (header or "").strip()
+    if not value:
+        return "unsigned delivery"
+    if len(value) > 200:
+        return "malformed signature"
+    if value[:7].lower() == "sha256=":
+        value = value[7:]
+    expected = hmac.new(secret, body, hashlib.sha256).digest()
+    candidates: list[bytes] = []
+    with suppress(binascii.Error, ValueError):
+        candidates.append(base64.b64decode(value, validate=True))
+    if len(value) == 64:
+        with suppress(ValueError):
+            candidates.append(bytes.fromhex(value))
+    ok = False
+    for candidate in candidates:  # every candidate compared: no early exit
+        ok |= hmac.compare_digest(candidate, expected)
+    return None if ok else "signature mismatch"
 
 
 def parse_body(raw: bytes) -> tuple[Any, str | None]:

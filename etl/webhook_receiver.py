@@ -23,16 +23,13 @@ Logs carry event types, counts and CRM ids: never a body, an email, the secret o
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import hmac
 import logging
 import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +53,7 @@ from etl.webhook_parse import (
     event_of,
     parse_body,
     read_record,
+    verify_signature,
 )
 
 MAX_BODY = 1_000_000
@@ -65,28 +63,6 @@ SUBSCRIBE = {"contact": ("contactCreate", "contactUpdate"), "gift": ("giftCreate
 HINTS = ("CREATE TABLE IF NOT EXISTS webhook_unverified_keys (delivery_id INTEGER NOT NULL,"
          " key TEXT NOT NULL, kind TEXT NOT NULL, crm_id TEXT, received_at TEXT NOT NULL)")
 log = logging.getLogger("etl.webhooks")
-
-
-def verify_signature(secret: bytes, body: bytes, header: str | None) -> str | None:
-    """None when `header` signs `body`; else why not (never the values themselves)."""
-    value = (header or "").strip()
-    if not value:
-        return "unsigned delivery"
-    if len(value) > 200:
-        return "malformed signature"
-    if value[:7].lower() == "sha256=":
-        value = value[7:]
-    expected = hmac.new(secret, body, hashlib.sha256).digest()
-    candidates: list[bytes] = []
-    with suppress(binascii.Error, ValueError):
-        candidates.append(base64.b64decode(value, validate=True))
-    if len(value) == 64:
-        with suppress(ValueError):
-            candidates.append(bytes.fromhex(value))
-    ok = False
-    for candidate in candidates:  # every candidate compared: no early exit
-        ok |= hmac.compare_digest(candidate, expected)
-    return None if ok else "signature mismatch"
 
 
 @dataclass
