@@ -217,8 +217,11 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
         sock = bind(host, port)
     except OSError as exc:
         _usage(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
-    url = public_url or f"http://{host}:{sock.getsockname()[1]}/webhook"
-    click.echo(f"webhook receiver listening on {url} (ledger {cfg.ledger_path})", err=True)
+    local = f"http://{host}:{sock.getsockname()[1]}/webhook"
+    url = public_url or local
+    click.echo(f"webhook receiver listening on {local}"
+               + (f" (CRM+ calls {url})" if url != local else "")
+               + f" (ledger {cfg.ledger_path})", err=True)
     if register:
         assert secret is not None
         api, token = _target(base_url, token_env, False)

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ import uvicorn
 from click.testing import CliRunner
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from test_webhook_receiver import b64, gift, make_ledger, write_gift_spec
 from test_webhook_register import SECRET, URL, FakeCrm
@@ -26,8 +28,6 @@ from test_webhook_register import SECRET, URL, FakeCrm
 from etl.cli import main
 from etl.serving import ServerThread, bind
 from etl.webhook_register import subscribe
-
-PREFIX = "gift_transaction:LegacyCRM:"
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
@@ -55,9 +55,9 @@ def test_serve_runs_until_stopped_and_confirms_a_signed_delivery(tmp_path: Path)
     proc = subprocess.Popen([sys.executable, "-m", "etl", "webhooks", "serve", "--spec",
                              str(spec), "--port", "0"], env=env, stderr=subprocess.PIPE,
                             text=True)
+    line = ""
     try:
         assert proc.stderr is not None
-        line = ""
         deadline = time.monotonic() + 20
         while "listening on" not in line and time.monotonic() < deadline:
             line = proc.stderr.readline()
@@ -73,13 +73,68 @@ def test_serve_runs_until_stopped_and_confirms_a_signed_delivery(tmp_path: Path)
 
 
 def fake_crm_server(crm: FakeCrm) -> Starlette:
-    async def get(request: Request) -> Response:
-        answer = crm(httpx.Request("GET", str(request.url),
-                                   headers={"authorization": request.headers["authorization"]}))
-        return JSONResponse(answer.json() if answer.content else None,
-                            status_code=answer.status_code)
+    """FakeCrm's webhook routes over real HTTP (for the commands, which take no transport)."""
 
-    return Starlette(routes=[Route("/api/Webhook/{id}", get, methods=["GET"])])
+    async def route(request: Request) -> Response:
+        answer = crm(httpx.Request(request.method, str(request.url), content=await request.body(),
+                                   headers={"authorization": request.headers["authorization"]}))
+        return Response(answer.content, status_code=answer.status_code,
+                        media_type="application/json")
+
+    return Starlette(routes=[Route("/api/Webhook", route, methods=["POST"]),
+                             Route("/api/Webhook/{rest:path}", route, methods=["GET", "PUT"])])
+
+
+@contextmanager
+def running_fake_crm(crm: FakeCrm) -> Iterator[str]:
+    sock = bind("127.0.0.1", 0)
+    server = ServerThread(uvicorn.Server(uvicorn.Config(fake_crm_server(crm), log_level="error",
+                                                        lifespan="off")), sock, "fake CRM+")
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.stop()
+
+
+def serve_until(args: list[str], env: dict[str, str], marker: str) -> tuple[str, str]:
+    """Start `etl webhooks serve ARGS`, read stderr up to the line with `marker`, stop it;
+    (that line, the rest of stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "etl", "webhooks", "serve", *args],
+                            env={**os.environ, **env}, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    try:
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 20
+        while marker not in seen and time.monotonic() < deadline and proc.poll() is None:
+            seen += proc.stderr.readline()
+        health = seen.split("listening on ")[1].split()[0].replace("/webhook", "/health")
+        while time.monotonic() < deadline:  # serving: SIGTERM now stops it gracefully
+            with suppress(httpx.TransportError):
+                if httpx.get(health, timeout=1, trust_env=False).status_code == 200:
+                    break
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        rest = proc.communicate(timeout=15)[1]
+    assert marker in seen, seen + rest
+    assert proc.returncode == 0 and "Traceback" not in seen + rest
+    return seen, rest
+
+
+def test_serve_register_subscribes_once_then_checks_by_id(tmp_path: Path) -> None:
+    spec = write_gift_spec(tmp_path)
+    crm = FakeCrm()
+    env = {"ETL_WEBHOOK_SECRET": SECRET, "VIRTUOUS_API_TOKEN": "key-1"}
+    with running_fake_crm(crm) as base:
+        args = ["--spec", str(spec), "--port", "0", "--register", "--base-url", base,
+                "--public-url", URL]
+        first, rest = serve_until(args, env, "webhook subscription 501 created")
+        again, rest2 = serve_until(args, env, "webhook subscription 501 unchanged")
+    assert [c[:2] for c in crm.calls] == [("POST", "/api/Webhook"), ("GET", "/api/Webhook/501")]
+    assert crm.calls[0][2] == {"payloadUrl": URL, "secret": SECRET, "giftCreate": True,
+                               "active": True}
+    assert SECRET not in first + rest + again + rest2
 
 
 def test_status_shows_the_subscription_deliveries_and_the_check(
@@ -96,19 +151,11 @@ def test_status_shows_the_subscription_deliveries_and_the_check(
     assert code == 0 and f"subscription 501 (current, active): {URL}, events giftCreate" in out
     crm.subs[501]["active"] = False
     crm.calls.clear()
-
-    sock = bind("127.0.0.1", 0)
-    server = ServerThread(uvicorn.Server(uvicorn.Config(fake_crm_server(crm), log_level="error",
-                                                        lifespan="off")), sock, "fake CRM+")
-    server.start()
-    try:
-        base = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        monkeypatch.setenv("VIRTUOUS_API_TOKEN", "key-1")
-        monkeypatch.setenv("ETL_WEBHOOK_SECRET", SECRET)
+    monkeypatch.setenv("VIRTUOUS_API_TOKEN", "key-1")
+    monkeypatch.setenv("ETL_WEBHOOK_SECRET", SECRET)
+    with running_fake_crm(crm) as base:
         code, out = invoke("webhooks", "status", "--spec", str(spec), "--check",
                            "--base-url", base)
-    finally:
-        server.stop()
     assert code == 1, out
     assert "check 501: CRM+ shows payloadUrl" in out and "active NO" in out
     assert "secret matches" in out and SECRET not in out
