@@ -7,7 +7,6 @@ need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 cr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sys
 from pathlib import Path
@@ -21,7 +20,8 @@ from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.errors import CredentialsRefused, EtlError, TransientError
 from etl.redact import secret_from_env
 from etl.safe_write import check_target, write_json
-from etl.webhook_receiver import MAX_BODY
+from etl.webhook_parse import MAX_MODELS
+from etl.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
 
 SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
 SECRET_ENV = "ETL_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -129,12 +129,42 @@ def _render(s: Any) -> None:
 
 @click.group()
 def webhooks() -> None:
-    """Receive CRM+ webhook deliveries into a pipeline's ledger.
+    """Receive CRM+ webhook deliveries into a pipeline's ledger; show its subscription.
 
     Example:
 
+        export ETL_WEBHOOK_SECRET=...
+
         etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787
+
+        etl webhooks status --spec pipelines/legacy_gifts.yaml --check
     """
+
+
+def _secret(secret_env: str, insecure: bool) -> str | None:
+    """The shared secret, or None with --insecure-no-secret; else exit 2."""
+    secret = secret_from_env(secret_env)  # registered with the redactor
+    if secret:
+        if insecure:
+            click.echo("note: a secret is set, so --insecure-no-secret has no effect", err=True)
+        return secret
+    if not insecure:
+        _usage(f"set the webhook secret in the environment variable {secret_env} (or name another"
+               " with --secret-env); --insecure-no-secret runs without one, and then deliveries"
+               " are only recorded as unverified hints and never confirm a row")
+    return None
+
+
+def _registration_failed(exc: Exception) -> None:
+    if isinstance(exc, CredentialsRefused):
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(4)
+    hint = ""
+    if isinstance(exc, TransientError) and exc.may_have_arrived:
+        hint = ("; the subscription may have been created or changed: check CRM+ (Settings >"
+                " Webhooks) before registering again")
+    click.echo(f"error: registering the webhook failed: {exc}{hint}", err=True)
+    sys.exit(1)
 
 
 @webhooks.command("serve")
@@ -146,52 +176,133 @@ def webhooks() -> None:
 @click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sandbox", is_flag=True, help="The spec's sandbox ledger.")
 @click.option("--secret-env", default=SECRET_ENV, show_default=True,
-              help="Environment variable holding the shared secret (unset: no verification).")
+              help="Environment variable holding the shared secret (required).")
+@click.option("--insecure-no-secret", "insecure", is_flag=True,
+              help="Run without a secret: deliveries are recorded as unverified hints and never"
+                   " confirm a row (for trying the receiver out only).")
 @click.option("--max-body", type=click.IntRange(min=1), default=MAX_BODY, show_default=True)
-@click.option("--register", is_flag=True, help="Subscribe this receiver in CRM+ first.")
+@click.option("--max-models", type=click.IntRange(min=1), default=MAX_MODELS, show_default=True,
+              help="Records read per delivery; the rest are left for polling.")
+@click.option("--max-per-minute", type=click.IntRange(min=1), default=MAX_PER_MINUTE,
+              show_default=True, help="Deliveries stored per minute; beyond: 503 + Retry-After.")
+@click.option("--register", is_flag=True, help="Subscribe this receiver in CRM+ first (or check"
+              " the stored subscription and repair it).")
 @click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
 @click.option("--token-env", default=TOKEN_ENV, show_default=True)
 @click.option("--public-url", help="The URL CRM+ calls (default: http://HOST:PORT/webhook).")
 def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: bool,
-          secret_env: str, max_body: int, register: bool, base_url: str, token_env: str,
-          public_url: str | None) -> None:
+          secret_env: str, insecure: bool, max_body: int, max_models: int, max_per_minute: int,
+          register: bool, base_url: str, token_env: str, public_url: str | None) -> None:
     """Run the webhook receiver in the foreground until Ctrl-C.
 
     Example:
 
         export ETL_WEBHOOK_SECRET=...
 
-        etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787 --register
+        etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787 --register \\
+            --public-url https://hooks.example.org/webhook
     """
     from etl.serving import bind, serve_foreground
     from etl.webhook_receiver import make_server
-    from etl.webhook_register import receiver_config, register_webhooks
+    from etl.webhook_register import receiver_config, subscribe
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("etl.webhooks").setLevel(logging.INFO)  # no request URLs, no bodies
-    secret = secret_from_env(secret_env)
-    if secret_env != SECRET_ENV and not secret:
-        _usage(f"--secret-env {secret_env}: that environment variable is empty")
+    secret = _secret(secret_env, insecure)
+    if register and secret is None:
+        _usage("--register needs a secret: CRM+ signs its deliveries with it")
     try:
-        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox,
-                              secret=secret or None, max_body=max_body)
+        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox, secret=secret,
+                              insecure=secret is None, max_body=max_body, max_models=max_models,
+                              max_per_minute=max_per_minute)
     except EtlError as exc:
         _fail(exc)
-    if not secret:
-        click.echo(f"warning: no secret ({secret_env} is unset): deliveries are NOT verified",
-                   err=True)
-    sock = bind(host, port)
-    url = public_url or f"http://{host}:{sock.getsockname()[1]}/webhook"
-    click.echo(f"webhook receiver listening on {url} (ledger {cfg.ledger_path})", err=True)
+    if secret is None:
+        click.echo("warning: no secret (--insecure-no-secret): deliveries are NOT verified; they"
+                   " are recorded as unverified hints and confirm nothing", err=True)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        _usage(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    local = f"http://{host}:{sock.getsockname()[1]}/webhook"
+    url = public_url or local
+    click.echo(f"webhook receiver listening on {local}"
+               + (f" (CRM+ calls {url})" if url != local else "")
+               + f" (ledger {cfg.ledger_path})", err=True)
     if register:
+        assert secret is not None
         api, token = _target(base_url, token_env, False)
         try:
-            made = asyncio.run(register_webhooks(api, token, url, cfg.kind, secret or None))
-        except CredentialsRefused as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(4)
-        except (TransientError, EtlError) as exc:
-            click.echo(f"error: registering the webhook failed: {exc}", err=True)
-            sys.exit(1)
-        click.echo(f"subscribed: {json.dumps(made) if made else 'already subscribed'}", err=True)
+            made = asyncio.run(subscribe(api, token, cfg.ledger_path, url, cfg.kind, secret))
+        except EtlError as exc:
+            sock.close()
+            _registration_failed(exc)
+        click.echo(made.line(), err=True)
     serve_foreground(make_server(cfg), sock)
+
+
+@webhooks.command("status")
+@click.option("--spec", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The pipeline whose ledger holds the subscription and deliveries.")
+@click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sandbox", is_flag=True, help="The spec's sandbox ledger.")
+@click.option("--check", is_flag=True,
+              help="Also ask CRM+ (GET /api/Webhook/{id}) whether the subscription is as stored.")
+@click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
+@click.option("--token-env", default=TOKEN_ENV, show_default=True)
+@click.option("--secret-env", default=SECRET_ENV, show_default=True,
+              help="With --check: compare CRM+'s secret with this one (never shown).")
+def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, base_url: str,
+           token_env: str, secret_env: str) -> None:
+    """Show the stored webhook subscription and the deliveries received.
+
+    Exit codes: 0 shown (and, with --check, CRM+ shows it active as stored); 1 it is missing,
+    gone, inactive or different; 2 usage or spec error; 4 credentials refused.
+
+    Example:
+
+        etl webhooks status --spec pipelines/legacy_gifts.yaml --check
+    """
+    from etl.webhook_register import check_subscriptions, receiver_config, webhook_status
+
+    try:
+        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox, insecure=True)
+    except EtlError as exc:
+        _fail(exc)
+    if not cfg.ledger_path.exists():
+        click.echo(f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received")
+        sys.exit(1 if check else 0)
+    problems = 0
+    if check:
+        api, token = _target(base_url, token_env, False)
+        try:
+            checks = asyncio.run(check_subscriptions(api, token, cfg.ledger_path,
+                                                     secret_from_env(secret_env) or None))
+        except EtlError as exc:
+            _registration_failed(exc)
+        problems = 0 if checks else 1
+        for row, seen in checks:
+            ok = seen.found and seen.active and not seen.differences(row["payload_url"], cfg.kind)
+            problems += not ok
+    info = webhook_status(cfg.ledger_path)
+    click.echo(f"ledger: {info['ledger']}")
+    for sub in info["subscriptions"]:
+        state = "current" if sub["current"] else "not current"
+        active = {1: "active", 0: "inactive", None: "active unknown"}[sub["active"]]
+        click.echo(f"subscription {sub['id']} ({state}, {active}): {sub['payload_url']}, events "
+                   f"{sub['events']}; created {sub['created_at']}; last checked "
+                   f"{sub['last_checked_at'] or 'never'} ({sub['last_check'] or '-'})")
+    if not info["subscriptions"]:
+        click.echo("no subscription stored (etl webhooks serve --register creates one)")
+        problems += check
+    if check:
+        for row, seen in checks:
+            click.echo(f"  check {row['id']}: {seen.line()}")
+    for d in info["deliveries"]:
+        signed = {1: "signed", 0: "unsigned", None: "-"}[d["signed"]]
+        click.echo(f"deliveries {d['outcome']} ({signed}): {d['deliveries']} bodies, "
+                   f"{d['received']} received, {d['rows_confirmed']} rows confirmed, last "
+                   f"{d['last_at']}")
+    if not info["deliveries"]:
+        click.echo("no deliveries received yet")
+    sys.exit(1 if problems else 0)
