@@ -252,8 +252,11 @@ class ReconStore:
 
     def stored_events(self) -> list[tuple[str, str, str | None, datetime | None]]:
         """(key, kind, crm id, received at) of deliveries naming a key that is still open."""
+        # only signed deliveries prove anything (an old receiver without a secret stored
+        # unsigned ones here too)
         cur = self.db.execute(
-            "SELECT k.key, k.kind, k.crm_id, k.received_at FROM webhook_keys k WHERE k.key IN"
+            "SELECT k.key, k.kind, k.crm_id, k.received_at FROM webhook_keys k"
+            " JOIN webhook_deliveries d ON d.id = k.delivery_id WHERE d.signed = 1 AND k.key IN"
             " (SELECT key FROM rows WHERE status IN ('accepted','in_doubt')) ORDER BY k.rowid")
         return [(k, kind, c, parse_time(t)) for k, kind, c, t in cur.fetchall()]
 

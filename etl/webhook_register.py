@@ -50,8 +50,11 @@ def receiver_config(spec_path: Path, *, ledger_path: Path | None = None, sandbox
     `limits`: max_body, max_models, max_per_minute (ReceiverConfig fields)."""
     loaded = load_spec(spec_path)
     spec = loaded.spec
+    path = ledger_path or default_ledger_path(loaded, sandbox=sandbox)
+    with Ledger(path, lock=False) as ledger:  # another feed's ledger is refused at start
+        ledger.claim(target=spec.target, source=spec.keys.source, pipeline=spec.name)
     return ReceiverConfig(
-        ledger_path=ledger_path or default_ledger_path(loaded, sandbox=sandbox),
+        ledger_path=path,
         kind="gift" if spec.target == "gift_transaction" else "contact",
         source=spec.keys.source, prefix=key_prefix(loaded), pipeline=spec.name,
         secret=secret.encode("utf-8") if secret else None, insecure=insecure,
