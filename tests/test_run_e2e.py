@@ -306,39 +306,66 @@ def test_kill_9_at_random_points_never_sends_a_gift_twice(tmp_path: Path) -> Non
 
 def crash_test(folder: Path, *, gifts: int, kills: int, seed: int,
                rate: str = "40/second") -> dict[str, Any]:
-    """Kill `etl run` (kill -9) at random points of a gift load, resume each time; check the
-    sandbox got each transactionId at most once and the ledger accounts for every row."""
+    """Kill `etl run` (kill -9) at random points of a gift load against a sandbox that does NOT
+    de-duplicate and answers some stored batches late (so kills land between store and answer),
+    resume each time; then the import, reconcile --after-batch and run, twice. Checks: no gift
+    received twice, every gift that never became a CRM+ gift is in doubt or needs review (never
+    pending or accepted); then the window passes, a person resolves the absent ones, and every
+    gift is imported exactly once."""
     rng = random.Random(seed)
     spec = write_gifts(folder, gifts, batch_size=25)
     state = folder / "sandbox.sqlite"
+    key = "crash-key-123456"
     server = subprocess.Popen([sys.executable, "-m", "etl.sandbox", "--port", "0", "--api-key",
-                               "crash-key-123456", "--rate-limit", rate, "--state", str(state)],
+                               key, "--rate-limit", rate, "--state", str(state), "--faults",
+                               f"slow_after_store=0.05,slow_seconds=1,seed={seed}"],
                               stdout=subprocess.PIPE, text=True)
+    ledger_path = folder / ".ledger" / "gifts.sqlite"
+    etl_cli = [sys.executable, "-m", "etl"]
     try:
         assert server.stdout is not None
         url = server.stdout.readline().split()[-1]
-        env = {**os.environ, "VIRTUOUS_API_TOKEN": "crash-key-123456"}
+        env = {**os.environ, "VIRTUOUS_API_TOKEN": key}
         args = [*RUN, str(spec), "--base-url", url, "-q", "--out", str(folder / "r")]
+        recon = [*etl_cli, "reconcile", str(spec), "--base-url", url, "--force", "-q",
+                 "--out", str(folder / "recon")]
         for _ in range(kills):
             proc = subprocess.Popen(args, env=env)
             time.sleep(rng.uniform(1.0, 3.0))
             proc.kill()
             proc.wait()
         final = subprocess.run(args, env=env, timeout=300, check=False)
-        with Ledger(folder / ".ledger" / "gifts.sqlite", lock=False) as led:
+        with Ledger(ledger_path, lock=False) as led:
             assert led.integrity() == "ok"
             last = led.runs()[-1]
-            frame = led.frame(last["id"])
-            doubt = set(frame.filter(status="in_doubt")["key"].to_list())
-        # Close the loop: the CRM's nightly batch, then reconcile (rows in doubt are confirmed
-        # or proven absent), a run that sends only the absent ones, and again.
-        etl_cli = [sys.executable, "-m", "etl"]
+            counts = led.counts(last["id"])
+            doubt = {k for (k,) in led.db.execute(
+                "SELECT DISTINCT key FROM rows WHERE status='in_doubt'")}
+        # Close the loop: the CRM's import, reconcile (found -> confirmed), a run that sends
+        # nothing in doubt, and again.
         for _ in range(2):
-            subprocess.run([*etl_cli, "sandbox", "run-batch", "--url", url, "--api-key",
-                            "crash-key-123456"], timeout=120, check=True, capture_output=True)
-            subprocess.run([*etl_cli, "reconcile", str(spec), "--base-url", url, "--after-batch",
-                            "--force", "-q"], env=env, timeout=300, check=False)
+            subprocess.run([*etl_cli, "sandbox", "run-batch", "--url", url, "--api-key", key],
+                           timeout=120, check=True, capture_output=True)
+            subprocess.run([*recon, "--after-batch"], env=env, timeout=300, check=False)
             subprocess.run(args, env=env, timeout=300, check=False)
+        received = _received(state, gifts)
+        states = _latest(ledger_path)
+        for ident, n in received.items():
+            assert n <= 1, f"{ident} was received {n} times"
+            if n == 0:  # never reached CRM+: named for a person, not pending, not accepted
+                assert states[ident] in ("in_doubt", "needs_review"), (ident, states[ident])
+        left = sorted(i for i, st in states.items() if st in ("in_doubt", "needs_review"))
+        # The window passes: what is still unseen goes to a person, who looks in CRM+ (here:
+        # the sandbox's own record of what arrived) and resolves it; the next run sends it once.
+        subprocess.run([*recon, "--window", "0"], env=env, timeout=300, check=False)
+        absent = [i for i in left if received[i] == 0]
+        if absent:
+            subprocess.run([*etl_cli, "ledger", "resolve", "--spec", str(spec), "--absent",
+                            ",".join(absent)], env=env, timeout=120, check=True,
+                           capture_output=True)
+        subprocess.run(args, env=env, timeout=300, check=False)
+        subprocess.run([*etl_cli, "sandbox", "run-batch", "--url", url, "--api-key", key],
+                       timeout=120, check=True, capture_output=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -352,23 +379,36 @@ def crash_test(folder: Path, *, gifts: int, kills: int, seed: int,
                     for i in range(gifts)}
     finally:
         sandbox_state.close()
-    with Ledger(folder / ".ledger" / "gifts.sqlite", lock=False) as led:
+    with Ledger(ledger_path, lock=False) as led:
         assert led.integrity() == "ok"
-        statuses = led.frame(led.runs()[-1]["id"])["status"].value_counts()
     assert final.returncode in (0, 1) and last["exit_code"] == final.returncode  # finished
-    assert frame.height == gifts  # every source row is accounted for
-    assert set(frame["status"].unique()) <= {"accepted", "already_accepted", "in_doubt"}
+    assert sum(counts.values()) == gifts  # every source row is accounted for
+    assert set(counts) <= {"accepted", "already_accepted", "in_doubt"}
     assert max(times.values()) <= 1, "a gift was sent twice"
-    assert all(times[k.rsplit(":", 1)[1]] == 1 for k in frame.filter(
-        pl_status_in(frame, ("accepted", "already_accepted")))["key"].to_list())
-    assert len(doubt) <= kills * 2 * 25  # concurrency x batch size per crash
     missing = [k for k, n in imported.items() if n != 1]
     assert not missing, f"{len(missing)} gifts not imported exactly once, e.g. {missing[:5]}"
-    print(f"crash test: {kills} kills, {len(doubt)} rows in doubt, "
-          f"{sum(times.values())}/{gifts} gifts received, {sum(imported.values())} imported; "
-          f"final ledger: {dict(statuses.iter_rows())}")
+    print(f"crash test: {kills} kills, {len(doubt)} rows in doubt, {len(left)} left for a "
+          f"person ({len(absent)} never arrived), {sum(times.values())}/{gifts} gifts "
+          f"received, {sum(imported.values())} imported")
     return {"gifts": gifts, "kills": kills, "in_doubt": len(doubt),
+            "left_for_a_person": len(left), "never_arrived": len(absent),
             "received": sum(times.values()), "imported_once": gifts - len(missing)}
+
+
+def _received(state: Path, gifts: int) -> dict[str, int]:
+    sandbox_state = SandboxState(state)
+    try:
+        return {f"G{i}": sandbox_state.times_received("LegacyCRM", f"G{i}")
+                for i in range(gifts)}
+    finally:
+        sandbox_state.close()
+
+
+def _latest(ledger_path: Path) -> dict[str, str]:
+    with Ledger(ledger_path, lock=False) as led:
+        cur = led.db.execute("SELECT key, status FROM rows WHERE id IN (SELECT MAX(id) FROM rows"
+                             " GROUP BY key)")
+        return {k.rsplit(":", 1)[1]: s for k, s in cur.fetchall()}
 
 
 def pl_status_in(frame: Any, statuses: tuple[str, ...]) -> Any:
