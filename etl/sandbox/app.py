@@ -81,5 +81,6 @@ def build_app(config: SandboxConfig | None = None, **options: Any) -> tuple[ASGI
     router = Starlette(
         routes=[*WRITE_ROUTES, *QUERY_ROUTES, *READ_ROUTES, *WEBHOOK_ROUTES, *CONTROL_ROUTES],
         exception_handlers={ApiError: api_error_handler, InvalidModel: invalid_model_handler})
+    router.router.redirect_slashes = False  # the API answers 404, it does not redirect
     router.state.sandbox = runtime
     return Gateway(runtime, router), runtime
