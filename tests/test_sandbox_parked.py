@@ -60,6 +60,11 @@ def test_staff_delete_means_it_never_becomes_a_record(sandbox):
     sandbox.config.park_ids = ("G-1", "G-2")
     _send(sandbox, gift("G-1"), gift("G-2"))
     sandbox.run_batch()
+    with sandbox.client() as c:
+        listed = c.get("/sandbox/imports").json()
+    assert [(i["queue"], i["transactionId"]) for i in listed] == [
+        ("Update Needed", "G-1"), ("Update Needed", "G-2")]
+    assert all("payload" not in i for i in listed)
     assert sandbox.delete_parked(transactionSource="S", transactionId="G-1") == 1
     assert [p["transactionId"] for p in sandbox.state.parked()] == ["G-2"]
     sandbox.run_batch()
