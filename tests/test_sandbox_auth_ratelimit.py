@@ -48,16 +48,19 @@ def test_key_scheme_is_case_insensitive(sandbox):
 def test_readonly_key_reads_but_gets_403_on_writes(sandbox):
     with sandbox.client(readonly=True) as c:
         assert c.get("/api/Organization/Current").status_code == 200
-        assert c.post("/api/Contact/Query", json={}).status_code == 200
-        assert c.post("/api/Gift/Query", json={}).status_code == 200
+        for path in ("/api/Contact/Query", "/api/Gift/Query", "/api/Contact/Query/FullContact",
+                     "/api/Gift/Query/FullGift"):
+            assert c.post(path, json={"groups": []}).status_code == 200, path
         for path, body in (("/api/v2/Gift/Transaction", gift("G-1", transactionSource="S")),
                            ("/api/v2/Gift/Transactions", {"transactions": []}),
                            ("/api/Contact/Transaction", {}), ("/api/Contact/Batch", {}),
-                           ("/api/Webhook", {"event": "giftCreate", "url": "http://127.0.0.1/"})):
+                           ("/api/Webhook", {"payloadUrl": "http://127.0.0.1/",
+                                             "giftCreate": True, "active": True})):
             r = c.post(path, json=body)
             assert r.status_code == 403, path
             assert r.json()["error"]["code"] == "FORBIDDEN"
         assert c.delete("/api/Webhook/1").status_code == 403
+        assert c.put("/api/Webhook/1/Active", json=False).status_code == 403
     assert sandbox.state.held_gifts() == []
     assert {r.key for r in sandbox.state.requests()} == {"readonly"}
 

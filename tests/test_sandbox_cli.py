@@ -81,7 +81,9 @@ def test_state_file_survives_the_process(tmp_path):
 def test_bad_options_are_usage_errors():
     runner = CliRunner()
     for args in (["--faults", "http500=7"], ["--rate-limit", "often"],
-                 ["--batch-mode", "sometimes"]):
+                 ["--batch-mode", "sometimes"], ["--park-share", "2"],
+                 ["--query-without-groups", "maybe"], ["--gift-types", " , "],
+                 ["--timezone", "Mars/Olympus"]):
         result = runner.invoke(sandbox_cli, args)
         assert result.exit_code == 2, (args, result.output)
 
@@ -98,3 +100,29 @@ def test_the_group_can_be_attached_to_the_main_cli():
     main.add_command(sandbox_cli)
     result = CliRunner().invoke(main, ["sandbox", "--help"])
     assert result.exit_code == 0 and "--rate-limit" in result.output
+
+
+def test_switches_for_what_the_docs_leave_open():
+    key = "switch-secret-key-123"
+    auth = {"Authorization": f"Bearer {key}"}
+    args = ("--api-key", key, "--rate-limit", "none", "--query-without-groups", "ignore",
+            "--gift-types", "Cash, Electronic Funds Transfer", "--park-ids", "G-2",
+            "--dedupe-transactions", "--hide-query-parameter", "Batch", "--webhook-keys")
+    with sandbox_process(*args) as (url, lines):
+        assert "dedupe on; groupless query ignore; webhook keys on" in "\n".join(lines)
+        for tid, kind in (("G-1", "Electronic Funds Transfer"), ("G-1", "Cash"), ("G-2", "Cash")):
+            r = httpx.post(url + "/api/v2/Gift/Transaction", headers=auth, json={
+                "transactionSource": "S", "transactionId": tid, "amount": 5,
+                "giftDate": "2024-01-01", "giftType": kind, "contact": {"name": "X"}})
+            assert r.status_code == 200, r.text
+        bad = httpx.post(url + "/api/v2/Gift/Transaction", headers=auth, json={
+            "transactionSource": "S", "transactionId": "G-3", "amount": 5,
+            "giftDate": "2024-01-01", "giftType": "Check"})
+        assert bad.status_code == 422
+        summary = httpx.post(url + "/sandbox/run-batch", headers=auth).json()
+        assert (summary["giftsCreated"], summary["duplicatesSkipped"], summary["parked"]) == (
+            1, 1, 1)
+        page = httpx.post(url + "/api/Gift/Query", headers=auth, json={"flat": 1}).json()
+        assert page["total"] == 1
+        options = httpx.get(url + "/api/Gift/QueryOptions", headers=auth).json()["options"]
+        assert "Batch" not in {o["parameter"] for o in options}

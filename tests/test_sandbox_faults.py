@@ -165,3 +165,58 @@ def test_unauthenticated_requests_draw_no_fault(sandbox):
     sandbox.set_faults("http500=1")
     r = httpx.get(sandbox.base_url + "/api/Contact/Types")
     assert r.status_code == 401
+
+
+def _send(c, path, tid):
+    if path == ONE:
+        return c.post(ONE, json=gift(tid, transactionSource="S"))
+    return c.post(BATCH, json={"transactionSource": "S", "transactions": [gift(tid)]})
+
+
+@pytest.mark.parametrize("path", [ONE, BATCH])
+def test_slow_after_store_stores_then_answers_too_late(sandbox, path):
+    sandbox.set_faults("slow_after_store=1,slow_seconds=3")
+    started = time.monotonic()
+    with sandbox.client(timeout=0.3) as c, pytest.raises(httpx.ReadTimeout):
+        _send(c, path, "G-1")
+    (record,) = _wait_for_log(sandbox, 1)
+    assert time.monotonic() - started < 2
+    assert (record.status, record.fault) == (499, "slow_after_store")
+    # the client never heard, but the write is stored and counted: its outcome is unknown
+    assert sandbox.state.times_received("S", "G-1") == 1
+    assert sandbox.state.is_held_gift("S", "G-1")
+    sandbox.run_batch()
+    assert len(sandbox.state.gifts_for("S", "G-1")) == 1
+
+
+def test_slow_after_store_answers_a_patient_client(sandbox):
+    sandbox.set_faults("slow_after_store=1,slow_seconds=0.3")
+    started = time.monotonic()
+    with sandbox.client(timeout=5) as c:
+        assert _send(c, BATCH, "G-1").status_code == 200
+        assert c.get("/api/Contact/Types").status_code == 200  # reads are not affected
+    assert time.monotonic() - started >= 0.3
+    assert sandbox.state.times_received("S", "G-1") == 1
+
+
+@pytest.mark.parametrize("path", [ONE, BATCH])
+def test_reset_after_store_stores_then_drops_the_connection(sandbox, path):
+    sandbox.set_faults("reset_after_store=1")
+    with sandbox.client() as c:
+        with pytest.raises(httpx.TransportError):
+            _send(c, path, "G-1")
+        assert c.post(ONE, json={"amount": 0}).status_code == 422  # refused: nothing stored
+        assert c.get("/api/Contact/Types").status_code == 200
+    assert sandbox.state.times_received("S", "G-1") == 1
+    records = _wait_for_log(sandbox, 3)
+    assert (records[0].status, records[0].fault) == (0, "reset_after_store")
+
+
+def test_after_store_faults_parse_and_share_the_bands():
+    s = parse_faults("slow_after_store=0.2,reset_after_store=0.3,http500_after_store=0.1")
+    assert (s.slow_after_store, s.reset_after_store) == (0.2, 0.3)
+    with pytest.raises(ValueError):
+        parse_faults("slow_after_store=0.6,reset_after_store=0.6")
+    faults = Faults("reset_after_store=1")
+    assert faults.draw(is_write=False) is None and faults.draw(is_write=True) == \
+        "reset_after_store"

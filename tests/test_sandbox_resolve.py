@@ -141,7 +141,22 @@ def test_gift_creates_its_contact_when_it_can(sandbox):
     assert {n["transactionId"] for n in sandbox.state.needs_update()} == {"G-4", "G-5"}
 
 
-def test_a_transaction_id_is_imported_only_once(sandbox):
+def test_by_default_every_copy_of_a_transaction_id_becomes_a_gift(sandbox):
+    """Nothing says CRM+ de-duplicates: the sandbox's default does not."""
+    summary = _night(sandbox, gifts=[gift("G-1"), gift("G-1")])  # twice in one night
+    assert (summary["giftsCreated"], summary["duplicatesSkipped"]) == (2, 0)
+    _night(sandbox, gifts=[gift("G-1", amount=99)])  # and again the next night
+    copies = sandbox.state.gifts_for("LegacyCRM", "G-1")
+    assert [g["amount"] for g in copies] == [25.0, 25.0, 99.0]
+    assert len({g["id"] for g in copies}) == 3
+    assert sandbox.state.times_received("LegacyCRM", "G-1") == 3
+    assert sandbox.state.duplicates() == []
+    with sandbox.client() as c:  # the lookup answers one of them (the first)
+        assert c.get("/api/Gift/LegacyCRM/G-1").json()["id"] == copies[0]["id"]
+
+
+def test_with_dedupe_a_transaction_id_is_imported_only_once(sandbox):
+    sandbox.config.dedupe_transactions = True
     _night(sandbox, gifts=[gift("G-1"), gift("G-1")])  # twice in one night
     _night(sandbox, gifts=[gift("G-1", amount=99)])  # and again the next night
     assert len(sandbox.state.gifts_for("LegacyCRM", "G-1")) == 1
@@ -153,13 +168,25 @@ def test_a_transaction_id_is_imported_only_once(sandbox):
     assert len(sandbox.state.gifts()) == 2
 
 
+def test_reset_switches_dedupe_back_off(sandbox):
+    sandbox.config.dedupe_transactions = True
+    sandbox.reset()
+    assert sandbox.config.dedupe_transactions is False
+
+
 def test_imported_gift_record(sandbox):
     _night(sandbox, gifts=[gift("G-1", "100.50", currencyCode="USD", notes="hi", isPrivate=True,
+                                customFields={"Appeal": "Spring"},
                                 designations=[{"code": "GEN", "amountDesignated": "100.50"}])])
     (g,) = sandbox.state.gifts()
-    assert g["amount"] == 100.5 and g["designations"][0]["amountDesignated"] == 100.5
+    assert g["amount"] == 100.5
+    (d,) = g["giftDesignations"]
+    assert (d["projectId"], d["project"], d["projectCode"], d["amountDesignated"]) == (
+        101, "General Fund", "GEN", 100.5)
     assert (g["currencyCode"], g["notes"], g["giftType"]) == ("USD", "hi", "Check")
-    assert "contact" not in g and g["contactId"] > 0
+    assert g["isPrivate"] is True and g["isTaxDeductible"] is True
+    assert g["customFields"] == [{"name": "Appeal", "value": "Spring"}]
+    assert "contact" not in g and "designations" not in g and g["contactId"] > 0
 
 
 def test_run_batch_needs_a_key(sandbox):

@@ -237,7 +237,12 @@ def test_the_documented_example_goes_all_the_way(sandbox):
         sandbox.run_batch()
         found = c.get("/api/Contact/YourPlatform/donor-bw-001").json()
     assert found["contactReferences"] == [{"source": "YourPlatform", "id": "donor-bw-001"}]
-    assert found["tags"] == "New Donor" and found["address1"] == "1007 Mountain Drive"
+    assert found["tags"] == ["New Donor"]
+    assert found["address"]["address1"] == "1007 Mountain Drive"
+    (person,) = found["contactIndividuals"]
+    assert (person["firstName"], person["lastName"]) == ("Bruce", "Wayne")
+    assert {(m["type"], m["value"]) for m in person["contactMethods"]} == {
+        ("Home Email", "bruce@wayne.example"), ("Mobile Phone", "555-0100")}
 
 
 def test_unknown_paths_and_methods(sandbox):

@@ -11,7 +11,7 @@ import click
 import httpx
 
 from etl.errors import CredentialsRefused, TransientError
-from etl.sandbox.config import BATCH_MODES, SandboxConfig, mask
+from etl.sandbox.config import BATCH_MODES, GROUPS_MODES, SandboxConfig, mask
 from etl.sandbox.faults import parse_faults
 from etl.sandbox.ratelimit import parse_rate
 from etl.sandbox.server import serve
@@ -23,6 +23,10 @@ class _Failed(click.ClickException):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.exit_code = code  # type: ignore[misc]
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _check(value: str, parse: object, param: str) -> None:
@@ -50,10 +54,31 @@ def _check(value: str, parse: object, param: str) -> None:
               help="Most items one batch request may carry (more: 400).")
 @click.option("--org-name", default=None, help="organizationName of the sandbox organization.")
 @click.option("--timezone", default=None, help="organizationTimeZone of the organization.")
+@click.option("--dedupe-transactions/--no-dedupe-transactions", default=False, show_default=True,
+              help="Whether the batch skips a transactionId it already imported (off: every "
+                   "copy becomes a gift, as nothing says CRM+ de-duplicates).")
+@click.option("--query-without-groups", type=click.Choice(GROUPS_MODES), default="refuse",
+              show_default=True,
+              help="A Query body without `groups`: refused (400) or ignored (whole organization).")
+@click.option("--hide-query-parameter", "hidden", multiple=True, metavar="NAME",
+              help="A Query parameter this organization does not offer (repeatable).")
+@click.option("--webhook-keys/--no-webhook-keys", default=False, show_default=True,
+              help="Whether deliveries carry transactionSource/transactionId/contactReferences.")
+@click.option("--gift-types", default=None, metavar="A,B,C",
+              help="The organization's gift types, e.g. 'Cash,Check,Electronic Funds Transfer'.")
+@click.option("--park-share", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of gifts the batch parks in Update Needed (deterministic by seed).")
+@click.option("--park-ids", default="", metavar="ID,ID",
+              help="transactionIds the batch always parks in Update Needed.")
+@click.option("--park-seed", type=int, default=0, show_default=True,
+              help="Which gifts --park-share picks.")
 @click.pass_context
 def sandbox(ctx: click.Context, port: int, rate_limit: str, api_key: str | None,
             readonly_key: str | None, state_path: Path | None, faults: str, batch_mode: str,
-            max_batch: int, org_name: str | None, timezone: str | None) -> None:
+            max_batch: int, org_name: str | None, timezone: str | None,
+            dedupe_transactions: bool, query_without_groups: str, hidden: tuple[str, ...],
+            webhook_keys: bool, gift_types: str | None, park_share: float, park_ids: str,
+            park_seed: int) -> None:
     """A local Virtuous CRM+ sandbox on 127.0.0.1 that behaves like the documented API.
 
     Rehearse an import against it instead of a customer's live organization.
@@ -61,6 +86,8 @@ def sandbox(ctx: click.Context, port: int, rate_limit: str, api_key: str | None,
     Example:
 
         etl sandbox --port 8765 --rate-limit 20/second --api-key KEY --faults http500=0.05
+
+        etl sandbox --park-share 0.2 --gift-types 'Cash,Check,Electronic Funds Transfer'
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -70,7 +97,13 @@ def sandbox(ctx: click.Context, port: int, rate_limit: str, api_key: str | None,
         cfg = SandboxConfig(api_key=api_key, readonly_key=readonly_key, rate_limit=rate_limit,
                             faults=faults, state_path=state_path, batch_mode=batch_mode,  # type: ignore[arg-type]
                             max_batch=max_batch, organization_name=org_name,
-                            organization_timezone=timezone)
+                            organization_timezone=timezone,
+                            dedupe_transactions=dedupe_transactions,
+                            query_without_groups=query_without_groups,  # type: ignore[arg-type]
+                            query_options_hide=hidden, webhook_keys=webhook_keys,
+                            gift_types=_names(gift_types) if gift_types is not None else None,
+                            park_share=park_share, park_ids=_names(park_ids),
+                            park_seed=park_seed)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -84,6 +117,9 @@ def sandbox(ctx: click.Context, port: int, rate_limit: str, api_key: str | None,
         click.echo(f"organization:   {cfg.org().name}; rate limit {rate_limit}; "
                    f"state {state_path or 'in memory'}; batch mode {batch_mode}"
                    + (f"; faults {faults}" if faults else ""))
+        click.echo(f"open questions: dedupe {'on' if dedupe_transactions else 'off'}; "
+                   f"groupless query {query_without_groups}; webhook keys "
+                   f"{'on' if webhook_keys else 'off'}; park share {park_share}")
         click.echo(f"nightly batch:  etl sandbox run-batch --url {url} --api-key KEY")
         sys.stdout.flush()
 

@@ -6,12 +6,21 @@ import json
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 BatchMode = Literal["reject_all", "accept_valid"]
 BATCH_MODES: tuple[str, ...] = ("reject_all", "accept_valid")
+GroupsMode = Literal["refuse", "ignore"]
+GROUPS_MODES: tuple[str, ...] = ("refuse", "ignore")
+# Fields a test may flip on a running server; `SandboxHandle.reset()` puts them back.
+SWITCHES = (
+    "batch_mode", "max_batch", "dedupe_transactions", "query_without_groups",
+    "query_options_hide", "webhook_keys", "webhook_bulk_max", "gift_types", "park_share",
+    "park_ids", "park_seed", "webhook_attempts", "webhook_backoff", "webhook_timeout",
+)
 SEED_PATH = Path(__file__).with_name("org_seed.json")
 
 
@@ -71,6 +80,16 @@ class SandboxConfig:
     webhook_attempts: int = 3
     webhook_backoff: float = 0.05
     webhook_timeout: float = 5.0
+    # What the docs leave open, each on its pessimistic side by default (docs/sandbox.md):
+    dedupe_transactions: bool = False  # False: every copy of a transactionId becomes a gift
+    query_without_groups: GroupsMode = "refuse"  # "ignore": the whole organization, unfiltered
+    query_options_hide: tuple[str, ...] = ()  # Query parameters this organization lacks
+    webhook_keys: bool = False  # True: deliveries carry transactionSource/Id, contactReferences
+    webhook_bulk_max: int = 100  # most records in one `models` delivery
+    gift_types: tuple[str, ...] | None = None  # None: the org seed's giftTypes
+    park_share: float = 0.0  # share of gifts the batch parks in "Update Needed"
+    park_ids: tuple[str, ...] = ()  # transactionIds the batch always parks
+    park_seed: int = 0  # which gifts `park_share` picks (deterministic)
     clock: Callable[[], float] = time.time
     generated_keys: set[str] = field(default_factory=set)
 
@@ -79,6 +98,24 @@ class SandboxConfig:
             raise ValueError(f"batch_mode must be one of {', '.join(BATCH_MODES)}")
         if self.max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        if self.organization_timezone:
+            try:
+                ZoneInfo(self.organization_timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {self.organization_timezone!r} "
+                                 "(an IANA name such as America/Chicago)") from None
+        if self.query_without_groups not in GROUPS_MODES:
+            raise ValueError(f"query_without_groups must be one of {', '.join(GROUPS_MODES)}")
+        if not 0.0 <= self.park_share <= 1.0:
+            raise ValueError("park_share must be between 0 and 1")
+        if self.webhook_bulk_max < 1:
+            raise ValueError("webhook_bulk_max must be at least 1")
+        self.query_options_hide = tuple(self.query_options_hide)
+        self.park_ids = tuple(str(i) for i in self.park_ids)
+        if self.gift_types is not None:
+            self.gift_types = tuple(t for t in self.gift_types if t)
+            if not self.gift_types:
+                raise ValueError("gift_types must name at least one gift type")
         if not self.api_key:
             self.api_key = secrets.token_urlsafe(24)
             self.generated_keys.add("api_key")
@@ -89,9 +126,10 @@ class SandboxConfig:
             raise ValueError("the read-only key must differ from the API key")
 
     def org(self) -> Org:
-        return Org.load(
+        org = Org.load(
             self.org_seed, name=self.organization_name, timezone=self.organization_timezone
         )
+        return replace(org, gift_types=self.gift_types) if self.gift_types else org
 
 
 def mask(key: str) -> str:

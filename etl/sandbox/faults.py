@@ -2,6 +2,9 @@
 
     "http500=0.05,http503=0.02,reset=0.01,slow=0.01,slow_seconds=5,burst429=3,seed=42"
     "http500_after_store=0.1"           stored, then answered 500 (the nasty real-world case)
+    "slow_after_store=0.1"              stored, then answered only after slow_seconds (a client
+                                        with a shorter timeout never learns it was stored)
+    "reset_after_store=0.1"             stored, then the connection reset without an answer
     "no_batch_gifts=1"                  POST /api/v2/Gift/Transactions answers 404
     "no_batch_contacts=1"               POST /api/Contact/Batch answers 404
     "string_numbers=1"                  numbers in read responses come back as strings
@@ -19,7 +22,9 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Any
 
-BANDS = ("http500", "http503", "reset", "slow", "http500_after_store")
+BANDS = ("http500", "http503", "reset", "slow", "http500_after_store", "slow_after_store",
+         "reset_after_store")
+AFTER_STORE = ("http500_after_store", "slow_after_store", "reset_after_store")
 FLAGS = ("no_batch_gifts", "no_batch_contacts", "string_numbers")
 
 
@@ -30,6 +35,8 @@ class FaultSettings:
     reset: float = 0.0
     slow: float = 0.0
     http500_after_store: float = 0.0
+    slow_after_store: float = 0.0
+    reset_after_store: float = 0.0
     slow_seconds: float = 5.0
     burst429: int = 0
     no_batch_gifts: bool = False
@@ -143,7 +150,7 @@ class Faults:
             for band in BANDS:
                 edge += getattr(s, band)
                 if u < edge:
-                    if band == "http500_after_store" and not is_write:
+                    if band in AFTER_STORE and not is_write:
                         return None
                     return band
             return None

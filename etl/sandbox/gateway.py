@@ -2,7 +2,8 @@
 
 Order per request: read the body -> 401 without a valid key (spends no budget) -> 429 when the
 organization's budget is spent -> the drawn fault (429 burst, reset, slow, 500/503) -> 403 for a
-write with the read-only key -> the route. Every answer carries the X-RateLimit-* headers.
+write with the read-only key -> the route -> an after-store fault on a stored write (500, a late
+answer, or a reset). Every answer carries the X-RateLimit-* headers.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from etl.sandbox.faults import AFTER_STORE
 from etl.sandbox.ratelimit import Decision
 from etl.sandbox.respond import AUTH_DENIED, RequestContext, dumps, envelope
 
 MAX_BODY = 32 * 1024 * 1024
-READ_POSTS = {"/api/Contact/Query", "/api/Gift/Query"}
+READ_POSTS = {"/api/Contact/Query", "/api/Gift/Query", "/api/Contact/Query/FullContact",
+              "/api/Gift/Query/FullGift"}
 BATCH_404 = {"no_batch_gifts": "/api/v2/Gift/Transactions",
              "no_batch_contacts": "/api/Contact/Batch"}
 Headers = list[tuple[bytes, bytes]]
@@ -117,7 +120,8 @@ class Gateway:
                           "text/plain; charset=utf-8")
             return 401
         if path.startswith("/sandbox/"):
-            return await self._route(scope, receive, send, ctx, _rate(rt.limiter.peek()), False)
+            return await self._route(scope, receive, send, raw_send, ctx,
+                                     _rate(rt.limiter.peek()), None)
         decision = rt.limiter.take()
         base = _rate(decision) + rt.faults.headers_for(path)
         if decision is not None and not decision.allowed:
@@ -148,8 +152,8 @@ class Gateway:
             ctx.extra["fault"] = "no_batch"
             await _answer(send, 404, b"", base)
             return 404
-        after_store = fault == "http500_after_store"
-        return await self._route(scope, receive, send, ctx, base, after_store)
+        after_store = fault if fault in AFTER_STORE else None
+        return await self._route(scope, receive, send, raw_send, ctx, base, after_store)
 
     async def _too_many(self, send: Send, headers: Headers, retry_after: int) -> None:
         await _answer(send, 429, dumps(envelope("RATE_LIMITED", "API rate limit exceeded")),
@@ -168,18 +172,29 @@ class Gateway:
 
         return replay
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext,
-                     extra: Headers, after_store: bool) -> int:
-        """Run the routes; add headers; with `after_store`, turn a stored 200 into a 500."""
+    async def _route(self, scope: Scope, receive: Receive, send: Send, raw_send: Send,
+                     ctx: RequestContext, extra: Headers, after_store: str | None) -> int:
+        """Run the routes and add headers. With an `after_store` fault, a stored write (200)
+        is answered 500, only after `slow_seconds`, or not at all (the connection reset)."""
         seen = {"status": 0, "swallow": False}
+        delay = self.rt.faults.settings.slow_seconds
 
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
                 if after_store and message["status"] == 200:
-                    seen["status"], seen["swallow"] = 500, True
-                    await _answer(send, 500, dumps({"message": "An error has occurred."}), extra)
-                    return
+                    if after_store == "http500_after_store":
+                        seen["status"], seen["swallow"] = 500, True
+                        await _answer(send, 500, dumps({"message": "An error has occurred."}),
+                                      extra)
+                        return
+                    if after_store == "reset_after_store":
+                        seen["status"], seen["swallow"] = 0, True
+                        await _abort(raw_send)
+                        return
+                    if await _client_gone_within(receive, delay):
+                        seen["status"], seen["swallow"] = 499, True
+                        return
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             elif seen["swallow"]:
                 return

@@ -34,6 +34,27 @@ class ApiError(Exception):
         self.status, self.code, self.message, self.details = status, code, message, details
 
 
+class InvalidModel(Exception):
+    """A body ASP.NET's model binder would refuse: 400 `{"message", "modelState"}`."""
+
+    def __init__(self, model_state: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in model_state.items()))
+        self.model_state = model_state
+
+
+INVALID_MODEL = "The request is invalid."
+
+
+def model_state(errors: dict[str, list[str]]) -> dict[str, Any]:
+    """ASP.NET Web API's answer to an invalid model (virtuous-api.md, Errors)."""
+    return {"message": INVALID_MODEL, "modelState": errors}
+
+
+async def invalid_model_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidModel)
+    return Response(dumps(model_state(exc.model_state)), 400, media_type="application/json")
+
+
 def envelope(code: str, message: str, details: list[Detail] | None = None) -> dict[str, Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details is not None:

@@ -3,7 +3,7 @@
     with running_sandbox(rate_limit="20/second", faults="http500=0.1,seed=7") as sb:
         httpx.post(sb.base_url + "/api/v2/Gift/Transaction", json=gift, headers=sb.headers())
         sb.run_batch()
-        assert sb.state.gifts_for("LegacyCRM", "G-1")
+        assert len(sb.state.gifts_for("LegacyCRM", "G-1")) == 1  # imported exactly once
 
 Only ever binds 127.0.0.1.
 """
@@ -21,7 +21,7 @@ import uvicorn
 
 from etl import serving
 from etl.sandbox.app import Sandbox, build_app
-from etl.sandbox.config import SandboxConfig
+from etl.sandbox.config import SWITCHES, SandboxConfig
 from etl.sandbox.faults import Faults
 from etl.sandbox.state import SandboxState
 
@@ -81,6 +81,25 @@ class SandboxHandle:
         result: dict[str, Any] = response.json()
         return result
 
+    def _control(self, path: str, body: dict[str, Any], ok: tuple[int, ...]) -> dict[str, Any]:
+        response = httpx.post(self.base_url + path, json=body, headers=self.headers(),
+                              timeout=120.0, trust_env=False)
+        if response.status_code not in ok:
+            raise RuntimeError(f"{path} answered {response.status_code}: {response.text}")
+        result: dict[str, Any] = response.json()
+        return result
+
+    def import_parked(self, contact_id: int | None = None, **selector: Any) -> dict[str, Any]:
+        """Staff import parked items (Match / Update Needed), e.g.
+        `sb.import_parked(transactionSource="S", transactionId="G-1")`; they become records.
+        Answers the outcomes; raises when an item cannot be imported (e.g. no contact)."""
+        body = {**selector, **({"contactId": contact_id} if contact_id is not None else {})}
+        return self._control("/sandbox/imports/import", body, (200,))
+
+    def delete_parked(self, **selector: Any) -> int:
+        """Staff delete parked items: they never become records. Answers how many."""
+        return int(self._control("/sandbox/imports/delete", selector, (200,))["deleted"])
+
     def set_faults(self, spec: str | dict[str, Any] | None) -> None:
         """Replace every fault, e.g. `"http500=0.2,seed=3"`; None switches them all off."""
         self.runtime.faults.configure(spec)
@@ -96,7 +115,8 @@ class SandboxHandle:
         self.state.clear()
         self.set_faults(initial.faults)
         self.set_rate_limit(initial.rate_limit)
-        self.config.batch_mode, self.config.max_batch = initial.batch_mode, initial.max_batch
+        for name in SWITCHES:
+            setattr(self.config, name, getattr(initial, name))
 
 
 @contextmanager
@@ -106,7 +126,10 @@ def running_sandbox(port: int = 0, **config: Any) -> Iterator[SandboxHandle]:
     `config` is `SandboxConfig`'s fields: api_key, readonly_key, rate_limit ("5000/hour",
     "20/second", "none"), faults ("http500=0.05,seed=42" or a dict), state_path, batch_mode
     ("reject_all" | "accept_valid"), max_batch, organization_name, organization_timezone,
-    org_seed, webhook_attempts, webhook_backoff, webhook_timeout, clock.
+    org_seed, webhook_attempts, webhook_backoff, webhook_timeout, clock, and the switches for
+    what the docs leave open: dedupe_transactions, query_without_groups ("refuse" | "ignore"),
+    query_options_hide, webhook_keys, webhook_bulk_max, gift_types, park_share, park_ids,
+    park_seed (docs/sandbox.md).
     """
     cfg = SandboxConfig(**config)
     app, runtime = build_app(cfg)

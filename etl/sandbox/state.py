@@ -6,8 +6,9 @@ top-level records; treat nested values as read-only.
 
     state.requests(path="/api/v2/Gift/Transactions")   # RequestRecord list, oldest first
     state.held_gifts(); state.held_contacts()           # payloads waiting for the nightly batch
-    state.gifts_for("LegacyCRM", "G-1")                 # imported gifts with that key (0 or 1)
-    state.times_received("LegacyCRM", "G-1")            # accepted writes that carried it
+    state.gifts_for("LegacyCRM", "G-1")                 # imported gifts with that key (0..n)
+    state.times_received("LegacyCRM", "G-1")            # stored writes that carried it
+    state.parked()                                      # Match Needed / Update Needed items
     state.contacts(); state.needs_update(); state.duplicates(); state.deliveries()
 """
 
@@ -72,7 +73,7 @@ class SandboxState:
         self._held_gifts: dict[Key, list[int]] = {}
         self._received: Counter[tuple[str, str, str]] = Counter()
         self._gifts: dict[int, dict[str, Any]] = {}
-        self._gift_index: dict[Key, int] = {}
+        self._gift_index: dict[Key, list[int]] = {}
         self.next_gift_id = FIRST_GIFT_ID
         self._lists: dict[str, list[dict[str, Any]]] = {
             "needs_update": [], "duplicates": [], "rejected": [], "deliveries": []}
@@ -167,7 +168,9 @@ class SandboxState:
 
     def _put_gift(self, gift: dict[str, Any]) -> None:
         self._gifts[gift["id"]] = gift
-        self._gift_index.setdefault(gift_key(gift), gift["id"])
+        ids = self._gift_index.setdefault(gift_key(gift), [])
+        if gift["id"] not in ids:
+            ids.append(gift["id"])
         self.next_gift_id = max(self.next_gift_id, gift["id"] + 1)
 
     def save_gift(self, gift: dict[str, Any]) -> None:
@@ -182,9 +185,18 @@ class SandboxState:
             with self.transaction():
                 self._store.put("contacts", contact["id"], contact)
 
-    def save_webhook(self, sub: dict[str, Any]) -> dict[str, Any]:
+    def remove_from(self, name: str, seqs: list[int]) -> None:
+        """Take items out of needs_update (a parked gift staff imported or deleted)."""
         with self.transaction():
-            sub = {"id": self.next_seq(), **sub}
+            gone = set(seqs)
+            self._lists[name][:] = [d for d in self._lists[name] if d["seq"] not in gone]
+            if self._store:
+                self._store.delete_many(name, seqs)
+
+    def save_webhook(self, sub: dict[str, Any]) -> dict[str, Any]:
+        """Store a subscription; a new one (without `id`) gets one."""
+        with self.transaction():
+            sub = {"id": self.next_seq(), **sub} if "id" not in sub else dict(sub)
             self._webhooks[sub["id"]] = sub
             if self._store:
                 self._store.put("webhooks", sub["id"], sub)
@@ -253,14 +265,16 @@ class SandboxState:
             return dict(g) if g else None
 
     def gift_by_key(self, transaction_source: str, transaction_id: str) -> dict[str, Any] | None:
-        with self.lock:
-            gid = self._gift_index.get((str(transaction_source), str(transaction_id)))
-            return dict(self._gifts[gid]) if gid is not None else None
+        """The first imported gift with this key (the lowest id), or None."""
+        found = self.gifts_for(transaction_source, transaction_id)
+        return found[0] if found else None
 
     def gifts_for(self, transaction_source: str, transaction_id: str) -> list[dict[str, Any]]:
-        """Imported gifts with this key: [] or [gift] (never two: re-imports are skipped)."""
-        gift = self.gift_by_key(transaction_source, transaction_id)
-        return [gift] if gift else []
+        """Every imported gift with this key, in id order. Without `dedupe_transactions` each
+        copy the batch imported is one more gift: assert `len(...) == 1` for "exactly once"."""
+        with self.lock:
+            ids = self._gift_index.get((str(transaction_source), str(transaction_id)), [])
+            return [dict(self._gifts[i]) for i in ids]
 
     def contacts(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -281,7 +295,12 @@ class SandboxState:
             return [dict(d) for d in self._lists[name]]
 
     def needs_update(self) -> list[dict[str, Any]]:
+        """Transactions the batch could not import ("Match Needed") or parked for review
+        ("Update Needed"); each has `queue`, `kind`, its key, `reason` and `payload`."""
         return self._list("needs_update")
+
+    def parked(self, queue: str | None = None) -> list[dict[str, Any]]:
+        return [d for d in self.needs_update() if queue is None or d.get("queue") == queue]
 
     def duplicates(self) -> list[dict[str, Any]]:
         return self._list("duplicates")
@@ -296,6 +315,11 @@ class SandboxState:
     def webhooks(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(w) for w in self._webhooks.values()]
+
+    def webhook(self, sub_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            sub = self._webhooks.get(sub_id)
+            return dict(sub) if sub else None
 
     def counts(self) -> dict[str, int]:
         with self.lock:
