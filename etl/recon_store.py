@@ -89,6 +89,17 @@ class ReconStore:
         return [OpenRow(r[0], r[1], r[2], r[3], parse_time(r[4]), parse_time(r[5]), *r[6:])
                 for r in cur.fetchall()]
 
+    def review_rows(self) -> list[OpenRow]:
+        """Rows a reconciliation left in needs_review (not duplicates): every poll looks for
+        them again, so a gift staff import from Update Needed later is confirmed."""
+        cur = self.db.execute(
+            "SELECT id, run_id, key, status, COALESCE(sent_at, done_at, created_at), checked_at,"
+            " source_file, record, amount_cents, currency FROM rows WHERE status='needs_review'"
+            " AND review_from IS NOT NULL AND COALESCE(error_code, '') != ? AND key IS NOT NULL"
+            " ORDER BY id", (DUPLICATE,))
+        return [OpenRow(r[0], r[1], r[2], r[3], parse_time(r[4]), parse_time(r[5]), *r[6:])
+                for r in cur.fetchall()]
+
     def found(self, key: str, crm_id: str, *, contact: bool, seen_at: datetime | None,
               via: str, at: datetime) -> tuple[list[int], list[int]]:
         """A CRM+ record carries `key`: confirm the open rows it proves (and rows a person has
@@ -177,6 +188,11 @@ class ReconStore:
                     " checked_at=? WHERE id=?", [(iso(at), i) for i in ids])
                 out[ident] = "pending: the next run sends it"
         return out
+
+    def confirmed_count(self, row_ids: list[int]) -> int:
+        """How many of these rows are confirmed now."""
+        return sum(1 for i in row_ids if self.db.execute(
+            "SELECT 1 FROM rows WHERE id=? AND status='confirmed'", (i,)).fetchone())
 
     def duplicate(self, row_ids: Iterable[int], crm_ids: Iterable[str], at: datetime) -> None:
         message = f"duplicate in CRM: gifts {', '.join(crm_ids)} carry this transactionId"

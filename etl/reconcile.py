@@ -86,6 +86,7 @@ class ReconcileSummary:
     to_pending: int = 0
     waiting: int = 0
     open_reviews: int = 0  # every row a reconciliation left in needs_review
+    reviews_confirmed: int = 0  # needs_review rows a poll found in CRM+ after all
     polled: bool = False
     poll: dict[str, Any] = field(default_factory=dict)
     requests: int = 0
@@ -133,7 +134,8 @@ def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
         summary.open_before = len(before)
         with store.tx():
             _apply_deliveries(store, now)
-        rows = store.open_rows()
+        reviews = store.review_rows()
+        rows = store.open_rows() + reviews
         due, why = _poll_due(store, options, now, rows)
         summary.poll = {"reason": why}
         if due:
@@ -147,6 +149,7 @@ def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
                                     complete=result.complete, error=result.error)
                 with store.tx():
                     _apply_poll(store, loaded, result, rows, now)
+                    summary.reviews_confirmed = store.confirmed_count([r.id for r in reviews])
         if summary.exit_code != EXIT_CREDENTIALS:
             with store.tx():
                 _apply_window(store, loaded, options, now, summary.polled)
