@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from etl.cli_reconcile import reconcile as reconcile_cli
 from etl.exitcodes import EXIT_CREDENTIALS
 from etl.ledger import Ledger
-from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile
+from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle
 from etl.submit import RunOptions, RunSummary, run_pipeline
 from etl.webhook_receiver import running_receiver
-from etl.webhook_register import receiver_config, register_webhooks
+from etl.webhook_register import receiver_config, subscribe
 
 SECRET = "whsec-test-5e1f"
 
@@ -97,17 +97,20 @@ def rows(ledger: str) -> dict[str, dict[str, Any]]:
 
 def test_webhooks_confirm_every_row_with_the_crm_id(sandbox: SandboxHandle,
                                                     tmp_path: Path) -> None:
+    """Deliveries that carry their keys (a CRM+ whose deliveries do: the sandbox's
+    `webhook_keys`) confirm every row; without keys they confirm nothing (test below)."""
+    sandbox.config.webhook_keys = True
     gifts, contacts = write_gifts(tmp_path, gids(30)), write_contacts(tmp_path, 12)
     g_cfg = receiver_config(gifts, secret=SECRET)
     c_cfg = receiver_config(contacts, secret=SECRET)
     with running_receiver(g_cfg) as g_hook, running_receiver(c_cfg) as c_hook:
-        for url, kind in ((g_hook.url, "gift"), (c_hook.url, "contact")):
-            made = asyncio.run(register_webhooks(sandbox.base_url, sandbox.api_key, url, kind,
-                                                 SECRET))
-            assert made and all("secret" not in m for m in made)
-        again = asyncio.run(register_webhooks(sandbox.base_url, sandbox.api_key, g_hook.url,
-                                              "gift", SECRET))
-        assert again == [] and len(sandbox.state.webhooks()) == 3
+        for cfg, url in ((g_cfg, g_hook.url), (c_cfg, c_hook.url)):
+            made = asyncio.run(subscribe(sandbox.base_url, sandbox.api_key, cfg.ledger_path,
+                                         url, cfg.kind, SECRET))
+            assert made.action == "created"
+        again = asyncio.run(subscribe(sandbox.base_url, sandbox.api_key, g_cfg.ledger_path,
+                                      g_hook.url, "gift", SECRET))
+        assert again.action == "unchanged" and len(sandbox.state.webhooks()) == 2
         g_run, c_run = run(gifts, sandbox), run(contacts, sandbox)
         batch = sandbox.run_batch()
     assert batch["giftsCreated"] == 30 and batch["webhooksFailed"] == 0
@@ -126,10 +129,21 @@ def test_webhooks_confirm_every_row_with_the_crm_id(sandbox: SandboxHandle,
     summary = recon(gifts, sandbox)
     assert (summary.exit_code, summary.open_before, summary.requests) == (0, 0, 0)
     assert len(sandbox.state.requests()) == before  # nothing open: no request at all
-    with Ledger(g_run.ledger, lock=False) as led:
-        outcomes = led.db.execute("SELECT outcome, signed, COUNT(*) FROM webhook_deliveries"
-                                  " GROUP BY 1, 2").fetchall()
-    assert outcomes == [("applied", 1, 30)]
+
+
+def test_deliveries_without_keys_are_left_for_polling(sandbox: SandboxHandle,
+                                                      tmp_path: Path) -> None:
+    """The pessimistic default: deliveries do not carry transactionSource/transactionId."""
+    gifts = write_gifts(tmp_path, gids(12))
+    cfg = receiver_config(gifts, secret=SECRET)
+    with running_receiver(cfg) as hook:
+        asyncio.run(subscribe(sandbox.base_url, sandbox.api_key, cfg.ledger_path, hook.url,
+                              "gift", SECRET))
+        first = run(gifts, sandbox)
+        assert sandbox.run_batch()["webhooksFailed"] == 0
+    assert {r["status"] for r in rows(first.ledger).values()} == {"accepted"}
+    summary = recon(gifts, sandbox)  # polling confirms them
+    assert summary.confirmed == {"bulk": 12} and summary.exit_code == 0
 
 
 def test_polling_bulk_then_per_row_where_cheaper(sandbox: SandboxHandle, tmp_path: Path) -> None:
@@ -139,21 +153,23 @@ def test_polling_bulk_then_per_row_where_cheaper(sandbox: SandboxHandle, tmp_pat
     summary = recon(spec, sandbox, page_size=10)
     assert (summary.exit_code, summary.confirmed, summary.poll["mode"]) == (0, {"bulk": 45},
                                                                             "bulk")
-    assert summary.requests == 5  # 45 gifts, 10 a page
-    query = sandbox.state.requests(path="/api/Gift/Query")
-    assert len(query) == 5 and all(r.status == 200 for r in query)
+    assert summary.requests == 1 + 5  # QueryOptions, then 45 gifts of one batch, 10 a page
+    query = sandbox.state.requests(path="/api/Gift/Query/FullGift")
+    # the first `etl run` asked once (take 1) whether CRM+ held gifts of this source already
+    assert len(query) == 1 + 5 and all(r.status == 200 for r in query)
     totals = {(t["stage"], t["currency"]): (t["rows"], t["amount"]) for t in summary.totals}
     assert totals[("open", "CAD")] == totals[("confirmed", "CAD")] == (9, "274.50")
     assert totals[("open", "USD")] == totals[("confirmed", "USD")]
-    # two more gifts: 2 open rows < 5 pages -> one lookup each (min-interval overridden)
-    write_gifts(tmp_path, gids(47))
+    # three more gifts in run 2, one settled by a person: 2 open rows < 3 pages of 1 -> lookups
+    write_gifts(tmp_path, gids(48))
     run(spec, sandbox)
     again = recon(spec, sandbox, page_size=10)
     assert again.polled is False and "min-interval" in again.poll["reason"]
-    assert again.waiting == 2 and again.exit_code == 0  # within the window
+    assert again.waiting == 3 and again.exit_code == 0  # within the window
     sandbox.run_batch()
-    forced = recon(spec, sandbox, page_size=10, force=True)
-    assert (forced.poll["mode"], forced.requests, forced.confirmed) == ("lookup", 2,
+    resolve(spec, absent=[], found=["G47"])
+    forced = recon(spec, sandbox, page_size=1, force=True)
+    assert (forced.poll["mode"], forced.requests, forced.confirmed) == ("lookup", 3,
                                                                         {"lookup": 2})
     assert [r.path for r in sandbox.state.requests(method="GET")][-2:] == [
         "/api/Gift/LegacyCRM/G45", "/api/Gift/LegacyCRM/G46"]
@@ -192,8 +208,8 @@ def _crash(ledger: str, keys: list[str]) -> None:
                            [(f"gift_transaction:LegacyCRM:{k}",) for k in keys])
 
 
-def test_in_doubt_found_confirmed_absent_pending_then_sent_once(sandbox: SandboxHandle,
-                                                               tmp_path: Path) -> None:
+def test_in_doubt_found_confirmed_absent_needs_review_then_resolved_and_sent_once(
+        sandbox: SandboxHandle, tmp_path: Path) -> None:
     spec = write_gifts(tmp_path, gids(10))
     first = run(spec, sandbox)
     _crash(first.ledger, ["G1", "G2"])
@@ -203,17 +219,19 @@ def test_in_doubt_found_confirmed_absent_pending_then_sent_once(sandbox: Sandbox
     parked = run(spec, sandbox)  # the crash's rows are parked, not re-sent
     assert parked.counts == {"already_accepted": 8, "in_doubt": 2}
     sandbox.run_batch()
-    summary = recon(spec, sandbox)  # the batch ran, but the window has not passed
+    summary = recon(spec, sandbox, after_batch=True)
     got = rows(first.ledger)
     assert got["G1"]["status"] == "confirmed" and got["G2"]["status"] == "in_doubt"
-    assert summary.waiting == 2 and summary.to_pending == 0  # G2: its run-1 and run-2 rows
-    after = recon(spec, sandbox, after_batch=True)
-    assert after.to_pending == 2 and after.exit_code == 0
-    assert rows(first.ledger)["G2"]["status"] == "pending"
+    assert summary.to_pending == 0  # a read that does not find a gift proves nothing
+    assert run(spec, sandbox).counts == {"already_accepted": 9, "in_doubt": 1}
+    later = datetime.now(UTC) + timedelta(hours=31)
+    after = recon(spec, sandbox, clock=lambda: later)
+    assert after.exit_code == 1 and rows(first.ledger)["G2"]["code"] == "IN_DOUBT_NOT_FOUND"
+    resolve(spec, absent=["G2"], found=[])  # a person looked in CRM+: not there
     resent = run(spec, sandbox)
     assert resent.counts == {"accepted": 1, "already_accepted": 9}
     sandbox.run_batch()
-    final = recon(spec, sandbox, force=True)
+    final = recon(spec, sandbox, force=True, clock=lambda: later)
     assert final.confirmed == {"bulk": 1} and final.exit_code == 0
     assert all(len(sandbox.state.gifts_for("LegacyCRM", g)) == 1 for g in gids(10))
 
