@@ -46,12 +46,33 @@ def _email(field: str, present: set[str]) -> list[RowRule]:
 
 
 CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+# Dates before this are typos (1020 for 2020) or placeholders (0001-01-01), not gifts;
+# `rules: {<field>: {earliest: ...}}` moves it for one date field.
+EARLIEST = dt.date(1900, 1, 1)
+
+
+def _earliest(dates: dict[str, dt.date]) -> list[RowRule]:
+    return [
+        RowRule(
+            f,
+            "earliest",
+            pl.col(f) < pl.lit(day),
+            pl.lit(f"is before {day.isoformat()} (set rules.{f}.earliest to accept older dates)"),
+        )
+        for f, day in dates.items()
+    ]
 
 
 def row_rules(
-    target: str, present: set[str], designations: int, today: dt.date, text: list[str]
+    target: str,
+    present: set[str],
+    designations: int,
+    today: dt.date,
+    text: list[str],
+    dates: dict[str, dt.date] | None = None,
 ) -> list[RowRule]:
-    """The target's cross-field and format rules, for the fields the spec maps."""
+    """The target's cross-field and format rules, for the fields the spec maps (`dates`: each
+    date field and the earliest date it accepts)."""
 
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in present else pl.lit(None)
@@ -65,6 +86,7 @@ def row_rules(
         )
         for f in text
     ]
+    rules += _earliest(dates or {})
     if target == "contact_transaction":
         no_person = col("firstName").is_null() | col("lastName").is_null()
         rules.append(

@@ -4,6 +4,7 @@ typo'd key is an error, never ignored. Loading, line numbers and error messages:
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import re
 import zoneinfo
 from pathlib import Path
@@ -199,6 +200,8 @@ class FieldRules(_Model):
     max: float | None = None
     max_length: int | None = Field(None, gt=0)
     unique: bool = False
+    earliest: dt.date | None = Field(
+        None, description="Date fields: the earliest date accepted (default 1900-01-01)")
 
     @field_validator("pattern")
     @classmethod

@@ -151,10 +151,10 @@ def utf8_in_single_byte(path: Path, encoding: str, offset: int, seq: bytes | Non
         what = (f"bytes {seq.hex(' ').upper()}: UTF-8 for {seq.decode('utf-8')!r}, which "
                 f"{encoding} would read as {seq.decode(encoding, errors='replace')!r}")
     else:
-        what = "every non-ASCII byte of the file is valid UTF-8"
+        what = "its non-ASCII bytes are valid UTF-8"
     return SourceError(
-        f"UTF-8 text in a file declared {encoding} ({what}): the file is UTF-8, and reading it "
-        f"as {encoding} would send mojibake (set source.encoding: utf-8)",
+        f"UTF-8 text in a file declared {encoding} ({what}): the file, or this part of it, is "
+        f"UTF-8, and reading it as {encoding} would send mojibake (set source.encoding: utf-8)",
         path=path,
         line=line_of(path, offset),
     )
@@ -197,6 +197,9 @@ def _transcode(
             try:
                 text = decoder.decode(chunk, final=final)
             except UnicodeDecodeError as exc:
+                if sniffer and sniffer.valid and sniffer.first is not None:
+                    # UTF-8 so far (Ł = C5 81: 0x81 is no cp1252 byte): say so, not "bad byte"
+                    raise utf8_in_single_byte(path, encoding, sniffer.first, None) from None
                 bad = chunk[exc.start : exc.start + 1]
                 raise SourceError(
                     f"byte 0x{bad.hex() or '??'} cannot be decoded as {encoding} "
