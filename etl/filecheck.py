@@ -102,7 +102,7 @@ class FileChanged(SourceError):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__(
-            "the file changed while it was read (size, time stamps or content): left for the "
-            "next run",
+            "the file changed while it was read: left for the next run (its size, time stamps "
+            "or content differ from when it was hashed)",
             path=path,
         )

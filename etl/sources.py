@@ -329,9 +329,11 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
         return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
 
 
-def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
+def read_parquet(
+    path: Path, needed: list[str], display: str, source: Source | None = None
+) -> RawFile:
     """A whole Parquet file at once."""
-    with open_parquet(path, needed, display) as src:
+    with open_parquet(path, needed, display, source) as src:
         return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
 
 

@@ -173,7 +173,7 @@ def _duplicate_failures(
         + pl.col("_n").cast(pl.String)
         + pl.lit(
             " ids in the file differ only in letter case or surrounding spaces, and CRM+ may "
-            f"treat them as one (first on record "
+            "treat them as one (first on record "
         )
         + pl.col("_first").cast(pl.String)
         + pl.lit(f"; duplicates: {policy})")

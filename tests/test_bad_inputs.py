@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -384,11 +385,32 @@ def _accounting(out: Path) -> tuple[dict[str, Any], list[dict[str, str]], dict[s
     return report, rejects, payloads
 
 
+def _release_readers(fifo: Path, request: pytest.FixtureRequest) -> None:
+    """Should the code under test open the FIFO (it must not: opening blocks until a writer
+    comes), a writer comes, and the reader sees an empty file: the case then fails on its
+    message instead of hanging the suite."""
+    done = threading.Event()
+
+    def writer() -> None:
+        while not done.wait(0.05):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader
+            except OSError:
+                continue
+            os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    request.addfinalizer(lambda: (done.set(), thread.join()))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path]) -> None:
+def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path],
+                   request: pytest.FixtureRequest) -> None:
     src = large[case.file] if case.large else CORPUS / case.file
     if case.fifo:
         os.mkfifo(tmp_path / case.file)
+        _release_readers(tmp_path / case.file, request)
     elif src.exists():
         shutil.copy(src, tmp_path / case.file)
     if case.spec:

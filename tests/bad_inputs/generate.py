@@ -186,7 +186,8 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         "tz_datetime.parquet": lambda: _parquet(pl.DataFrame({
             "GiftID": ["G1", "G2", "G3"], "DonorID": ["D1", "D2", "D3"],
             "First": ["Ann", "Bob", "Cy"], "Zip": ["01234", "02345", "03456"],
-            "Date": pl.Series([dt.datetime(2020, 1, 1, 23, 30)] * 2 + [dt.datetime(2020, 1, 2, 0, 30)]
+            "Date": pl.Series([dt.datetime(2020, 1, 1, 23, 30)] * 2
+                              + [dt.datetime(2020, 1, 2, 0, 30)]
                               ).dt.replace_time_zone("America/Los_Angeles"),
             "Amount": ["25.00", "26.00", "27.00"], "Notes": ["a", "b", "c"],
         })),
