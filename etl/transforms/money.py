@@ -86,31 +86,24 @@ def _amount(expr: pl.Expr, decimal: str, money: pl.Decimal | None) -> Step:
         negative=F("text").str.contains(r"^[^0-9.,]*[-(]"),
         digits=digits,
     )
+    # One message column, built once (a `when` per message would build each for every row).
+    prefix = pl.when(~F("valid")).then(pl.lit(f"not an amount (decimal mark '{decimal}'): '"))
     if money is None:
         amount = F("digits").cast(pl.Float64, strict=False)
-        problem = pl.lit(None, pl.String)
     else:
         # Checked on the text, before any cast (a cast to 2 places would round 25.999 to 26).
         precise = F("digits").str.contains(r"\.[0-9]{2}[0-9]*[1-9]")
         large = F("digits").str.contains(r"^0*[1-9][0-9]{" + str(MAX_DIGITS) + "}")
         amount = F("digits").cast(money, strict=False)
-        problem = pl.coalesce(
-            _message(large, f"too large (more than {MAX_DIGITS} digits before the decimal "
-                     "mark): '", F("text"), "'"),
-            _message(precise, "has more than 2 decimals (amounts are never rounded): '",
-                     F("text"), "'"),
-        )
+        prefix = prefix.when(large).then(
+            pl.lit(f"too large (more than {MAX_DIGITS} digits before the decimal mark): '")
+        ).when(precise).then(pl.lit("has more than 2 decimals (amounts are never rounded): '"))
+    scope = scope.struct.with_fields(amount=amount, prefix=prefix)
     scope = scope.struct.with_fields(
-        amount=pl.when(F("valid")).then(amount), problem=pl.when(F("valid")).then(problem)
-    )
-    scope = scope.struct.with_fields(
-        value=pl.when(F("problem").is_null()).then(
+        value=pl.when(F("prefix").is_null()).then(
             pl.when(F("negative")).then(-F("amount")).otherwise(F("amount"))
         ),
-        error=pl.coalesce(
-            _message(~F("valid"), f"not an amount (decimal mark '{decimal}'): '", F("text"), "'"),
-            F("problem"),
-        ),
+        error=pl.concat_str([F("prefix"), F("text"), pl.lit("'")]),
     )
     if money is None:
         return _unless_typed(expr, cs.numeric(), expr.cast(pl.Float64), _result(scope))
