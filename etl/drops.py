@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from etl.errors import SourceError
-from etl.filecheck import FileChanged
+from etl.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
 from etl.result import FileInfo
 from etl.sources import read_file, resolve_files
 from etl.spec import LoadedSpec
-from etl.textfile import file_digest
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS drop_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL,"

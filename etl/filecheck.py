@@ -5,16 +5,31 @@
                     blocks until a writer comes, /dev/zero never ends
     sniff()         what the first bytes say the file is (gzip, zip/xlsx, Parquet...), so that a
                     compressed file named .csv is refused instead of decompressed behind our back
-    same_file()     did a file change between two stats (size, mtime, ctime, inode)
+    file_digest()   sha256 and size, read in chunks
+    check_unchanged()  after a read: FileChanged unless stat and sha256 are as before it
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from pathlib import Path
 
 from etl.errors import SourceError
+
+CHUNK = 1 << 22
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def kind_of(mode: int) -> str:
@@ -106,3 +121,15 @@ class FileChanged(SourceError):
             "or content differ from when it was hashed)",
             path=path,
         )
+
+
+def check_unchanged(path: Path, display: str, before: os.stat_result, digest: str) -> None:
+    """After a file was read: refuse it when it changed since it was hashed (the hash recorded
+    for it must be the hash of what was read: a drop truncated or rewritten meanwhile would
+    otherwise count as processed, and the complete file as already seen)."""
+    try:
+        after = os.stat(path)
+    except OSError:
+        raise FileChanged(display) from None
+    if not same_file(before, after) or file_digest(path)[0] != digest:
+        raise FileChanged(display)

@@ -21,9 +21,9 @@ import polars as pl
 
 from etl.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.errors import ColumnsMissing, SourceError
-from etl.filecheck import FileChanged, refuse_binary, regular_stat, same_file
+from etl.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
 from etl.spec import LoadedSpec, Source
-from etl.textfile import file_digest, first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
+from etl.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
 
 
 @dataclass
@@ -226,18 +226,6 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
             path, display, header, digest, size, notes, scan, meta, on_error, len(header)
         )
     check_unchanged(path, display, before, digest)
-
-
-def check_unchanged(path: Path, display: str, before: os.stat_result, digest: str) -> None:
-    """After a file was read: refuse it when it changed since it was hashed (the hash recorded
-    for it must be the hash of what was read: a drop truncated or rewritten meanwhile would
-    otherwise count as processed, and the complete file as already seen)."""
-    try:
-        after = os.stat(path)
-    except OSError:
-        raise FileChanged(display) from None
-    if not same_file(before, after) or file_digest(path)[0] != digest:
-        raise FileChanged(display)
 
 
 @contextmanager

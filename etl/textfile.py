@@ -29,17 +29,6 @@ CHUNK = 1 << 22
 UTF8 = {"utf-8", "utf8", "utf_8", "ascii", "us-ascii", "utf-8-sig", "utf_8_sig"}
 
 
-def file_digest(path: Path) -> tuple[str, int]:
-    """sha256 and size of a file, read in chunks."""
-    h = hashlib.sha256()
-    size = 0
-    with path.open("rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
-
-
 BOM = b"\xef\xbb\xbf"
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import polars.selectors as cs
 import pycountry
 
-from etl.transforms.helpers import F, _message, _result, _strip, _unless_typed
+from etl.transforms.helpers import F, _result, _strip, _unless_typed
 from etl.transforms.registry import Step, transform
 
 _CURRENCY = r"(?:[$€£]|(?i:" + "|".join(sorted(c.alpha_3 for c in pycountry.currencies)) + "))"
@@ -87,17 +87,22 @@ def _amount(expr: pl.Expr, decimal: str, money: pl.Decimal | None) -> Step:
         digits=digits,
     )
     # One message column, built once (a `when` per message would build each for every row).
-    prefix = pl.when(~F("valid")).then(pl.lit(f"not an amount (decimal mark '{decimal}'): '"))
+    messages = [(~F("valid"), f"not an amount (decimal mark '{decimal}'): '")]
     if money is None:
         amount = F("digits").cast(pl.Float64, strict=False)
     else:
         # Checked on the text, before any cast (a cast to 2 places would round 25.999 to 26).
-        precise = F("digits").str.contains(r"\.[0-9]{2}[0-9]*[1-9]")
         large = F("digits").str.contains(r"^0*[1-9][0-9]{" + str(MAX_DIGITS) + "}")
+        precise = F("digits").str.contains(r"\.[0-9]{2}[0-9]*[1-9]")
         amount = F("digits").cast(money, strict=False)
-        prefix = prefix.when(large).then(
-            pl.lit(f"too large (more than {MAX_DIGITS} digits before the decimal mark): '")
-        ).when(precise).then(pl.lit("has more than 2 decimals (amounts are never rounded): '"))
+        messages += [
+            (large, f"too large (more than {MAX_DIGITS} digits before the decimal mark): '"),
+            (precise, "has more than 2 decimals (amounts are never rounded): '"),
+        ]
+    chain: Any = pl
+    for cond, message in messages:
+        chain = chain.when(cond).then(pl.lit(message))
+    prefix: pl.Expr = chain
     scope = scope.struct.with_fields(amount=amount, prefix=prefix)
     scope = scope.struct.with_fields(
         value=pl.when(F("prefix").is_null()).then(
