@@ -70,9 +70,9 @@ def _fail(exc: EtlError) -> None:
 @click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path),
               help="Move files that cannot be read (encoding, missing columns) to this folder "
                    "with a <name>.reason.txt, and go on with the others (exit 1).")
-@click.option("--min-age", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              metavar="SECONDS", help="Leave files modified less than SECONDS ago (still being "
-                                      "written) for the next run.")
+@click.option("--min-age", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Leave files modified less than SECONDS ago (still being written) for the "
+                   "next run (default: 60 for a glob source, a drop folder; else 0).")
 @click.option("--max-reject-rate", type=click.FloatRange(0, 1), metavar="R",
               help="Send nothing when more than this share of rows is rejected (exit 1).")
 @click.option("--max-failed", type=click.IntRange(min=0), metavar="N",
@@ -87,7 +87,7 @@ def _fail(exc: EtlError) -> None:
 def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
         sandbox_run_batch: bool, quiet: bool, json_summary: Path | None, new_only: bool | None,
-        archive: Path | None, quarantine: Path | None, min_age: float,
+        archive: Path | None, quarantine: Path | None, min_age: float | None,
         max_reject_rate: float | None, max_failed: int | None, recover_ledger: bool,
         skip_crm_check: bool) -> None:
     """Validate (exactly as `etl validate`), then submit the valid rows to CRM+.

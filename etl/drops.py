@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from etl.errors import SourceError
+from etl.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
 from etl.result import FileInfo
 from etl.safe_write import write_text
 from etl.sources import read_file, resolve_files
 from etl.spec import LoadedSpec
-from etl.textfile import file_digest
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS drop_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL,"
@@ -101,6 +101,11 @@ class Intake:
         if n := sum("move failed" in (f.detail or "") for f in self.files):
             out.append(f"{n} file(s) could not be moved")
         return out
+
+
+# A drop file younger than this is taken to be still arriving (`etl run --min-age`, whose default
+# it is for a glob source; a single named file is read whatever its age).
+DROP_MIN_AGE = 60.0
 
 
 def is_drop(loaded: LoadedSpec) -> bool:
@@ -171,11 +176,14 @@ def preview(loaded: LoadedSpec, ledger_path: Path) -> Intake:
 
 
 def intake(loaded: LoadedSpec, db: sqlite3.Connection, *, new_only: bool | None,
-           quarantine_dir: Path | None, min_age: float,
+           quarantine_dir: Path | None, min_age: float | None,
            notify: Callable[[str], None]) -> Intake:
-    """A run's files: selected (new_only None: only new ones when the source is a glob), said,
-    and with a quarantine folder, the unreadable ones moved there."""
+    """A run's files: selected (new_only None: only new ones when the source is a glob; min_age
+    None: DROP_MIN_AGE for a glob, else 0), said, and with a quarantine folder, the unreadable
+    ones moved there."""
     ensure_tables(db)
+    if min_age is None:
+        min_age = DROP_MIN_AGE if is_drop(loaded) else 0.0
     found = select_files(loaded, db, new_only=is_drop(loaded) if new_only is None else new_only,
                          min_age=min_age)
     for f in found.files:
@@ -199,10 +207,14 @@ def preview_paths(spec_path: Path, ledger_path: Path | None = None, *,
 def quarantine(intake: Intake, loaded: LoadedSpec, folder: Path,
                notify: Callable[[str], None]) -> None:
     """Read each new file once; one that fails file-level checks moves to `folder` with a reason
-    file, and the run goes on with the others."""
+    file, and the run goes on with the others. One that changed while it was read is not bad,
+    only not finished: it waits for the next run."""
     for f in intake.to_read:
         try:
             read_file(f.path, loaded)
+        except FileChanged as exc:
+            f.outcome, f.detail = "waiting", exc.message
+            notify(f"waiting: {f.path.name}: {exc.message}")
         except SourceError as exc:
             f.outcome, f.detail = "quarantined", str(exc)
             try:

@@ -1,7 +1,7 @@
 """Spec mappings -> polars expressions: each target field's value, its error, and its raw value.
 
 For every mapped field the stage produces three columns:
-- `<field>`: the typed value the payload will carry (String, Float64 money, Date, Int64, ...);
+- `<field>`: the typed value the payload will carry (String, Decimal(38, 2) money, Date, ...);
 - `__err__<field>`: "rule<US>message" where a transform, value map or typing failed, else null;
 - `__raw__<field>`: what the user would recognise in the source (the raw column, when there is one).
 No Python runs per row; everything here only builds expressions.
@@ -18,6 +18,7 @@ import polars as pl
 from etl import transforms
 from etl.spec import KeyId, Mapping, Spec, template_columns
 from etl.targets import Target
+from etl.transforms.money import MONEY, parse_number
 
 SEP = "\x1f"  # separates the rule name from the message inside an error cell
 ERR = "__err__"
@@ -199,12 +200,11 @@ def _typed(
 ) -> tuple[pl.Expr, pl.Expr | None]:
     """Bring a mapped value to the field's wire type; strings are parsed, with errors."""
     if kind in ("money", "number", "date"):
-        name, rule, args = (
-            ("parse_date", "date", {"formats": ["%Y-%m-%d"]})
-            if kind == "date"
-            else ("parse_amount", "number", {})
-        )
-        fn = transforms.REGISTRY[name]
+        fn, rule, args = {
+            "date": (transforms.REGISTRY["parse_date"], "date", {"formats": ["%Y-%m-%d"]}),
+            "money": (transforms.REGISTRY["parse_amount"], "number", {}),
+            "number": (parse_number, "number", {}),
+        }[kind]
         value, error = stages.apply(lambda v: fn(v, **args), value, bound)
         return value, (_err(rule, error) if error is not None else None)
     if kind in ("int", "bool") and not bound:
@@ -292,7 +292,7 @@ def _designations(spec: Spec) -> list[FieldPlan]:
         field = f"designations.{i}.amountDesignated"
         amount, aerror, araw, astages = plan_mapping(d.amount, "money", field)
         amount = pl.when(value.is_not_null()).then(amount)
-        amounts.append(amount.fill_null(0.0))
+        amounts.append(amount.fill_null(pl.lit(0, MONEY)))
         plans.append(
             FieldPlan(field, amount, aerror, araw, tuple(stages.items + astages.items))
         )

@@ -21,8 +21,9 @@ import polars as pl
 
 from etl.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.errors import ColumnsMissing, SourceError
+from etl.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
 from etl.spec import LoadedSpec, Source
-from etl.textfile import file_digest, first_bad_utf8, line_of, utf8_file
+from etl.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
 
 
 @dataclass
@@ -44,9 +45,12 @@ def resolve_files(loaded: LoadedSpec) -> list[Path]:
     base = loaded.base_dir
     full = os.path.normpath(pattern if Path(pattern).is_absolute() else str(base / pattern))
     if globlib.has_magic(pattern):
+        # is_file(): regular files only (a FIFO or a device among the drops is not one)
         files = sorted(Path(p) for p in globlib.glob(full) if Path(p).is_file())
     else:
-        files = [Path(full)] if Path(full).exists() else []
+        files = [Path(full)] if os.path.lexists(full) else []
+        if files:
+            regular_stat(files[0])
     if not files:
         raise SourceError("no file matches the source path", path=full)
     return files
@@ -160,9 +164,13 @@ class SourceFile:
 @contextmanager
 def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Iterator[SourceFile]:
     """Open one CSV file: check its header against the spec, find its record layout."""
-    digest, size = file_digest(path)
+    before = regular_stat(path, display)
+    refuse_binary(path, display, "csv")
+    digest, size, bom = scan_digest(path, source.encoding)
     if size == 0:
         raise SourceError("the file is empty (not even a header)", path=display)
+    if bom is not None:
+        raise stray_bom(path, display, bom)
     with utf8_file(path, source) as (data, notes):
         opts: dict[str, Any] = dict(
             separator=source.delimiter,
@@ -217,13 +225,21 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
         yield SourceFile(
             path, display, header, digest, size, notes, scan, meta, on_error, len(header)
         )
+    check_unchanged(path, display, before, digest)
 
 
 @contextmanager
-def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[SourceFile]:
+def open_parquet(
+    path: Path, needed: list[str], display: str, source: Source | None = None
+) -> Iterator[SourceFile]:
     """Open one Parquet file; every column becomes a string (nested ones as JSON text), except
-    dates, which stay dates."""
+    dates and datetimes, which stay so. A datetime with a time zone becomes the wall-clock time
+    in its own zone (or in `source.timezone`), so that its date is the date there, never the
+    date in UTC: 2020-01-01 23:30 America/Los_Angeles is a gift of 2020-01-01."""
+    before = regular_stat(path, display)
+    refuse_binary(path, display, "parquet")
     digest, size = file_digest(path)
+    zone = source.timezone if source is not None else None
     try:
         schema = pl.read_parquet_schema(path)
         rows = pl.scan_parquet(path).select(pl.len()).collect().item()
@@ -244,6 +260,9 @@ def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[Source
                 .str.head(-1)
                 .alias(c)
             )
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            local = pl.col(c).dt.convert_time_zone(zone) if zone else pl.col(c)
+            exprs.append(local.dt.replace_time_zone(None).alias(c))
         elif dtype in (pl.Date, pl.Datetime):
             # Typed dates stay dates: parse_date (and date fields) take them as they are, so a
             # spec's text formats never misread them. Everything else becomes a string.
@@ -273,6 +292,7 @@ def open_parquet(path: Path, needed: list[str], display: str) -> Iterator[Source
         on_error,
         len(header),
     )
+    check_unchanged(path, display, before, digest)
 
 
 @contextmanager
@@ -283,7 +303,7 @@ def open_source(path: Path, loaded: LoadedSpec) -> Iterator[SourceFile]:
     display = _display(path)
     needed = loaded.spec.columns()
     opener = (
-        open_parquet(path, needed, display)
+        open_parquet(path, needed, display, source)
         if fmt == "parquet"
         else open_csv(path, source, needed, display)
     )
@@ -297,9 +317,11 @@ def read_csv(path: Path, source: Source, needed: list[str], display: str) -> Raw
         return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
 
 
-def read_parquet(path: Path, needed: list[str], display: str) -> RawFile:
+def read_parquet(
+    path: Path, needed: list[str], display: str, source: Source | None = None
+) -> RawFile:
     """A whole Parquet file at once."""
-    with open_parquet(path, needed, display) as src:
+    with open_parquet(path, needed, display, source) as src:
         return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
 
 

@@ -128,6 +128,10 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
             elif section == "rules" and field not in spec.mappings:
                 err((section, field), f"{field} has rules but no mapping",
                     "add it under mappings:, or remove the rule")
+    for field, rules in spec.rules.items():
+        if rules.earliest is not None and target.kind(field) not in (None, "date"):
+            err(("rules", field, "earliest"), f"earliest applies to date fields; {field} is "
+                f"{target.kind(field)}")
     for field, mapping in spec.mappings.items():
         for i, (name, args) in enumerate(mapping.steps()):
             loc: Loc = ("mappings", field, "transforms", i)

@@ -4,7 +4,9 @@ typo'd key is an error, never ignored. Loading, line numbers and error messages:
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import re
+import zoneinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,16 +30,34 @@ class Source(_Model):
     null_values: list[str] = Field(default_factory=lambda: ["", "N/A", "NULL"])
     header: bool = Field(True, description="Does the first record name the columns?")
     columns: list[str] | None = Field(None, description="Column names when header is false")
+    timezone: str | None = Field(
+        None, description="Parquet datetimes with a time zone are dated in their own zone; "
+        "name one (e.g. America/New_York) to date them there instead")
 
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v: str) -> str:
         try:
-            codecs.lookup(v)
+            info = codecs.lookup(v)
         except LookupError:
             raise ValueError(
                 f"unknown encoding {v!r} (try utf-8, utf-8-sig, cp1252, latin-1)"
             ) from None
+        # base64, rot13, zlib_codec, hex...: codecs, but bytes-to-bytes or text-to-text ones
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(
+                f"{v!r} is a codec but not a text encoding (try utf-8, utf-8-sig, cp1252, latin-1)"
+            )
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                zoneinfo.ZoneInfo(v)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {v!r} (e.g. America/New_York, UTC)") from None
         return v
 
     @field_validator("quote_char")
@@ -180,6 +200,8 @@ class FieldRules(_Model):
     max: float | None = None
     max_length: int | None = Field(None, gt=0)
     unique: bool = False
+    earliest: dt.date | None = Field(
+        None, description="Date fields: the earliest date accepted (default 1900-01-01)")
 
     @field_validator("pattern")
     @classmethod

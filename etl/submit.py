@@ -70,7 +70,7 @@ class RunOptions:
     new_only: bool | None = None  # skip files processed before (None: when the source is a glob)
     archive: Path | None = None  # move processed (and re-delivered) files here
     quarantine: Path | None = None  # move unreadable files here and go on with the others
-    min_age: float = 0.0  # leave files modified less than this many seconds ago
+    min_age: float | None = 0.0  # leave younger files (None: drops.DROP_MIN_AGE for a glob)
     max_reject_rate: float | None = None  # over it, nothing is sent
     max_failed: int | None = None  # more failed rows than this: no further batches
     # a lost ledger (etl/ledger_guard.py)

@@ -13,8 +13,9 @@ import pandera.polars as pa
 import polars as pl
 
 from etl.mapping import ERR, RAW, SEP
-from etl.rules import REQUIRED, row_rules
+from etl.rules import EARLIEST, REQUIRED, row_rules
 from etl.spec import FieldRules, Spec
+from etl.targets import get_target
 
 FAILURE_SCHEMA = {"_row": pl.Int64, "field": pl.String, "rule": pl.String, "error": pl.String}
 
@@ -108,34 +109,80 @@ def _pandera_failures(frame: pl.DataFrame, spec: Spec, fields: list[str]) -> pl.
     return out.unique(maintain_order=True)
 
 
+# Surrounding characters that never make two ids different: Unicode White_Space, zero-width
+# space, BOM. CRM+'s docs do not say whether transactionId / referenceId compare with case:
+# the pessimistic reading is that `G1`, `g1` and ` G1 ` are one id, so they are duplicates.
+_AROUND = (
+    " \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\ufeff"
+)
+
+
+def same_id(ident: pl.Expr) -> pl.Expr:
+    """The id as duplicates are found: without surrounding spaces, in lower case."""
+    return ident.str.strip_chars(_AROUND).str.to_lowercase()
+
+
 def _duplicate_failures(
     frame: pl.DataFrame, id_field: str, policy: str, offset: int
 ) -> pl.DataFrame:
     ident = pl.col(id_field)
-    n = pl.len().over(ident)
-    rank = pl.int_range(pl.len()).over(ident)
+    key = pl.col("_key")
+    n = pl.len().over(key)
+    rank = pl.int_range(pl.len()).over(key)
     if policy == "keep_first":
         loses = rank > 0
     elif policy == "keep_last":
         loses = rank < n - 1
     else:
         loses = pl.lit(True)
-    first = pl.col("_row").min().over(ident) - offset + 1  # the record number
+    record = pl.col("_row") - offset + 1
+    # The record each row is reported against: the group's first, or for the first itself
+    # its second (so that a reason always names two records).
+    other = pl.when(rank == 0).then(record.get(1).over(key)).otherwise(record.first().over(key))
+    other_id = pl.when(rank == 0).then(ident.get(1).over(key)).otherwise(ident.first().over(key))
     # Windows over every id of a big file would group millions of singletons: find the
     # repeated ids first (a hash pass), then rank only those rows.
-    repeated = _numbered(frame, offset).filter(ident.is_not_null() & ident.is_duplicated())
-    marked = repeated.select("_row", n.alias("_n"), loses.alias("_loses"), first.alias("_first"))
+    numbered = _numbered(frame, offset).select("_row", id_field, same_id(ident).alias("_key"))
+    repeated = numbered.filter(key.is_not_null() & key.is_duplicated())
+    marked = repeated.select(
+        "_row",
+        ident.alias("_id"),
+        n.alias("_n"),
+        loses.alias("_loses"),
+        record.min().over(key).alias("_first"),
+        other.alias("_other"),
+        other_id.alias("_other_id"),
+        (ident.n_unique().over(key) > 1).alias("_variants"),
+    )
+    exact = (
+        pl.lit(f"{id_field} appears ")
+        + pl.col("_n").cast(pl.String)
+        + pl.lit(" times in the file (first on record ")
+        + pl.col("_first").cast(pl.String)
+        + pl.lit(f"; duplicates: {policy})")
+    )
+    variant = (
+        pl.lit(f"{id_field} '")
+        + pl.col("_id")
+        + pl.lit("' and '")
+        + pl.col("_other_id")
+        + pl.lit("' (record ")
+        + pl.col("_other").cast(pl.String)
+        + pl.lit(") may be the same id: ")
+        + pl.col("_n").cast(pl.String)
+        + pl.lit(
+            " ids in the file differ only in letter case or surrounding spaces, and CRM+ may "
+            "treat them as one (first on record "
+        )
+        + pl.col("_first").cast(pl.String)
+        + pl.lit(f"; duplicates: {policy})")
+    )
     return marked.filter(pl.col("_loses")).select(
         pl.col("_row"),
         pl.lit(id_field).alias("field"),
         pl.lit("duplicate").alias("rule"),
-        (
-            pl.lit(f"{id_field} appears ")
-            + pl.col("_n").cast(pl.String)
-            + pl.lit(" times in the file (first on record ")
-            + pl.col("_first").cast(pl.String)
-            + pl.lit(f"; duplicates: {policy})")
-        ).alias("error"),
+        pl.when(pl.col("_variants")).then(variant).otherwise(exact).alias("error"),
     )
 
 
@@ -191,12 +238,19 @@ def failures(
     parts += transform_errors
     checked = _pandera_failures(frame, spec, fields)
     present = set(fields)
+    target = get_target(spec.target)
+    dates = {
+        f: (spec.rules[f].earliest if f in spec.rules else None) or EARLIEST
+        for f in fields
+        if target.kind(f) == "date"
+    }
     rules = row_rules(
         spec.target,
         present,
         designations,
         today,
         [f for f in fields if frame.schema[f] == pl.String],
+        dates,
     )
     if rules:
         flags = frame.select(

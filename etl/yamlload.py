@@ -6,12 +6,15 @@ never needed in a pipeline spec and they are how a tiny file expands into gigaby
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from etl.errors import SpecError
+from etl.filecheck import kind_of
 
 Loc = tuple[str | int, ...]
 
@@ -82,16 +85,41 @@ class _Constructor(yaml.SafeLoader):
 _CONSTRUCTOR = _Constructor()
 
 
+MAX_SPEC_BYTES = 1 << 20  # a spec is a page of YAML; anything this big is the wrong file
+MAX_DEPTH = 40  # real specs nest 5 levels; PyYAML's composer recurses once per level
+
+
+def read_spec_text(path: Path) -> str:
+    """The spec's text. Only a regular file is opened (a FIFO would block the open, /dev/zero
+    would never end), and only up to MAX_SPEC_BYTES."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SpecError("no such file", path=path) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec ({exc.strerror})", path=path) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SpecError(f"not a regular file ({kind_of(info.st_mode)})", path=path)
+    if info.st_size > MAX_SPEC_BYTES:
+        raise SpecError(f"the spec is {info.st_size:,} bytes: too large for a spec "
+                        f"(at most {MAX_SPEC_BYTES:,})", path=path)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"cannot read the spec ({exc.strerror})", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", path=path) from None
+
+
 def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]:
     """Parse YAML safely; return the data and a map from key path to 1-based line number."""
     if text is None:
-        try:
-            text = path.read_text(encoding="utf-8-sig")
-        except FileNotFoundError:
-            raise SpecError("no such file", path=path) from None
-        except UnicodeDecodeError as exc:
-            raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", path=path) from None
+        text = read_spec_text(path)
     try:
+        depth = 0
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise SpecError(
@@ -99,6 +127,16 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]
                     path=path,
                     line=event.start_mark.line + 1 if event.start_mark else None,
                 )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SpecError(
+                        f"lists and mappings nested more than {MAX_DEPTH} levels deep",
+                        path=path,
+                        line=event.start_mark.line + 1 if event.start_mark else None,
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

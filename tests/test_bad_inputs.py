@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,7 @@ class Ok:
 
     values: dict[str, dict[str, Any]]
     warning: str | None = None
+    raw: tuple[str, ...] = ()  # exact text in payloads.jsonl (money: no float on the way)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Rejects:
     failures: set[tuple[int, str, str]]
     valid: int
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    raw: tuple[str, ...] = ()  # exact text in payloads.jsonl
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class Case:
     mappings: dict[str, Any] = field(default_factory=dict)  # spec mapping overrides
     spec: str | None = None  # a whole spec from the corpus instead of the base spec
     large: bool = False  # written by generate.write_large at test time
+    keys: dict[str, Any] = field(default_factory=dict)  # spec `keys:` overrides
+    extra: dict[str, Any] = field(default_factory=dict)  # more top-level spec keys (rules:)
+    fifo: bool = False  # the data file is a named pipe made at test time (never opened)
 
 
 MDY = ["%m/%d/%Y"]
@@ -104,8 +111,9 @@ def base_spec(case: Case) -> dict[str, Any]:
         "name": "bad_input",
         "target": "gift_transaction",
         "source": {"path": case.file, **case.source},
-        "keys": {"source": "Test", "id": {"column": "GiftID"}},
+        "keys": {"source": "Test", "id": {"column": "GiftID"}, **case.keys},
         "mappings": mappings,
+        **case.extra,
     }
 
 
@@ -121,6 +129,11 @@ ISO = {"giftDate": {"column": "Date", "transforms": [{"parse_date": {"formats": 
 HEADERLESS = {"header": False,
               "columns": ["GiftID", "DonorID", "First", "Zip", "Date", "Amount", "Notes"]}
 NOT_UTF8 = "byte 0x92 is not valid UTF-8"
+MOJIBAKE = ("UTF-8 text in a file declared", "set source.encoding: utf-8")
+TOO_PRECISE = "has more than 2 decimals"
+PARQUET_DATE = {"giftDate": {"column": "Date", "transforms": ["parse_date"]}}
+DUPES = {(1, "transactionId", "duplicate"), (2, "transactionId", "duplicate"),
+         (3, "transactionId", "duplicate")}
 
 CASES = [
     # -- encodings -----------------------------------------------------------------------------
@@ -135,6 +148,39 @@ CASES = [
     Case("latin1", "latin1.csv", Ok({"G1": {"contact.firstname": "José"},
                                      "G2": {"contact.firstname": "Zoë"}}), {"encoding": "latin-1"}),
     Case("latin1_read_as_utf8", "latin1.csv", SourceFail("latin1.csv", 2, ("byte 0xe9",))),
+    Case("utf8_declared_cp1252", "utf8_accents.csv",
+         SourceFail("utf8_accents.csv", 2, (*MOJIBAKE, "C3 A9", "'Ã©'")), CP1252),
+    Case("utf8_declared_latin1", "utf8_accents.csv",
+         SourceFail("utf8_accents.csv", 2, (*MOJIBAKE, "latin-1")), {"encoding": "latin-1"}),
+    Case("utf8_polish_declared_cp1252", "utf8_polish.csv",
+         SourceFail("utf8_polish.csv", 3, (*MOJIBAKE, "non-ASCII bytes are valid UTF-8")), CP1252),
+    Case("utf8_pasted_into_cp1252", "utf8_then_cp1252.csv",
+         SourceFail("utf8_then_cp1252.csv", 3, (*MOJIBAKE, "C3 A9")), CP1252),
+    Case("cp1252_caps_before_curly_quote", "cp1252_caps_quote.csv",
+         Ok({"G1": {"contact.firstname": "JOSÉ’S"}, "G2": {"contact.firstname": "Zoë"}}),
+         CP1252),
+    Case("utf8_read_as_utf8", "utf8_accents.csv", Ok({"G1": {"contact.firstname": "José"},
+                                                       "G2": {"contact.firstname": "Zoë"}})),
+    Case("bom_in_the_middle", "bom_mid_file.csv",
+         SourceFail("bom_mid_file.csv", 3, ("byte-order mark", "middle of the file"))),
+    Case("bom_in_the_middle_utf8_sig", "bom_mid_file.csv",
+         SourceFail("bom_mid_file.csv", 3, ("byte-order mark",)), {"encoding": "utf-8-sig"}),
+    Case("bom_inside_an_id", "bom_in_value.csv",
+         SourceFail("bom_in_value.csv", 3, ("byte-order mark",))),
+    Case("bom_in_the_middle_cp1252", "bom_mid_file.csv",
+         SourceFail("bom_mid_file.csv", 3, (*MOJIBAKE, "byte-order mark")), CP1252),
+    # -- not CSV text at all ------------------------------------------------------------------
+    Case("gzip_named_csv", "gzip_named_csv.csv",
+         SourceFail("gzip_named_csv.csv", None, ("gzip-compressed", "not CSV text"))),
+    Case("xlsx_named_csv", "xlsx_named_csv.csv",
+         SourceFail("xlsx_named_csv.csv", None, ("Excel workbook", "export the sheet as CSV"))),
+    Case("parquet_named_csv", "parquet_named_csv.csv",
+         SourceFail("parquet_named_csv.csv", None, ("a Parquet file", "source.format: parquet"))),
+    Case("gzip_declared_parquet", "gzip_named_csv.csv",
+         SourceFail("gzip_named_csv.csv", None, ("not a readable Parquet file", "gzip")),
+         {"format": "parquet"}),
+    Case("fifo_source", "pipe.csv", SourceFail("pipe.csv", None, ("not a regular file", "FIFO")),
+         fifo=True),
     # -- line endings, quoting, shape ---------------------------------------------------------
     Case("crlf", "crlf.csv", Ok({"G1": G1, "G2": {"notes": "ok", "contact.firstname": "Bob"}})),
     Case("mixed_line_endings", "mixed_endings.csv",
@@ -175,7 +221,7 @@ CASES = [
              "G2": {"contact.address.postal": "00501"}})),
     Case("number_formats", "numbers.csv",
          Rejects({(1, "amount", "parse_amount"), (3, "amount", "positive"),
-                  (4, "amount", "parse_amount"), (5, "amount", "two_decimals"),
+                  (4, "amount", "parse_amount"), (5, "amount", "parse_amount"),
                   (7, "(record)", "ragged")}, valid=2,
                  values={"G2": {"amount": 25000.0}, "G6": {"amount": 1234.5}})),
     Case("euro_decimal_comma", "decimal_comma.csv",
@@ -194,6 +240,24 @@ CASES = [
     Case("duplicate_ids", "duplicate_ids.csv",
          Rejects({(1, "transactionId", "duplicate"), (2, "transactionId", "duplicate")},
                  valid=1)),
+    Case("ids_differing_in_case_or_spaces", "case_duplicate_ids.csv", Rejects(DUPES, valid=1)),
+    Case("ids_differing_in_case_keep_first", "case_duplicate_ids.csv",
+         Rejects(DUPES - {(1, "transactionId", "duplicate")}, valid=2,
+                 values={"g1": {"contact.firstname": "Ann"}}), keys={"duplicates": "keep_first"}),
+    Case("ids_differing_in_case_keep_last", "case_duplicate_ids.csv",
+         Rejects(DUPES - {(3, "transactionId", "duplicate")}, valid=2,
+                 values={"G1": {"contact.firstname": "Ann"}}), keys={"duplicates": "keep_last"}),
+    Case("dates_before_1900", "old_dates.csv",
+         Rejects({(1, "giftDate", "earliest"), (2, "giftDate", "earliest")}, valid=1,
+                 values={"G3": {"giftDate": "1900-01-01"}})),
+    Case("dates_before_1900_allowed", "old_dates.csv",
+         Rejects({(1, "giftDate", "earliest")}, valid=2,
+                 values={"G2": {"giftDate": "1899-12-31"}}),
+         extra={"rules": {"giftDate": {"earliest": "1800-01-01"}}}),
+    Case("amounts_exact_and_too_large", "big_amounts.csv",
+         Rejects({(3, "amount", "parse_amount"), (4, "amount", "parse_amount")}, valid=2,
+                 raw=('"amount":99999999999999.99,', '"amount":9999999999999999.99,')),
+         extra={"rules": {"amount": {"max": 1e20}}}),
     Case("formula_like_text", "formula_cells.csv",
          Rejects({(2, "amount", "positive")}, valid=1,
                  values={"G1": {"contact.firstname": '=HYPERLINK("http://x")'}})),
@@ -209,6 +273,20 @@ CASES = [
              "G2": {"notes": '{"tags":[],"quote":null}'}})),
     Case("parquet_nan_amount", "nan_amount.parquet",
          Rejects({(1, "amount", "parse_amount"), (2, "amount", "parse_amount")}, valid=0)),
+    Case("parquet_tz_datetime_own_zone", "tz_datetime.parquet",
+         Ok({"G1": {"giftDate": "2020-01-01"}, "G2": {"giftDate": "2020-01-01"},
+             "G3": {"giftDate": "2020-01-02"}}), mappings=PARQUET_DATE),
+    Case("parquet_tz_datetime_spec_zone", "tz_datetime.parquet",
+         Ok({"G1": {"giftDate": "2020-01-02"}, "G2": {"giftDate": "2020-01-02"},
+             "G3": {"giftDate": "2020-01-02"}}), {"timezone": "Asia/Tokyo"},
+         mappings=PARQUET_DATE),
+    Case("parquet_naive_datetime_as_written", "naive_datetime.parquet",
+         Ok({"101": {"giftDate": "2020-01-01"}, "102": {"giftDate": "2020-01-02"}}),
+         mappings=PARQUET_DATE),
+    Case("parquet_decimal_not_rounded", "decimal_precision.parquet",
+         Rejects({(1, "amount", "parse_amount")}, valid=1, values={"102": {"amount": 25.5}})),
+    Case("parquet_float_amount_not_exact", "float_amounts.parquet",
+         Rejects({(1, "amount", "parse_amount")}, valid=1, values={"102": {"amount": 25.99}})),
     Case("parquet_corrupt_footer", "corrupt_footer.parquet",
          SourceFail("corrupt_footer.parquet", None, ("not a readable Parquet file",))),
     Case("parquet_truncated", "truncated.parquet",
@@ -253,6 +331,19 @@ CASES = [
          spec="spec_unknown_field.yaml"),
     Case("yaml_not_utf8", "clean.csv", SpecFail(None, ("not UTF-8",)),
          spec="spec_not_utf8.yaml"),
+    Case("yaml_base64_encoding", "clean.csv",
+         SpecFail(5, ("source.encoding", "'base64'", "not a text encoding")),
+         spec="spec_base64_encoding.yaml"),
+    Case("yaml_rot13_encoding", "clean.csv", SpecFail(5, ("source.encoding", "not a text")),
+         spec="spec_rot13_encoding.yaml"),
+    Case("yaml_zlib_encoding", "clean.csv", SpecFail(5, ("source.encoding", "not a text")),
+         spec="spec_zlib_encoding.yaml"),
+    Case("yaml_nested_1000_deep", "clean.csv", SpecFail(13, ("nested more than",)),
+         spec="spec_deep_nesting.yaml"),
+    Case("yaml_unknown_timezone", "clean.csv", SpecFail(5, ("source.timezone", "Mars/Olympus")),
+         spec="spec_bad_timezone.yaml"),
+    Case("yaml_earliest_on_a_text_field", "clean.csv",
+         SpecFail(14, ("rules.notes.earliest", "date fields")), spec="spec_earliest_on_text.yaml"),
     Case("yaml_source_file_missing", "clean.csv",
          SourceFail("no_such_file.csv", None, ("no file matches",)),
          spec="spec_missing_file.yaml"),
@@ -279,6 +370,12 @@ def _check_values(payloads: dict[str, dict[str, Any]], values: dict[str, dict[st
             assert got == expected, f"{ident}.{dotted}: {got!r:.200} != {expected!r:.200}"
 
 
+def _check_raw(out: Path, parts: tuple[str, ...]) -> None:
+    text = (out / "payloads.jsonl").read_text(encoding="utf-8")
+    for part in parts:
+        assert part in text, f"{part!r} not in payloads.jsonl"
+
+
 def _accounting(out: Path) -> tuple[dict[str, Any], list[dict[str, str]], dict[str, Any]]:
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
     counts = report["counts"]
@@ -296,10 +393,33 @@ def _accounting(out: Path) -> tuple[dict[str, Any], list[dict[str, str]], dict[s
     return report, rejects, payloads
 
 
+def _release_readers(fifo: Path, request: pytest.FixtureRequest) -> None:
+    """Should the code under test open the FIFO (it must not: opening blocks until a writer
+    comes), a writer comes, and the reader sees an empty file: the case then fails on its
+    message instead of hanging the suite."""
+    done = threading.Event()
+
+    def writer() -> None:
+        while not done.wait(0.05):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO while no reader
+            except OSError:
+                continue
+            os.close(fd)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    request.addfinalizer(lambda: (done.set(), thread.join()))
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path]) -> None:
+def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path],
+                   request: pytest.FixtureRequest) -> None:
     src = large[case.file] if case.large else CORPUS / case.file
-    if src.exists():
+    if case.fifo:
+        os.mkfifo(tmp_path / case.file)
+        _release_readers(tmp_path / case.file, request)
+    elif src.exists():
         shutil.copy(src, tmp_path / case.file)
     if case.spec:
         spec = tmp_path / case.spec
@@ -332,6 +452,7 @@ def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path]) -> None:
         _check_values(payloads, outcome.values)
         if outcome.warning:
             assert any(outcome.warning in w for w in report["warnings"]), report["warnings"]
+        _check_raw(out, outcome.raw)
         return
     assert result.exit_code == 1, text
     got = set()
@@ -341,11 +462,12 @@ def test_bad_input(case: Case, tmp_path: Path, large: dict[str, Path]) -> None:
     assert got == outcome.failures
     assert report["counts"]["valid"] == outcome.valid
     _check_values(payloads, outcome.values)
+    _check_raw(out, outcome.raw)
 
 
 def test_the_corpus_has_40_cases_and_matches_its_generator() -> None:
     assert len(CASES) >= 40
-    names = {c.file for c in CASES if not c.large} | {c.spec for c in CASES if c.spec}
+    names = {c.file for c in CASES if not (c.large or c.fifo)} | {c.spec for c in CASES if c.spec}
     made = generate.corpus()
     assert names - {"no_such_file.csv"} <= set(made)
     for name, make in made.items():

@@ -22,6 +22,7 @@ from gift_spec import GIFT_MAPPINGS
 
 from etl import drops, filemove
 from etl.cli_run import run
+from etl.errors import SourceError
 from etl.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
 from etl.spec import load_spec
@@ -263,3 +264,67 @@ def test_move_file_never_overwrites_and_copies_across_filesystems(
     assert (dest / "a.csv").read_text() == "one" and (dest / "a~1.csv").read_text() == "two"
     assert not second.exists() and sorted(p.name for p in dest.iterdir()) == ["a.csv",
                                                                               "a~1.csv"]
+
+
+def _truncate_on_read(monkeypatch: pytest.MonkeyPatch, path: Path, keep: str,
+                      times: int = 1) -> list[int]:
+    """Make the next `times` reads of `path` see it cut to `keep` after it was hashed (the hook
+    sits between the hash and the read: etl.sources calls utf8_file after hashing)."""
+    from etl import sources
+
+    real, calls = sources.utf8_file, []
+
+    def cut(p: Path, source: Any) -> Any:
+        if p == path and len(calls) < times:
+            calls.append(1)
+            p.write_text(keep, encoding="utf-8")
+        return real(p, source)
+
+    monkeypatch.setattr(sources, "utf8_file", cut)
+    return calls
+
+
+def test_a_drop_cut_short_while_it_is_read_is_not_processed(
+        sandbox: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 A: a drop truncated during the run was recorded with the full file's hash, so
+    the complete re-delivery was 'already processed' and its missing rows never sent."""
+    spec = drop_spec(tmp_path)
+    full = gifts(range(1, 7))
+    path = put(tmp_path, "gifts_a.csv", full, T0)
+    calls = _truncate_on_read(monkeypatch, path, gifts(range(1, 4)))
+    with pytest.raises(SourceError, match="changed while it was read: left for the next run"):
+        go(spec, sandbox)
+    assert calls and posts(sandbox) == 0
+    put(tmp_path, "gifts_a.csv", full, T0)  # the complete file, delivered again
+    again = go(spec, sandbox)
+    assert (again.exit_code, outcomes(again)) == (0, [("gifts_a.csv", "processed")])
+    assert [sandbox.state.times_received("Platform", f"G{i}") for i in range(1, 7)] == [1] * 6
+
+
+def test_a_drop_changing_during_the_quarantine_read_waits_rather_than_quarantined(
+        sandbox: SandboxHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = drop_spec(tmp_path)
+    path = put(tmp_path, "gifts_a.csv", gifts(range(1, 7)), T0)
+    _truncate_on_read(monkeypatch, path, gifts(range(1, 4)))
+    said: list[str] = []
+    summary = go(spec, sandbox, said, quarantine=tmp_path / "q")
+    assert outcomes(summary) == [("gifts_a.csv", "waiting")]
+    assert not (tmp_path / "q").exists() and path.exists() and posts(sandbox) == 0
+    assert any("changed while it was read" in s for s in said)
+
+
+def test_min_age_defaults_to_a_minute_for_a_drop_folder(sandbox: SandboxHandle,
+                                                        tmp_path: Path) -> None:
+    spec = drop_spec(tmp_path)
+    put(tmp_path, "gifts_a.csv", gifts(range(1, 3)), time.time() - 5)  # still arriving
+    args = [str(spec), "--base-url", sandbox.base_url, "--out", str(tmp_path / "r"),
+            "--json-summary", str(tmp_path / "s.json")]
+    env = {"VIRTUOUS_API_TOKEN": sandbox.api_key}
+    result = CliRunner().invoke(run, args, env=env, catch_exceptions=False)
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert [f["outcome"] for f in data["files"]] == ["waiting"], result.output
+    assert f"--min-age {drops.DROP_MIN_AGE:g} s" in data["files"][0]["detail"]
+    assert posts(sandbox) == 0
+    result = CliRunner().invoke(run, [*args, "--min-age", "0"], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert [sandbox.state.times_received("Platform", f"G{i}") for i in (1, 2)] == [1, 1]

@@ -62,9 +62,10 @@ def test_gift_reject_reasons_are_exact():
     assert sorted(got[7]) == sorted(
         [
             ("(record)", "ragged"),
-            ("amount", "two_decimals"),
+            # more than 2 decimals: parse_amount refuses it (never rounded), so the amount is
+            # null and the designations are not also summed against it
+            ("amount", "parse_amount"),
             ("giftDate", "not_future"),
-            ("designations", "designations_sum"),
         ]
     )
     errors = dict(zip(result.failures["rule"], result.failures["error"], strict=True))
@@ -326,3 +327,91 @@ def test_a_payload_sink_gets_every_payload_and_the_result_keeps_a_sample(monkeyp
     assert pl.concat(received).equals(whole.payloads)
     assert sampled.payloads_sampled and sampled.payloads.equals(whole.payloads.head(2))
     assert sampled.valid == whole.valid == 3
+
+
+# -- hardening, round two (issue 11) --------------------------------------------------------------
+GIFT_SPEC = """
+    name: g
+    target: gift_transaction
+    source: {{path: {path}}}
+    keys: {{source: S, id: {{column: id}}{keys}}}
+    mappings:
+      amount: {{column: amount, transforms: [parse_amount]}}
+      giftDate: {{column: date, transforms: [{{parse_date: {{formats: ["%Y-%m-%d"]}}}}]}}
+      giftType: {{constant: Check}}
+      contact.referenceId: donor
+    {extra}
+"""
+
+
+def gift_spec(write, path: str, keys: str = "", extra: str = ""):
+    return load_spec(write("g.yaml", GIFT_SPEC.format(path=path, keys=keys, extra=extra)))
+
+
+@pytest.mark.parametrize(
+    ("policy", "rejected"),
+    [("reject_all", [1, 3, 5]), ("keep_first", [3, 5]), ("keep_last", [1, 3])],
+)
+def test_ids_differing_only_in_case_or_spaces_are_duplicates_across_batches(
+        monkeypatch, write, policy, rejected):
+    from etl import runner
+
+    monkeypatch.setattr(runner, "BATCH_ROWS", 2)  # the three ids fall in three batches
+    rows = ["g1", "x2", "G1", "x4", '" G1 "', "x6"]
+    write("a.csv", "id,amount,date,donor\n" + "".join(
+        f"{r},5.00,2024-01-0{i},D\n" for i, r in enumerate(rows, 1)))
+    result = validate_pipeline(gift_spec(write, "a.csv", f", duplicates: {policy}"), today=TODAY)
+    fails = result.failures.filter(pl.col("rule") == "duplicate")
+    assert fails["_record"].to_list() == rejected
+    first = fails.row(0, named=True)
+    other = 3 if first["_record"] == 1 else 1
+    assert f"(record {other}) may be the same id" in first["error"]
+    assert "differ only in letter case or surrounding spaces" in first["error"]
+    assert f"duplicates: {policy}" in first["error"]
+    assert result.valid == 6 - len(rejected)
+
+
+def test_money_is_exact_end_to_end(write):
+    """No float on the money path: the payload, the designations and the control totals."""
+    write("a.csv", "id,amount,date,donor,f2\n"
+                   "G1,99999999999999.99,2024-01-01,D,\n"
+                   "G2,9999999999999999.99,2024-01-01,D,\n"
+                   "G3,0.30,2024-01-01,D,0.10\n"
+                   "G4,12345678901234567,2024-01-01,D,\n")
+    extra = """designations:
+      - code: {constant: GEN}
+      - code: {constant: B}
+        amount: {column: f2, transforms: [parse_amount]}"""
+    result = validate_pipeline(gift_spec(write, "a.csv", extra=extra), today=TODAY)
+    payloads = result.payloads["_payload"].to_list()
+    assert '"amount":99999999999999.99,' in payloads[0]
+    assert '"amount":9999999999999999.99,' in payloads[1]
+    assert '"amountDesignated":0.20},{"code":"B","amountDesignated":0.10}' in payloads[2]
+    assert result.failures.select("_record", "rule").rows() == [(4, "parse_amount")]
+    assert "too large" in result.failures["error"][0]
+    assert result.control_totals["amounts"]["(unspecified)"]["valid"] == "10100000000000000.28"
+
+
+def test_designations_must_sum_exactly(write):
+    write("a.csv", "id,amount,date,donor,f1,f2,f3\n"
+                   "G1,100.00,2024-01-01,D,33.33,33.33,33.34\n"
+                   "G2,100.00,2024-01-01,D,33.33,33.33,33.33\n")
+    extra = "designations:\n" + "".join(
+        f"      - code: {{constant: C{i}}}\n        amount: {{column: f{i}, transforms: "
+        "[parse_amount]}\n" for i in (1, 2, 3))
+    result = validate_pipeline(gift_spec(write, "a.csv", extra=extra), today=TODAY)
+    assert result.failures.select("_record", "rule").rows() == [(2, "designations_sum")]
+    assert "sum to 99.99, not the amount 100.00" in result.failures["error"][0]
+
+
+def test_dates_before_1900_are_rejected_also_when_typed(tmp_path, write):
+    frame = pl.DataFrame({"id": ["G1", "G2", "G3"], "amount": ["5"] * 3, "donor": ["D"] * 3,
+                          "date": [dt.date(1000, 1, 1), dt.date(1899, 12, 31),
+                                   dt.date(1900, 1, 1)]})
+    frame.write_parquet(tmp_path / "a.parquet")
+    spec = gift_spec(write, "a.parquet").spec
+    loaded = load_spec(write("h.yaml", spec.model_dump_json(by_alias=True, exclude_none=True)))
+    result = validate_pipeline(loaded, today=TODAY)
+    assert result.failures.select("_record", "rule").rows() == [(1, "earliest"), (2, "earliest")]
+    assert result.failures["error"][0] == (
+        "is before 1900-01-01 (set rules.giftDate.earliest to accept older dates)")

@@ -145,3 +145,129 @@ def test_corrupt_parquet(tmp_path):
     path.write_bytes(b"PAR1 not really")
     with pytest.raises(SourceError, match=r"p\.parquet: not a readable Parquet file"):
         read_parquet(path, ["name"], "p.parquet")
+
+
+# -- hardening, round two (issue 11) --------------------------------------------------------------
+MOJIBAKE = r"UTF-8 text in a file declared {}.*set source\.encoding: utf-8"
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1", "iso8859-15", "mac_roman"])
+def test_utf8_under_a_single_byte_declaration_stops_the_file(write, encoding):
+    path = write("c.csv", "name\nAnn\nJosé\n".encode())
+    with pytest.raises(SourceError, match=r"c\.csv:3: " + MOJIBAKE.format(encoding)):
+        read(path, encoding=encoding)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        ("name\nAnn\nPaweł\n", 3, "non-ASCII bytes are valid UTF-8"),  # ł = C5 82, no sure sign
+        ("name\nŁukasz\n", 2, "non-ASCII bytes are valid UTF-8"),  # Ł = C5 81: 0x81 undefined
+        ("name\nO’Brien\n", 2, "E2 80 99"),  # ’ -> â€™
+        ("name\nAnn\n\ufeffname\nBob\n", 3, "byte-order mark"),
+    ],
+)
+def test_utf8_signs_name_the_line(write, text, line, says):
+    path = write("c.csv", text.encode())
+    with pytest.raises(SourceError, match=rf"c\.csv:{line}: .*{says}"):
+        read(path, encoding="cp1252")
+
+
+def test_a_utf8_sequence_split_between_chunks_is_still_found(write, monkeypatch):
+    from etl import textfile
+
+    monkeypatch.setattr(textfile, "CHUNK", 7)
+    path = write("c.csv", "name\nAnn\nZoë Müller\n".encode("cp1252") + "\nJosé\n".encode())
+    with pytest.raises(SourceError, match=r"c\.csv:5: " + MOJIBAKE.format("cp1252")):
+        read(path, encoding="cp1252")
+
+
+def test_real_cp1252_text_is_not_mistaken_for_utf8(write):
+    names = ["JOSÉ’S", "« café\xa0»", "ÉCOLE\xa0»", "Zoë", "São Paulo", "Müller", "Øre–Å", "ß"]
+    path = write("c.csv", ("name\n" + "\n".join(names) + "\n").encode("cp1252"))
+    assert read(path, encoding="cp1252").frame["name"].to_list() == names
+
+
+def test_a_bom_after_the_start_stops_a_utf8_file(write, monkeypatch):
+    from etl import textfile
+
+    path = write("c.csv", b"\xef\xbb\xbfname\nAnn\n\xef\xbb\xbfname\nBob\n")
+    for encoding in ("utf-8", "utf-8-sig"):
+        with pytest.raises(SourceError, match=r"c\.csv:3: a UTF-8 byte-order mark"):
+            read(path, encoding=encoding)
+    monkeypatch.setattr(textfile, "CHUNK", 4)  # the BOM split between two chunks
+    with pytest.raises(SourceError, match=r"c\.csv:3: a UTF-8 byte-order mark"):
+        read(path)
+    path = write("d.csv", b"\xef\xbb\xbfname\nAnn\n")  # its own BOM, at byte 0: fine
+    assert read(path).frame["name"].to_list() == ["Ann"]
+
+
+def _zip(names: list[str]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in names:
+            z.writestr(name, "x")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda data: __import__("gzip").compress(data), "gzip-compressed, not CSV text"),
+        (lambda data: __import__("bz2").compress(data), "bzip2-compressed"),
+        (lambda data: __import__("lzma").compress(data), "xz-compressed"),
+        (lambda data: _zip(["[Content_Types].xml", "xl/workbook.xml"]), "an Excel workbook"),
+        (lambda data: _zip(["c.csv"]), "a zip archive"),
+        (lambda data: b"PAR1" + data, "a Parquet file.*source.format: parquet"),
+    ],
+)
+def test_a_binary_file_named_csv_is_refused_never_decompressed(write, make, says):
+    path = write("c.csv", make(b"name\n" + b"Ann\n" * 1000))
+    with pytest.raises(SourceError, match=r"c\.csv: this file is " + says):
+        read(path)
+
+
+def test_only_regular_files_are_sources(tmp_path):
+    import os
+
+    (tmp_path / "d.csv").mkdir()
+    os.mkfifo(tmp_path / "f.csv")  # opening it would block: it must never be opened
+    for name, kind in (("d.csv", "a directory"), ("f.csv", "a named pipe")):
+        with pytest.raises(SourceError, match=rf"{name}: not a regular file \({kind}"):
+            read(tmp_path / name)
+
+
+def test_dev_zero_as_a_source_ends_at_once(write):
+    """It used to be hashed forever. A child process, so that a regression times out."""
+    import subprocess
+    import sys
+
+    spec = write("s.yaml", """
+        name: z
+        target: contact_transaction
+        source: {path: /dev/zero}
+        keys: {source: S, id: {column: id}}
+        mappings: {firstName: f}
+    """)
+    proc = subprocess.run([sys.executable, "-m", "etl", "validate", str(spec), "--out",
+                           str(spec.parent / "out")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    assert "/dev/zero: not a regular file (a character device)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_parquet_tz_datetimes_keep_their_wall_clock_date(tmp_path):
+    import datetime as dt
+
+    path = tmp_path / "p.parquet"
+    stamps = pl.Series("when", [dt.datetime(2020, 1, 1, 23, 30), dt.datetime(2020, 1, 1, 1, 0)])
+    pl.DataFrame({"name": ["Ann", "Bob"], "when": stamps.dt.replace_time_zone(
+        "America/Los_Angeles")}).write_parquet(path)
+    raw = read_parquet(path, ["name", "when"], "p.parquet")
+    assert raw.frame["when"].dt.date().to_list() == [dt.date(2020, 1, 1)] * 2
+    source = Source(path=str(path), timezone="Europe/Berlin")
+    raw = read_parquet(path, ["name", "when"], "p.parquet", source)
+    assert raw.frame["when"].dt.date().to_list() == [dt.date(2020, 1, 2), dt.date(2020, 1, 1)]

@@ -170,3 +170,73 @@ def test_rules_need_a_mapping_but_may_check_the_key(write):
         SpecError, match=r"p\.yaml:18: rules\.notes: notes has rules but no mapping"
     ):
         load_spec(write("p.yaml", bad))
+
+
+# -- hardening, round two (issue 11) --------------------------------------------------------------
+@pytest.mark.parametrize("codec", ["base64", "rot13", "zlib_codec", "hex", "bz2_codec"])
+def test_a_codec_that_is_no_text_encoding_is_a_spec_error(write, codec):
+    path = write("p.yaml", GOOD.replace("encoding: cp1252", f"encoding: {codec}"))
+    with pytest.raises(SpecError, match=rf"p\.yaml:5: source\.encoding: '{codec}' is a codec "
+                                        "but not a text encoding"):
+        load_spec(path)
+
+
+@pytest.mark.parametrize(
+    "deep",
+    [
+        "description: " + "[" * 1000 + "]" * 1000,  # flow style
+        "description:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 1000)) + "  " * 1000
+        + "x: 1",  # block style
+        "description: " + "{a: " * 1000 + "1" + "}" * 1000,
+    ],
+)
+def test_yaml_nested_1000_levels_is_a_spec_error_not_a_recursion_error(write, deep):
+    path = write("p.yaml", GOOD + deep + "\n")
+    with pytest.raises(SpecError, match=r"p\.yaml:\d+: lists and mappings nested more than 40"):
+        load_spec(path)
+
+
+def test_a_spec_must_be_a_regular_file_of_sane_size(tmp_path):
+    import os
+
+    (tmp_path / "d.yaml").mkdir()
+    os.mkfifo(tmp_path / "f.yaml")  # opening it would block: it must never be opened
+    for name, kind in (("d.yaml", "a directory"), ("f.yaml", "a named pipe")):
+        with pytest.raises(SpecError, match=rf"{name}: not a regular file \({kind}"):
+            load_spec(tmp_path / name)
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (1 << 20) + "\n")
+    with pytest.raises(SpecError, match=r"big\.yaml: the spec is 1,048,579 bytes: too large"):
+        load_spec(big)
+
+
+def test_etl_validate_dev_zero_is_a_spec_error(tmp_path):
+    """It used to read /dev/zero forever (then a traceback). A child process, so that a
+    regression times out instead of hanging."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "etl", "validate", "/dev/zero", "--out",
+                           str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "/dev/zero: not a regular file (a character device)" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_earliest_is_a_date_rule_for_date_fields_only(write):
+    import datetime as dt
+
+    path = write("p.yaml", GOOD + "  giftDate: Date\nrules:\n  giftDate: {earliest: 1800-01-01}\n")
+    assert load_spec(path).spec.rules["giftDate"].earliest == dt.date(1800, 1, 1)
+    path = write("p.yaml", GOOD + "rules:\n  giftType: {earliest: 1800-01-01}\n")
+    with pytest.raises(SpecError, match=r"p\.yaml:\d+: rules\.giftType\.earliest: earliest "
+                                        "applies to date fields"):
+        load_spec(path)
+
+
+def test_source_timezone_must_be_a_known_zone(write):
+    path = write("p.yaml", GOOD.replace("encoding: cp1252", "timezone: Mars/Olympus"))
+    with pytest.raises(SpecError, match=r"p\.yaml:5: source\.timezone: unknown time zone"):
+        load_spec(path)
+    path = write("p.yaml", GOOD.replace("encoding: cp1252", "timezone: America/New_York"))
+    assert load_spec(path).spec.source.timezone == "America/New_York"

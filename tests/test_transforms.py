@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
+from decimal import Decimal
 from typing import Any
 
 import polars as pl
@@ -33,6 +34,8 @@ def cases(*rows: tuple) -> list[Any]:
 
 
 def check(name: str, raw: Any, value: Any, error: str | None, **kwargs: Any) -> None:
+    if name == "parse_amount" and isinstance(value, float):  # amounts are exact Decimals
+        value = Decimal(str(value))
     assert apply(name, [raw], **kwargs) == [(value, error)]
 
 
@@ -412,6 +415,10 @@ def test_parse_date_typed_input_passes_through() -> None:
 # Money
 
 
+TOO_PRECISE = "has more than 2 decimals (amounts are never rounded): '{}'"
+TOO_LARGE = "too large (more than 16 digits before the decimal mark): '{}'"
+
+
 def not_amount(raw: str, decimal: str = ".") -> str:
     return f"not an amount (decimal mark '{decimal}'): '{raw}'"
 
@@ -445,7 +452,12 @@ def not_amount(raw: str, decimal: str = ".") -> str:
         ("12.00 EUR", 12.0),
         ("GBP12", 12.0),
         ("\u00a012.00\u00a0", 12.0),
-        ("12.345", 12.345),  # never rounded: a separate rule checks the decimals
+        ("12.345", None, TOO_PRECISE.format("12.345")),  # never rounded
+        ("25.9999999999", None, TOO_PRECISE.format("25.9999999999")),
+        ("25.000", 25.0),  # trailing zeros are no extra precision
+        ("99999999999999.99", Decimal("99999999999999.99")),  # exact: no float on the way
+        ("9999999999999999.99", Decimal("9999999999999999.99")),
+        ("12345678901234567.00", None, TOO_LARGE.format("12345678901234567.00")),
         ("0", 0.0),
         ("25,00", None, not_amount("25,00")),  # a comma grouping of two digits: never guess
         ("1,23", None, not_amount("1,23")),
@@ -499,7 +511,7 @@ def test_parse_amount(raw: str, value: float | None, error: str | None) -> None:
         ("-1.234,5", -1234.5),
         ("40", 40.0),
         (",5", 0.5),
-        ("12,345", 12.345),
+        ("12,345", None, TOO_PRECISE.format("12,345")),
         ("1.234", 1234.0),
         ("1,234.50", None, not_amount("1,234.50", ",")),
         ("25.5", None, not_amount("25.5", ",")),
@@ -513,16 +525,29 @@ def test_parse_amount_decimal_comma(raw: str, value: float | None, error: str | 
     check("parse_amount", raw, value, error, decimal=",")
 
 
-def test_parse_amount_numeric_input_passes_through() -> None:
-    assert apply("parse_amount", [12.5, None, 1e20], dtype=pl.Float64) == [
-        (12.5, None),
+def test_parse_amount_numbers_are_read_exactly_as_their_text() -> None:
+    """Parquet int/float/decimal columns: the value's own text, checked as text would be (a
+    float that is not exactly 2 decimals, or too large, is an error, never rounded)."""
+    assert apply("parse_amount", [12.5, None, 1e20, 0.1 + 0.2], dtype=pl.Float64) == [
+        (Decimal("12.50"), None),
         (None, None),
-        (1e20, None),
+        (None, not_amount("1e+20")),
+        (None, TOO_PRECISE.format("0.30000000000000004")),
     ]
     assert apply("parse_amount", [7, None], dtype=pl.Int64, decimal=",") == [
-        (7.0, None),
+        (Decimal("7.00"), None),
         (None, None),
     ]
+    assert apply("parse_amount", [12.5], dtype=pl.Float64, decimal=",") == [
+        (Decimal("12.50"), None)
+    ]
+    decimals = [Decimal("25.9999999999"), Decimal("25.5000000000")]
+    assert apply("parse_amount", decimals, dtype=pl.Decimal(38, 10)) == [
+        (None, TOO_PRECISE.format("25.9999999999")),
+        (Decimal("25.50"), None),
+    ]
+    exact = [Decimal("99999999999999.99")]
+    assert apply("parse_amount", exact, dtype=pl.Decimal(38, 2)) == [(exact[0], None)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -709,7 +734,7 @@ def test_chained_steps_stay_vectorized_and_correct() -> None:
     assert out.height == 200_000
 
 
-@pytest.mark.parametrize("dtype", [pl.String, pl.Float64])
+@pytest.mark.parametrize("dtype", [pl.String, pl.Decimal(38, 2)])
 def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
     """A step with a scope hands it over with `pick`: the mapping stage computes the scope
     once as a column and rebuilds the value and error from it; the same answers either way,
@@ -717,8 +742,8 @@ def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
     from etl.mapping import _Stages, with_stages
 
     frame = pl.DataFrame({"v": ["$1,234.50", "12", None]})
-    if dtype == pl.Float64:
-        frame = pl.DataFrame({"v": [1234.5, 12.0, None]})
+    if dtype != pl.String:
+        frame = pl.DataFrame({"v": [1234.5, 12.0, None]}).cast({"v": dtype})
     stages = _Stages("amount")
     value, error = stages.apply(lambda v: REGISTRY["parse_amount"](v), pl.col("v"), True)
     assert len(stages.items) == 1  # the scope, bound once
@@ -727,7 +752,7 @@ def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
     staged = with_stages(frame.lazy(), [_plan(value, error, stages)]).collect()
     assert staged.select(value, error).rows() == frame.select(direct.value, direct.error).rows()
     scope = staged[stages.items[0][0]]
-    assert scope.null_count() == (frame.height if dtype == pl.Float64 else 0)
+    assert scope.null_count() == (frame.height if dtype != pl.String else 0)
 
 
 def _plan(value: pl.Expr, error: pl.Expr | None, stages: Any) -> Any:

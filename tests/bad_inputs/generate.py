@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gzip
 import io
 import sys
+import zipfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -76,6 +78,19 @@ def _spec(old: str, new: str) -> bytes:
     return SPEC.replace(old, new).encode()
 
 
+def _xlsx() -> bytes:
+    """A minimal zip laid out like an .xlsx workbook (fixed time stamps: deterministic)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in (("[Content_Types].xml", "<Types/>"), ("xl/workbook.xml", "<w/>")):
+            z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), text)
+    return buf.getvalue()
+
+
+def _deep_spec(levels: int) -> bytes:
+    return SPEC.encode() + b"description: " + b"[" * levels + b"]" * levels + b"\n"
+
+
 def corpus() -> dict[str, Callable[[], bytes]]:
     """File name -> its bytes (as a thunk)."""
     ok = _row("G1")
@@ -89,6 +104,18 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         "cp1252_undefined_byte.csv": lambda: _csv(ok, _row("G2", b"B\x81b")),
         "latin1.csv": lambda: _csv(_row("G1", "José".encode("latin-1")),
                                    _row("G2", "Zoë".encode("latin-1"))),
+        "utf8_accents.csv": lambda: _csv(_row("G1", "José".encode()), _row("G2", "Zoë".encode())),
+        "utf8_polish.csv": lambda: _csv(ok, _row("G2", "Paweł".encode())),
+        "cp1252_caps_quote.csv": lambda: _csv(_row("G1", "JOSÉ’S".encode("cp1252")),
+                                              _row("G2", "Zoë".encode("cp1252"))),
+        "utf8_then_cp1252.csv": lambda: _csv(_row("G1", "Zoë".encode("cp1252")),
+                                             _row("G2", "José".encode())),
+        "bom_mid_file.csv": lambda: _csv(ok) + b"\xef\xbb\xbf" + _csv(_row("G2")),
+        "bom_in_value.csv": lambda: _csv(ok, _row("\ufeffG2")),
+        # -- files that are no CSV text -------------------------------------------------------
+        "gzip_named_csv.csv": lambda: gzip.compress(_csv(ok, _row("G2")), mtime=0),
+        "xlsx_named_csv.csv": _xlsx,
+        "parquet_named_csv.csv": lambda: b"PAR1" + b"\x00" * 24 + b"PAR1",
         # -- CSV: line endings and quoting -----------------------------------------------------
         "crlf.csv": lambda: _csv(ok, _row("G2", b"Bob"), eol=b"\r\n"),
         "mixed_endings.csv": lambda: HEADER + b"\r\n" + ok + b"\n" + _row("G2", b"Bob") + b"\r"
@@ -129,6 +156,15 @@ def corpus() -> dict[str, Callable[[], bytes]]:
                                            _row("G2", date=b"12/25/2020")),
         "excel_serial.csv": lambda: _csv(_row("G1", date=b"44197"), _row("G2", date=b"12/25/2020")),
         "duplicate_ids.csv": lambda: _csv(ok, _row("G1", b"Bob"), _row("G3")),
+        "case_duplicate_ids.csv": lambda: _csv(_row("g1"), _row("G1", b"Bob"), _row(" G1 "),
+                                               _row("G4")),
+        "old_dates.csv": lambda: _csv(_row("G1", date=b"01/02/1000"),
+                                      _row("G2", date=b"12/31/1899"),
+                                      _row("G3", date=b"01/01/1900")),
+        "big_amounts.csv": lambda: _csv(_row("G1", amount=b"99999999999999.99"),
+                                        _row("G2", amount=b"9999999999999999.99"),
+                                        _row("G3", amount=b"12345678901234567"),
+                                        _row("G4", amount=b"25.9999999999")),
         "formula_cells.csv": lambda: _csv(_row("G1", b"=HYPERLINK(\"http://x\")"),
                                           _row("G2", amount=b"-5")),
         # -- Parquet -------------------------------------------------------------------------
@@ -147,6 +183,21 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         })),
         "nan_amount.parquet": lambda: _parquet(_typed().with_columns(
             pl.Series("Amount", [float("nan"), float("inf")]))),
+        "tz_datetime.parquet": lambda: _parquet(pl.DataFrame({
+            "GiftID": ["G1", "G2", "G3"], "DonorID": ["D1", "D2", "D3"],
+            "First": ["Ann", "Bob", "Cy"], "Zip": ["01234", "02345", "03456"],
+            "Date": pl.Series([dt.datetime(2020, 1, 1, 23, 30)] * 2
+                              + [dt.datetime(2020, 1, 2, 0, 30)]
+                              ).dt.replace_time_zone("America/Los_Angeles"),
+            "Amount": ["25.00", "26.00", "27.00"], "Notes": ["a", "b", "c"],
+        })),
+        "naive_datetime.parquet": lambda: _parquet(_typed().with_columns(
+            pl.Series("Date", [dt.datetime(2020, 1, 1, 23, 30), dt.datetime(2020, 1, 2, 0, 30)]))),
+        "decimal_precision.parquet": lambda: _parquet(_typed().with_columns(pl.Series(
+            "Amount", [Decimal("25.9999999999"), Decimal("25.5000000000")],
+            dtype=pl.Decimal(38, 10)))),
+        "float_amounts.parquet": lambda: _parquet(_typed().with_columns(
+            pl.Series("Amount", [0.1 + 0.2, 25.99]))),
         "corrupt_footer.parquet": lambda: parquet[:-8] + b"XXXXXXXX",
         "truncated.parquet": lambda: parquet[: len(parquet) // 2],
         "not_parquet.parquet": lambda: _csv(ok),
@@ -178,6 +229,17 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         "spec_not_utf8.yaml": lambda: _spec("name: bad_input_yaml", "name: bad_input_yaml\n"
                                             "description: Caf\xe9").decode().encode("latin-1"),
         "spec_missing_file.yaml": lambda: _spec("path: clean.csv", "path: no_such_file.csv"),
+        "spec_base64_encoding.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                                   "  encoding: base64"),
+        "spec_rot13_encoding.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                                  "  encoding: rot13"),
+        "spec_zlib_encoding.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                                 "  encoding: zlib_codec"),
+        "spec_deep_nesting.yaml": lambda: _deep_spec(1000),
+        "spec_bad_timezone.yaml": lambda: _spec("  path: clean.csv", "  path: clean.csv\n"
+                                                "  timezone: Mars/Olympus"),
+        "spec_earliest_on_text.yaml": lambda: SPEC.encode() + b"rules:\n  notes: {earliest: "
+                                                              b"1900-01-01}\n",
     }
 
 
