@@ -32,6 +32,7 @@ from typing import Any
 from etl.errors import SourceError
 from etl.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
+from etl.ledger import file_counts
 from etl.result import FileInfo
 from etl.safe_write import write_text
 from etl.sources import read_file, resolve_files
@@ -246,9 +247,7 @@ def settle_files(intake: Intake, db: sqlite3.Connection, run_id: int, infos: Seq
     ensure_tables(db)
     for f, info in zip(intake.to_read, infos, strict=True):
         f.rows = info.rows
-        f.statuses = dict(db.execute(
-            "SELECT status, COUNT(*) FROM rows WHERE run_id=? AND source_file=? GROUP BY status"
-            " ORDER BY status", (run_id, info.path)).fetchall())
+        f.statuses = file_counts(db, run_id, info.path)
         open_rows = {s: n for s, n in f.statuses.items() if s not in FINAL}
         if open_rows:
             f.outcome = "unfinished"

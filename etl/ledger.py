@@ -85,9 +85,9 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE TABLE IF NOT EXISTS ledger_owner (target TEXT NOT NULL, source TEXT NOT NULL,"
         " pipeline TEXT, claimed_at TEXT NOT NULL)",
         # rows a run found unchanged (already accepted): counted, not stored again
-        "CREATE TABLE IF NOT EXISTS run_counts (run_id INTEGER NOT NULL, status TEXT NOT NULL,"
-        " currency TEXT, rows INTEGER NOT NULL, cents INTEGER NOT NULL,"
-        " PRIMARY KEY (run_id, status, currency))",
+        "CREATE TABLE IF NOT EXISTS run_counts (run_id INTEGER NOT NULL, source_file TEXT,"
+        " status TEXT NOT NULL, currency TEXT, rows INTEGER NOT NULL, cents INTEGER NOT NULL,"
+        " UNIQUE (run_id, source_file, status, currency))",
     ]),
 ]
 COLUMNS = ["id", "run_id", "source_file", "record", "key", "payload_hash", "status", "reason",
@@ -360,14 +360,14 @@ class Ledger:
         row i has id first + i. Rows `already_accepted` are counted per run (run_counts), not
         stored again, so a nightly re-read of the same file does not grow the ledger."""
         status_at = INSERT_COLUMNS.index("status") - 1
-        counted: dict[tuple[int, str, str | None], list[int]] = {}
+        counted: dict[tuple[int, str, str, str | None], list[int]] = {}
         with self.tx():
             first = (self.db.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]) + 1
             stamp = now()
             kept = []
             for i, r in enumerate(rows):
                 if r[status_at] in COUNTED_STATUSES:
-                    cell = counted.setdefault((r[0], r[status_at], r[-1]), [0, 0])
+                    cell = counted.setdefault((r[0], r[1], r[status_at], r[-1]), [0, 0])
                     cell[0] += 1
                     cell[1] += r[-2] or 0
                 else:
@@ -376,7 +376,7 @@ class Ledger:
                 f"INSERT INTO rows ({', '.join(INSERT_COLUMNS)})"  # noqa: S608
                 f" VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})", kept)
             self.db.executemany(
-                "INSERT INTO run_counts VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+                "INSERT INTO run_counts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
                 " rows = rows + excluded.rows, cents = cents + excluded.cents",
                 [(*k, n, c) for k, (n, c) in counted.items()])
         return first
@@ -427,6 +427,8 @@ class Ledger:
         """Rows of a run by status (the stored rows and the counted ones)."""
         return self._counts(run_id)
 
+
+
     def totals(self, run_id: int) -> list[tuple[str, str, int, int]]:
         """(stage, currency, rows, cents) for valid, sent and accepted rows of a run."""
         sql = ("SELECT ?, COALESCE(currency, ''), COUNT(*), COALESCE(SUM(amount_cents), 0)"
@@ -471,6 +473,17 @@ class Ledger:
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+def file_counts(db: sqlite3.Connection, run_id: int, source_file: str) -> dict[str, int]:
+    """One source file's rows of a run by status: the stored rows and the counted ones."""
+    out: dict[str, int] = {}
+    for status, n in db.execute(
+            "SELECT status, COUNT(*) FROM rows WHERE run_id=? AND source_file=? GROUP BY status"
+            " UNION ALL SELECT status, SUM(rows) FROM run_counts WHERE run_id=? AND"
+            " source_file=? GROUP BY status", (run_id, source_file, run_id, source_file)):
+        out[status] = out.get(status, 0) + n
+    return dict(sorted(out.items()))
 
 
 def damaged(path: Path, exc: BaseException) -> LedgerError:

@@ -41,8 +41,9 @@ class Plan:
 def _valid_frame(result: ValidationResult, gift: bool) -> pl.DataFrame:
     frame = result.payloads
     if gift:
-        amount = pl.col("_payload").str.json_path_match("$.amount").cast(pl.Float64)
-        money = [(amount * 100).round(0).cast(pl.Int64).alias("_cents"),
+        # exact: the payload's amount text as a Decimal, never through a float
+        amount = pl.col("_payload").str.json_path_match("$.amount").cast(pl.Decimal(20, 2))
+        money = [(amount * 100).cast(pl.Int64).alias("_cents"),
                  pl.col("_payload").str.json_path_match("$.currencyCode").alias("_currency")]
     else:
         money = [pl.lit(None, pl.Int64).alias("_cents"), pl.lit(None, pl.String).alias("_currency")]
