@@ -28,6 +28,8 @@ from typing import Any
 
 import polars as pl
 
+from etl.redact import redact
+
 OPEN = ("accepted", "in_doubt")
 SKEW = timedelta(minutes=10)  # clock difference allowed between CRM+ and this machine
 DUPLICATE = "DUPLICATE_IN_CRM"
@@ -304,7 +306,8 @@ class ReconStore:
     def finish(self, rec_id: int, at: datetime, polled: bool, exit_code: int,
                summary: str) -> None:
         self.db.execute("UPDATE reconciles SET ended_at=?, polled=?, exit_code=?, summary=?"
-                        " WHERE id=?", (iso(at), int(polled), exit_code, summary, rec_id))
+                        " WHERE id=?", (iso(at), int(polled), exit_code, redact(summary),
+                                        rec_id))
 
 
 def split_key(key: str) -> tuple[str, str, str]:

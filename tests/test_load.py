@@ -353,3 +353,23 @@ def test_backoff_is_exponential_with_full_jitter_and_capped() -> None:
     assert backoff(4, base=0.5, cap=30, rng=lambda: 1.0) == 4.0
     assert backoff(20, base=0.5, cap=30, rng=lambda: 1.0) == 30
     assert backoff(3, base=0.5, cap=30, rng=lambda: 0.0) == 0.0
+
+
+def test_an_aspnet_model_state_400_names_the_bad_rows_without_splitting() -> None:
+    requests: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        items = json.loads(request.content)["transactions"]
+        if any(t["transactionId"] == "G2" for t in items):
+            at = next(i for i, t in enumerate(items) if t["transactionId"] == "G2")
+            return httpx.Response(400, json={
+                "message": "The request is invalid.",
+                "modelState": {f"request.Transactions[{at}].Amount": ["Amount is invalid."]}})
+        return httpx.Response(200)
+
+    sender, log = send(handler, batches(gifts(5), 5))
+    assert statuses(log) == {"accepted": 4, "rejected": 1}
+    assert json.loads(log.outcomes[2].details or "[]") == [
+        {"field": "Amount", "code": "", "message": "Amount is invalid."}]
+    assert len(requests) == 2 and sender.stats.split_requests == 1  # the rest, once

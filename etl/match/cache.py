@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from etl.match.contacts import Contact, now_iso
+from etl.redact import redact, redact_value
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS prematch_state (id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -126,7 +127,7 @@ class Cache:
                            " VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
                            " modified=excluded.modified, record=excluded.record,"
                            " seen_at=excluded.seen_at",
-                           [(c.id, c.modified, c.record, stamp) for c in contacts])
+                           [(c.id, c.modified, redact(c.record), stamp) for c in contacts])
             db.executemany("INSERT OR IGNORE INTO prematch_refs VALUES (?, ?, ?)",
                            [(s, r, c.id) for c in contacts for s, r in c.refs])
             db.executemany("INSERT OR IGNORE INTO prematch_refs VALUES (?, ?, ?)", extra_refs)
@@ -148,7 +149,8 @@ class Cache:
             db.execute("INSERT OR REPLACE INTO prematch_state (id, base_url, organization, scope,"
                        " refreshed_at, high_water, full_at, last_refresh, proven) VALUES (1,"
                        " :base_url, :organization, :scope, :refreshed_at, :high_water, :full_at,"
-                       " :last_refresh, :proven)", {k: merged.get(k) for k in STATE_FIELDS})
+                       " :last_refresh, :proven)",
+                       {k: redact_value(merged.get(k)) for k in STATE_FIELDS})
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
