@@ -11,6 +11,10 @@ from CRM+ (every gift found by its key counts as accepted) before anything is se
 "unknown" (QueryOptions lacks "Transaction Source", the query is refused, a record without its
 key fields or of another source: the filter was not applied) is treated like "some": refuse.
 Contacts are not checked: a Contact Transaction sent again merges by reference.
+
+What no documented read can see: transactions CRM+ still HOLDS (sent, not yet imported) and
+gifts waiting in Update Needed / Match Needed. A ledger lost between a run and CRM+'s import is
+therefore not caught by the check; only its backup (`etl ledger backup`) protects that window.
 """
 
 from __future__ import annotations
