@@ -321,6 +321,12 @@ class Ledger:
         return {k: KeyState(acc[k][0] if k in acc else None, acc[k][1] if k in acc else None,
                             doubt.get(k)) for k in keys}
 
+    def sent_in_doubt(self, run_id: int) -> int:
+        """Rows of a run that went out and got no definite answer."""
+        return int(self.db.execute("SELECT COUNT(*) FROM rows WHERE run_id=? AND"
+                                   " status='in_doubt' AND sent_at IS NOT NULL",
+                                   (run_id,)).fetchone()[0])
+
     def has_sent(self) -> bool:
         """Whether any row of this ledger ever went out or is known to CRM+."""
         return self.db.execute(

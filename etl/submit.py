@@ -99,7 +99,8 @@ class RunSummary:
     fallback_to_single: bool = False
     rows_per_batch_request: float = 0.0
     notices: dict[str, int] = field(default_factory=dict)
-    in_doubt_found: int = 0
+    in_doubt_found: int = 0  # rows a crash had left `sending`, found at the start
+    in_doubt_new: int = 0  # rows of this run sent without a definite answer
     in_doubt_bound: int = 0
     elapsed_seconds: float = 0.0
     report_dir: str | None = None
@@ -300,10 +301,12 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                                           for s in counts):
             exit_code, reason = EXIT_ROWS, _not_accepted(counts)
         doubt = counts.get("in_doubt", 0)
+        new_doubt = ledger.sent_in_doubt(run_id)
         if doubt:
-            reason += (f"; {doubt} rows in doubt (sent, no definite answer; never re-sent "
-                       f"blindly): after CRM+'s import has run, `etl reconcile {loaded.path}"
-                       " --after-batch` confirms them")
+            parked = f", {doubt - new_doubt} parked from earlier runs" if doubt > new_doubt else ""
+            reason += (f"; {new_doubt} rows went in doubt in this run (sent, no definite answer;"
+                       f" never re-sent blindly){parked}: after CRM+'s import has run, "
+                       f"`etl reconcile {loaded.path} --after-batch` confirms them")
         totals = [{"stage": s, "currency": c, "rows": n, "amount": money(cents)}
                   for s, c, n, cents in ledger.totals(run_id)]
         st = sender.stats
@@ -314,7 +317,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             retries=st.retries, split_requests=st.split_requests, fallback_to_single=st.fallback,
             rows_per_batch_request=(round(st.rows_in_batches / st.batch_requests, 2)
                                     if st.batch_requests else 0.0),
-            notices=dict(client.notices), in_doubt_found=found,
+            notices=dict(client.notices), in_doubt_found=found, in_doubt_new=new_doubt,
             in_doubt_bound=spec.load.concurrency * spec.load.batch_size,
             elapsed_seconds=round(time.monotonic() - started, 3), stale_lock_pid=stale_pid,
             control_totals=control_totals(dry.result, totals),

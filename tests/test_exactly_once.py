@@ -108,13 +108,14 @@ def test_batches_answered_after_the_timeout_are_in_doubt_never_resent(
     crm.set_faults("slow_after_store=0.25,slow_seconds=2,seed=7")
     first = run(spec, crm)
     doubt = first.counts.get("in_doubt", 0)
-    assert doubt >= 20 and first.exit_code == 1
+    assert doubt >= 20 and first.exit_code == 1 and first.in_doubt_new == doubt
     assert "in doubt" in first.exit_reason and "etl reconcile" in first.exit_reason
     assert sum(crm.state.times_received(SOURCE, f"G{i}") for i in range(N)) == N  # all stored
     crm.set_faults(None)
 
     again = run(spec, crm)  # before reconcile: the in-doubt rows are parked, nothing resent
     assert again.counts.get("in_doubt", 0) == doubt and again.counts.get("accepted", 0) == 0
+    assert again.in_doubt_new == 0 and f"{doubt} parked from earlier runs" in again.exit_reason
     crm.run_batch()  # the import: a fifth of the gifts wait in Update Needed
     parked = {p["transactionId"] for p in crm.state.parked() if p.get("kind") == "gift"}
     assert parked
