@@ -42,10 +42,9 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "gift_batch": ("POST", "/api/v2/Gift/Transactions"),
     "contact_find": ("GET", "/api/Contact/Find"),
     "contact_create": ("POST", "/api/Contact"),
-    # Query: the plain routes answer abbreviated items without the keys; only the Full* routes
-    # return records that name transactionSource/transactionId or contactReferences.
-    "gift_query": ("POST", "/api/Gift/Query"),
-    "contact_query": ("POST", "/api/Contact/Query"),
+    # Query: only the Full* routes return records that name transactionSource/transactionId or
+    # contactReferences. The plain /api/Gift/Query and /api/Contact/Query answer abbreviated
+    # items without the keys: they prove nothing, so the tool never calls them.
     "gift_query_full": ("POST", "/api/Gift/Query/FullGift"),
     "contact_query_full": ("POST", "/api/Contact/Query/FullContact"),
     "gift_query_options": ("GET", "/api/Gift/QueryOptions"),

@@ -254,8 +254,8 @@ class Match(_Model):
     dry run from a local cache and applied by `etl run` as a policy."""
 
     method: Literal["bulk", "find"] = Field(
-        "bulk", description="bulk: page Contact/Query into a local cache (1,000 contacts a "
-        "request); find: one Contact/Find per distinct reference / email")
+        "bulk", description="bulk: page Contact/Query/FullContact into a local cache (1,000 "
+        "contacts a request); find: one Contact/Find per distinct reference / email")
     by: list[Signal] = Field(
         default_factory=lambda: list(DEFAULT_SIGNALS), min_length=1,
         description="Match signals, in order")

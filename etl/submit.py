@@ -233,6 +233,9 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                            f"(policy: {policy})")
         if options.recover_ledger and spec.target == "gift_transaction":
             await _recover(loaded, ledger, options)
+        elif options.recover_ledger:
+            options.notify("--recover-ledger: nothing to recover for contacts (a Contact "
+                           "Transaction sent again merges by reference)")
         plan = plan_rows(dry.result, loaded, ledger.prior_state(), policy)
         run_id = ledger.start_run(
             pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
