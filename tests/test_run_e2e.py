@@ -308,12 +308,14 @@ def test_sigint_stops_with_exit_5_and_a_resume_completes(slow_sandbox: SandboxHa
 
 
 @pytest.mark.slow
-def test_kill_9_at_random_points_never_sends_a_gift_twice(tmp_path: Path) -> None:
-    crash_test(tmp_path, gifts=2000, kills=5, seed=11)
+@pytest.mark.parametrize("query_mode", ["refuse", "ignore"])
+def test_kill_9_at_random_points_never_sends_a_gift_twice(tmp_path: Path,
+                                                           query_mode: str) -> None:
+    crash_test(tmp_path, gifts=2000, kills=5, seed=11, query_mode=query_mode)
 
 
 def crash_test(folder: Path, *, gifts: int, kills: int, seed: int,
-               rate: str = "40/second") -> dict[str, Any]:
+               rate: str = "40/second", query_mode: str = "refuse") -> dict[str, Any]:
     """Kill `etl run` (kill -9) at random points of a gift load against a sandbox that does NOT
     de-duplicate and answers some stored batches late (so kills land between store and answer),
     resume each time; then the import, reconcile --after-batch and run, twice. Checks: no gift
@@ -326,7 +328,8 @@ def crash_test(folder: Path, *, gifts: int, kills: int, seed: int,
     key = "crash-key-123456"
     server = subprocess.Popen([sys.executable, "-m", "etl.sandbox", "--port", "0", "--api-key",
                                key, "--rate-limit", rate, "--state", str(state), "--faults",
-                               f"slow_after_store=0.05,slow_seconds=1,seed={seed}"],
+                               f"slow_after_store=0.05,slow_seconds=1,seed={seed}",
+                               "--query-without-groups", query_mode],
                               stdout=subprocess.PIPE, text=True)
     ledger_path = folder / ".ledger" / "gifts.sqlite"
     etl_cli = [sys.executable, "-m", "etl"]
