@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import click
 
 from etl import __version__
-from etl.errors import EtlError, SourceError
-from etl.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
-from etl.exitcodes import EXIT_ROWS as EXIT_REJECTS
-from etl.redact import redacting_output, secret_from_env
+from etl.base.errors import EtlError, SourceError
+from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
+from etl.base.exitcodes import EXIT_ROWS as EXIT_REJECTS
+from etl.base.redact import redacting_output, secret_from_env
 
 
 def _fail(exc: EtlError) -> None:

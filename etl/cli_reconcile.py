@@ -17,9 +17,9 @@ import click
 
 from etl.cli_run import TOKEN_ENV, _fail
 from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
-from etl.errors import CredentialsRefused, EtlError, TransientError
-from etl.redact import secret_from_env
-from etl.safe_write import check_target, write_json
+from etl.base.errors import CredentialsRefused, EtlError, TransientError
+from etl.base.redact import secret_from_env
+from etl.base.safe_write import check_target, write_json
 from etl.webhook_parse import MAX_MODELS
 from etl.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
 
@@ -202,7 +202,7 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
         etl webhooks serve --spec pipelines/legacy_gifts.yaml --port 8787 --register \\
             --public-url https://hooks.example.org/webhook
     """
-    from etl.serving import bind, serve_foreground
+    from etl.base.serving import bind, serve_foreground
     from etl.webhook_receiver import make_server
     from etl.webhook_register import receiver_config, subscribe
 

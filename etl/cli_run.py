@@ -17,11 +17,11 @@ from typing import Any
 
 import click
 
-from etl.errors import EtlError, SourceError
-from etl.exitcodes import EXIT_ROWS
-from etl.redact import secret_from_env
+from etl.base.errors import EtlError, SourceError
+from etl.base.exitcodes import EXIT_ROWS
+from etl.base.redact import secret_from_env
 from etl.run_render import Progress, render_summary
-from etl.safe_write import check_target, write_json
+from etl.base.safe_write import check_target, write_json
 from etl.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,

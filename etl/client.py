@@ -27,8 +27,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from etl.errors import CredentialsRefused, RequestRejected, TerminalError, TransientError
-from etl.redact import redact, register
+from etl.base.errors import CredentialsRefused, RequestRejected, TerminalError, TransientError
+from etl.base.redact import redact, register
 
 DEFAULT_BASE_URL = "https://api.virtuoussoftware.com"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -223,7 +223,7 @@ def item_details(details: list[dict[str, str]]) -> dict[int, list[dict[str, str]
 
 class Redactor:
     """Removes the secrets from any text before it is printed, logged or stored. They are also
-    registered process-wide (etl/redact.py), so every edge of the process redacts them."""
+    registered process-wide (etl/base/redact.py), so every edge of the process redacts them."""
 
     def __init__(self, *secrets: str) -> None:
         self._secrets = [s for s in secrets if s]

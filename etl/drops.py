@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from etl.errors import SourceError
-from etl.filecheck import FileChanged, file_digest
+from etl.base.errors import SourceError
+from etl.base.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
 from etl.ledger import file_counts
 from etl.result import FileInfo
-from etl.safe_write import write_text
+from etl.base.safe_write import write_text
 from etl.sources import read_file, resolve_files
 from etl.spec import LoadedSpec
 

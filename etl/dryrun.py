@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from etl.report import PayloadWriter, build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
-from etl.safe_write import report_folder
+from etl.base.safe_write import report_folder
 from etl.spec import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ class DryRun:
 def report_dir(loaded: LoadedSpec, out_dir: Path | None) -> Path:
     """The report folder, ready to write into: --out, else the spec's output.dir (relative to
     the spec), else reports/<name>. Only --out may name an existing folder the tool did not
-    create (etl/safe_write.py: a spec must not be able to write into /etc); UnsafeOutput else."""
+    create (etl/base/safe_write.py: a spec must not be able to write into /etc); UnsafeOutput else."""
     if out_dir is not None:
         return report_folder(out_dir, explicit=True, origin="--out")
     if loaded.spec.output.dir:

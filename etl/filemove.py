@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from etl.filecheck import file_digest
+from etl.base.filecheck import file_digest
 
 
 def move_file(src: Path, folder: Path, *, sha256: str | None = None) -> Path:

@@ -32,10 +32,10 @@ from typing import Any
 
 import polars as pl
 
-from etl.csvsafe import write_csv
-from etl.errors import EtlError
-from etl.redact import redact_frame, redact_value
-from etl.safe_write import atomic
+from etl.base.csvsafe import write_csv
+from etl.base.errors import EtlError
+from etl.base.redact import redact_frame, redact_value
+from etl.base.safe_write import atomic
 
 try:
     import fcntl

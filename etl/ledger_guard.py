@@ -27,8 +27,8 @@ from etl.crm_query import (
     query_body,
     records_of,
 )
-from etl.errors import EtlError, RequestRejected
-from etl.exitcodes import EXIT_LEDGER_UNKNOWN
+from etl.base.errors import EtlError, RequestRejected
+from etl.base.exitcodes import EXIT_LEDGER_UNKNOWN
 
 Read = Callable[..., Awaitable[Reply | None]]  # (endpoint, body, params=...) -> Reply, None: 404
 PAGE = 1000

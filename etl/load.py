@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from etl.client import WRITE_ENDPOINTS, CrmClient, EndpointMissing, Reply, item_details
-from etl.errors import CredentialsRefused, RequestRejected, TransientError
+from etl.base.errors import CredentialsRefused, RequestRejected, TransientError
 from etl.ratelimit import DEFAULT_MAX_WAIT, InDoubt, RequestBudget, Throttled, budgeted
 from etl.targets import Target
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 import httpx
 
 from etl.client import coerce_number
-from etl.errors import TransientError
+from etl.base.errors import TransientError
 
 T = TypeVar("T")
 

@@ -45,7 +45,7 @@ from etl.crm_query import (
     query_date,
     records_of,
 )
-from etl.errors import RequestRejected, TransientError
+from etl.base.errors import RequestRejected, TransientError
 from etl.ratelimit import RequestBudget, budgeted
 from etl.recon_store import parse_time
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.redact import redact
+from etl.base.redact import redact
 
 OPEN = ("accepted", "in_doubt")
 SKEW = timedelta(minutes=10)  # clock difference allowed between CRM+ and this machine

@@ -31,11 +31,11 @@ from typing import Any
 import httpx
 
 from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
-from etl.csvsafe import write_csv
+from etl.base.csvsafe import write_csv
 from etl.dryrun import report_dir
-from etl.errors import CredentialsRefused, TransientError
-from etl.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
-from etl.exitcodes import EXIT_ROWS as EXIT_REVIEW
+from etl.base.errors import CredentialsRefused, TransientError
+from etl.base.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
+from etl.base.exitcodes import EXIT_ROWS as EXIT_REVIEW
 from etl.ledger import Ledger, LedgerError, damaged
 from etl.load import money
 from etl.plan import batch_name, import_name

@@ -6,7 +6,7 @@ report.html in one directory, plus a short plain-text summary for the terminal.
 
 Fast for big runs: failures are aggregated with a polars group_by, rejects and payloads are
 written by polars, and only the first few sample rows (HTML) go through Python.
-Each file is written to a temporary name and renamed (etl/safe_write.py), so a crashed run never
+Each file is written to a temporary name and renamed (etl/base/safe_write.py), so a crashed run never
 leaves a half report, a link or device in the folder is never written through, and a registered
 secret (the API key) is redacted from every file.
 """
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from etl.csvsafe import write_csv
-from etl.redact import redact_frame
+from etl.base.csvsafe import write_csv
+from etl.base.redact import redact_frame
 from etl.report_html import render_html
 from etl.result import ReportPaths, ValidationResult
-from etl.safe_write import atomic, check_target, replace, write_json, write_text
+from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
 
 if TYPE_CHECKING:
     from etl.dryrun import DryRun

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import BaseModel, ValidationError
 
 from etl import transforms
-from etl.errors import SpecError, SpecErrors
+from etl.base.errors import SpecError, SpecErrors
 from etl.spec_model import (
     Case,
     Designation,

@@ -24,7 +24,7 @@ import httpx
 from etl import __version__, drops, match
 from etl.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
 from etl.dryrun import DryRun, dry_run
-from etl.errors import CredentialsRefused, SpecError, TransientError
+from etl.base.errors import CredentialsRefused, SpecError, TransientError
 from etl.ledger import OK_STATUSES, Ledger, damaged
 from etl.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
 from etl.load import Batch, Sender, SendSettings, Stopped, money
@@ -37,7 +37,7 @@ from etl.unattended import RunLock, control_totals, reject_gate
 
 __all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
 
-from etl.exitcodes import (  # noqa: F401  (re-exported for etl.cli_run)
+from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli_run)
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
     EXIT_LEDGER_UNKNOWN,

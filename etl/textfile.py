@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
-from etl.errors import SourceError
+from etl.base.errors import SourceError
 from etl.spec import Source
 
 CHUNK = 1 << 22

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from etl.drops import stamp
-from etl.errors import EtlError
-from etl.exitcodes import EXIT_LOCKED
+from etl.base.errors import EtlError
+from etl.base.exitcodes import EXIT_LOCKED
 from etl.result import ValidationResult
 
 try:

@@ -41,10 +41,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from etl.errors import EtlError
+from etl.base.errors import EtlError
 from etl.ledger import Ledger
 from etl.recon_store import ReconStore, iso, parse_time
-from etl.serving import ServerThread, bind
+from etl.base.serving import ServerThread, bind
 from etl.webhook_guard import ConnectionLimits, Throttled, Window, guarded_protocol
 from etl.webhook_parse import (
     MAX_MODELS,

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from etl.client import CrmClient, EndpointMissing, coerce_bool
-from etl.errors import EtlError
+from etl.base.errors import EtlError
 from etl.ledger import Ledger
 from etl.recon_store import iso
 from etl.reconcile import key_prefix

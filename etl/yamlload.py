@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from etl.errors import SpecError
-from etl.filecheck import kind_of
+from etl.base.errors import SpecError
+from etl.base.filecheck import kind_of
 
 Loc = tuple[str | int, ...]
 

@@ -21,7 +21,7 @@ from etl.client import (
     parse_error_body,
     retry_after,
 )
-from etl.errors import CredentialsRefused, RequestRejected, TransientError
+from etl.base.errors import CredentialsRefused, RequestRejected, TransientError
 from etl.targets import get_target
 
 TOKEN = "CANARY-TOKEN-5f2b"

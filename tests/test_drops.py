@@ -22,7 +22,7 @@ from gift_spec import GIFT_MAPPINGS
 
 from etl import drops, filemove
 from etl.cli_run import run
-from etl.errors import SourceError
+from etl.base.errors import SourceError
 from etl.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
 from etl.spec import load_spec

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from etl.client import CrmClient
-from etl.errors import CredentialsRefused
+from etl.base.errors import CredentialsRefused
 from etl.load import Batch, Item, Outcome, Sender, SendSettings, batch_body, batch_total
 from etl.ratelimit import RequestBudget, backoff
 from etl.targets import get_target

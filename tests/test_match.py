@@ -17,7 +17,7 @@ from test_match_crm import FakeCrm
 from etl import match
 from etl.client import OrganizationMismatch
 from etl.dryrun import dry_run
-from etl.errors import SpecErrors
+from etl.base.errors import SpecErrors
 from etl.match import MatchOptions, MatchRefused
 from etl.match.contacts import parse_time
 from etl.spec import load_spec

@@ -18,7 +18,7 @@ from test_match_crm import DEFAULT_OPTIONS, FakeCrm, invalid, options
 
 from etl import match
 from etl.dryrun import dry_run
-from etl.errors import TransientError
+from etl.base.errors import TransientError
 
 QUERY = "/api/Contact/Query/FullContact"
 

@@ -15,7 +15,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from etl.cli_reconcile import reconcile as reconcile_cli
-from etl.exitcodes import EXIT_CREDENTIALS
+from etl.base.exitcodes import EXIT_CREDENTIALS
 from etl.ledger import Ledger
 from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle

@@ -206,7 +206,7 @@ def _echoing_app() -> object:
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
     from etl.sandbox.server import make_server
-    from etl.serving import ServerThread, bind
+    from etl.base.serving import ServerThread, bind
 
     sock = bind("127.0.0.1", 0)
     server = ServerThread(make_server(_echoing_app()), sock, "echoing server")
@@ -245,7 +245,7 @@ def test_a_token_echoed_by_the_server_is_in_no_file_ledger_cell_summary_or_outpu
 
 def test_printed_text_is_redacted_even_in_an_unexpected_traceback(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from etl.redact import redacting_output, register
+    from etl.base.redact import redacting_output, register
 
     register(CANARY)
     out = io.StringIO()

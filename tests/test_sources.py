@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from etl.errors import ColumnsMissing, SourceError
+from etl.base.errors import ColumnsMissing, SourceError
 from etl.sources import read_csv, read_parquet
 from etl.spec import Source
 

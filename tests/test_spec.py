@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from etl.errors import SpecError
+from etl.base.errors import SpecError
 from etl.spec import json_schema, load_spec
 
 GOOD = """

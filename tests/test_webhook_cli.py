@@ -26,7 +26,7 @@ from test_webhook_receiver import b64, gift, make_ledger, write_gift_spec
 from test_webhook_register import SECRET, URL, FakeCrm
 
 from etl.cli import main
-from etl.serving import ServerThread, bind
+from etl.base.serving import ServerThread, bind
 from etl.webhook_register import subscribe
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.errors import EtlError
+from etl.base.errors import EtlError
 from etl.ledger import Ledger
 from etl.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
 

@@ -33,7 +33,7 @@ from etl.crm_query import (
     query_body,
     query_date,
 )
-from etl.errors import RequestRejected, TransientError
+from etl.base.errors import RequestRejected, TransientError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, get, now_iso, parse_contact, parse_time
 from etl.match.reader import PAGE, MatchRefused, Reader

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.errors import RequestRejected
+from etl.base.errors import RequestRejected
 from etl.match.bulk import refresh_bulk, refused
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, now_iso, parse_contact

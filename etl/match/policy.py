@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from etl.errors import CredentialsRefused, TransientError
+from etl.base.errors import CredentialsRefused, TransientError
 from etl.match.cache import Cache
 from etl.match.dry_run import cache_info, prediction
 from etl.match.fetch import refresh as refresh_cache

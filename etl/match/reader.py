@@ -8,7 +8,7 @@ import random
 from typing import Any
 
 from etl.client import CrmClient, EndpointMissing, Reply, check_organization
-from etl.errors import EtlError
+from etl.base.errors import EtlError
 from etl.ratelimit import RequestBudget, budgeted
 from etl.spec import LoadedSpec
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from etl.errors import EtlError
-from etl.redact import redact
+from etl.base.errors import EtlError
+from etl.base.redact import redact
 
 MARKER = ".etl-report"
 MARKER_TEXT = (

@@ -16,7 +16,7 @@ import os
 import stat
 from pathlib import Path
 
-from etl.errors import SourceError
+from etl.base.errors import SourceError
 
 CHUNK = 1 << 22
 

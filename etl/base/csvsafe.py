@@ -22,8 +22,8 @@ from pathlib import Path
 
 import polars as pl
 
-from etl.redact import redact_frame
-from etl.safe_write import atomic
+from etl.base.redact import redact_frame
+from etl.base.safe_write import atomic
 
 # First characters that make a spreadsheet evaluate the cell.
 FORMULA_START = r"^[=+\-@\t\r]"
