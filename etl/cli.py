@@ -217,7 +217,7 @@ def schema() -> None:
 
         etl schema > pipeline.schema.json
     """
-    from etl.spec import json_schema
+    from etl.spec.parse import json_schema
 
     click.echo(json.dumps(json_schema(), indent=2))
 

@@ -176,7 +176,7 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
 def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
                     say: Any) -> RunSummary:
     from etl.sandbox.server import running_sandbox
-    from etl.spec import load_spec
+    from etl.spec.parse import load_spec
 
     loaded = load_spec(spec)
     with running_sandbox(rate_limit=rate, organization_name=loaded.spec.organization) as sb:
@@ -192,7 +192,7 @@ def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
 # -- etl ledger ----------------------------------------------------------------------------------
 def _open(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> Any:
     from etl.ledger import Ledger
-    from etl.spec import load_spec
+    from etl.spec.parse import load_spec
 
     if ledger_path is None and spec is None:
         raise click.UsageError("name the ledger: --spec SPEC or --ledger PATH")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from etl.spec import Source
+from etl.spec.parse import Source
 
 
 def record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:

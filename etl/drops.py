@@ -36,7 +36,7 @@ from etl.ledger import file_counts
 from etl.result import FileInfo
 from etl.base.safe_write import write_text
 from etl.sources import read_file, resolve_files
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS drop_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL,"
@@ -198,7 +198,7 @@ def intake(loaded: LoadedSpec, db: sqlite3.Connection, *, new_only: bool | None,
 def preview_paths(spec_path: Path, ledger_path: Path | None = None, *,
                   sandbox: bool = False) -> list[Path]:
     """`etl validate --new-only`: the files the next `etl run` would read, oldest first."""
-    from etl.spec import load_spec
+    from etl.spec.parse import load_spec
     from etl.submit import default_ledger_path
 
     loaded = load_spec(spec_path)

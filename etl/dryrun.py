@@ -12,7 +12,7 @@ from etl.report import PayloadWriter, build_report, summary_table, write_report
 from etl.result import ReportPaths, ValidationResult
 from etl.runner import validate_pipeline
 from etl.base.safe_write import report_folder
-from etl.spec import LoadedSpec, load_spec
+from etl.spec.parse import LoadedSpec, load_spec
 
 if TYPE_CHECKING:
     from etl.match import MatchOptions

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from etl import transforms
-from etl.spec import KeyId, Mapping, Spec, template_columns
+from etl.spec.parse import KeyId, Mapping, Spec, template_columns
 from etl.targets import Target
 from etl.transforms.money import MONEY, parse_number
 

@@ -15,7 +15,7 @@ from etl.ledger import KeyState
 from etl.load import Batch, Item
 from etl.mapping import key_expr
 from etl.result import ValidationResult
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 
 @dataclass

@@ -42,7 +42,7 @@ from etl.plan import batch_name, import_name
 from etl.ratelimit import RequestBudget
 from etl.recon_poll import KeyGroup, Poller, PollResult, text_id
 from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
-from etl.spec import LoadedSpec, load_spec
+from etl.spec.parse import LoadedSpec, load_spec
 from etl.submit import default_ledger_path
 
 STAGES = ("open", "confirmed", "needs_review", "pending", "waiting")

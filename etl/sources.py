@@ -22,7 +22,7 @@ import polars as pl
 from etl.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.base.errors import ColumnsMissing, SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
-from etl.spec import LoadedSpec, Source
+from etl.spec.parse import LoadedSpec, Source
 from etl.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
 
 

@@ -31,7 +31,7 @@ from etl.load import Batch, Sender, SendSettings, Stopped, money
 from etl.plan import Plan, plan_rows
 from etl.plan import batches as plan_batches
 from etl.ratelimit import RequestBudget, Throttled
-from etl.spec import LoadedSpec, load_spec
+from etl.spec.parse import LoadedSpec, load_spec
 from etl.targets import get_target
 from etl.unattended import RunLock, control_totals, reject_gate
 

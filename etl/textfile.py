@@ -23,7 +23,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from etl.base.errors import SourceError
-from etl.spec import Source
+from etl.spec.parse import Source
 
 CHUNK = 1 << 22
 UTF8 = {"utf-8", "utf8", "utf_8", "ascii", "us-ascii", "utf-8-sig", "utf_8_sig"}

@@ -14,7 +14,7 @@ import polars as pl
 
 from etl.mapping import ERR, RAW, SEP
 from etl.rules import EARLIEST, REQUIRED, row_rules
-from etl.spec import FieldRules, Spec
+from etl.spec.parse import FieldRules, Spec
 from etl.targets import get_target
 
 FAILURE_SCHEMA = {"_row": pl.Int64, "field": pl.String, "rule": pl.String, "error": pl.String}

@@ -29,7 +29,7 @@ from etl.base.errors import EtlError
 from etl.ledger import Ledger
 from etl.recon_store import iso
 from etl.reconcile import key_prefix
-from etl.spec import load_spec
+from etl.spec.parse import load_spec
 from etl.submit import default_ledger_path
 from etl.webhook_parse import crm_id
 from etl.webhook_receiver import SUBSCRIBE, ReceiverConfig

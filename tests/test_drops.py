@@ -25,7 +25,7 @@ from etl.cli_run import run
 from etl.base.errors import SourceError
 from etl.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
-from etl.spec import load_spec
+from etl.spec.parse import load_spec
 from etl.submit import RunOptions, RunSummary, run_pipeline
 from etl.unattended import RunLock, RunLocked
 

@@ -20,7 +20,7 @@ from etl.dryrun import dry_run
 from etl.base.errors import SpecErrors
 from etl.match import MatchOptions, MatchRefused
 from etl.match.contacts import parse_time
-from etl.spec import load_spec
+from etl.spec.parse import load_spec
 from etl.submit import RunOptions, RunSummary, run_pipeline
 
 BASE = "http://127.0.0.1:9"  # never connected: every request goes to the MockTransport

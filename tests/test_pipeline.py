@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from etl.runner import validate_pipeline
-from etl.spec import load_spec
+from etl.spec.parse import load_spec
 
 DATA = Path(__file__).parent / "data"
 TODAY = dt.date(2026, 11, 24)

@@ -7,7 +7,7 @@ import pytest
 
 from etl.base.errors import ColumnsMissing, SourceError
 from etl.sources import read_csv, read_parquet
-from etl.spec import Source
+from etl.spec.parse import Source
 
 
 def read(path, **opts):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from etl.base.errors import SpecError
-from etl.spec import json_schema, load_spec
+from etl.spec.parse import json_schema, load_spec
 
 GOOD = """
 name: gifts

@@ -37,7 +37,7 @@ from etl.base.errors import RequestRejected, TransientError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, get, now_iso, parse_contact, parse_time
 from etl.match.reader import PAGE, MatchRefused, Reader
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 CONTACT_ID = "Contact Id"
 SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual")

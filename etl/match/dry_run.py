@@ -20,7 +20,7 @@ from etl.match.matching import matched_rows, skip_expr
 from etl.match.reader import MatchRefused
 from etl.match.signals import SIGNALS, row_signals
 from etl.result import ValidationResult
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 
 def prediction(matched: pl.DataFrame, loaded: LoadedSpec, cache_info: dict[str, Any],

@@ -26,7 +26,7 @@ from etl.match.cache import Cache
 from etl.match.contacts import Contact, now_iso, parse_contact
 from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import signal_column
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 FIND = "GET /api/Contact/Find"
 

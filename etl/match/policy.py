@@ -15,7 +15,7 @@ from etl.match.fetch import refresh as refresh_cache
 from etl.match.matching import matched_rows, skip_expr
 from etl.match.reader import MatchRefused
 from etl.match.signals import row_signals
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 if TYPE_CHECKING:
     from etl.dryrun import DryRun

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from etl import transforms
 from etl.base.errors import SpecError, SpecErrors
-from etl.spec_model import (
+from etl.spec.model import (
     Case,
     Designation,
     FieldRules,
@@ -34,7 +34,7 @@ from etl.spec_model import (
     template_columns,
 )
 from etl.targets import TARGET_NAMES, get_target
-from etl.yamlload import Loc, line_for, load_yaml
+from etl.spec.yamlload import Loc, line_for, load_yaml
 
 
 def _loc_text(loc: Loc) -> str:
