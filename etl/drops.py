@@ -35,7 +35,7 @@ from etl.filemove import fsync_dir, move_file
 from etl.ledger import file_counts
 from etl.result import FileInfo
 from etl.base.safe_write import write_text
-from etl.sources import read_file, resolve_files
+from etl.read.sources import read_file, resolve_files
 from etl.spec.parse import LoadedSpec
 
 TABLES = [

@@ -17,7 +17,7 @@ from etl import __version__, mapping
 from etl.mapping import ERR, OUT, RAW
 from etl.payload import escape_needs, payload_expr, strip_empty
 from etl.result import FileInfo, ValidationResult
-from etl.sources import SourceFile, open_source, resolve_files
+from etl.read.sources import SourceFile, open_source, resolve_files
 from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
 from etl.validate import failures, file_wide_failures

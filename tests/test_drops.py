@@ -270,8 +270,8 @@ def test_move_file_never_overwrites_and_copies_across_filesystems(
 def _truncate_on_read(monkeypatch: pytest.MonkeyPatch, path: Path, keep: str,
                       times: int = 1) -> list[int]:
     """Make the next `times` reads of `path` see it cut to `keep` after it was hashed (the hook
-    sits between the hash and the read: etl.sources calls utf8_file after hashing)."""
-    from etl import sources
+    sits between the hash and the read: etl.read.sources calls utf8_file after hashing)."""
+    from etl.read import sources
 
     real, calls = sources.utf8_file, []
 

@@ -3,8 +3,8 @@ came from: `_source_file`, `_record` (1-based data record, header excluded), `_l
 line the record starts on) and `_shape_error` (set when the record is ragged).
 
 CSV columns are always read as strings (so postal code 01234 stays 01234) and typed later by the
-spec. Decoding lives in `etl.textfile` (strict, streamed), ragged-record detection in
-`etl.csvlayout`; this module opens a file and hands out its rows, whole or in batches.
+spec. Decoding lives in `etl.read.textfile` (strict, streamed), ragged-record detection in
+`etl.read.csvlayout`; this module opens a file and hands out its rows, whole or in batches.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Any
 
 import polars as pl
 
-from etl.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
+from etl.read.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.base.errors import ColumnsMissing, SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
 from etl.spec.parse import LoadedSpec, Source
-from etl.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
+from etl.read.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
 
 
 @dataclass
