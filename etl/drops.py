@@ -33,7 +33,7 @@ from etl.base.errors import SourceError
 from etl.base.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
 from etl.ledger import file_counts
-from etl.result import FileInfo
+from etl.prepare.result import FileInfo
 from etl.base.safe_write import write_text
 from etl.read.sources import read_file, resolve_files
 from etl.spec.parse import LoadedSpec

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl.report import PayloadWriter, build_report, summary_table, write_report
-from etl.result import ReportPaths, ValidationResult
-from etl.runner import validate_pipeline
+from etl.prepare.result import ReportPaths, ValidationResult
+from etl.prepare.runner import validate_pipeline
 from etl.base.safe_write import report_folder
 from etl.spec.parse import LoadedSpec, load_spec
 

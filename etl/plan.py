@@ -13,8 +13,8 @@ import polars as pl
 
 from etl.ledger import KeyState
 from etl.load import Batch, Item
-from etl.mapping import key_expr
-from etl.result import ValidationResult
+from etl.prepare.mapping import key_expr
+from etl.prepare.result import ValidationResult
 from etl.spec.parse import LoadedSpec
 
 

@@ -11,7 +11,7 @@ import html
 import json
 from typing import Any
 
-from etl.result import ValidationResult
+from etl.prepare.result import ValidationResult
 
 SAMPLE_REJECTS = 50
 SAMPLE_PAYLOADS = 10

@@ -17,7 +17,7 @@ from typing import IO, Any
 from etl.drops import stamp
 from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_LOCKED
-from etl.result import ValidationResult
+from etl.prepare.result import ValidationResult
 
 try:
     import fcntl

@@ -140,7 +140,7 @@ def test_unfinished_file_is_read_again_and_validate_preview(sandbox: SandboxHand
                                                            tmp_path: Path) -> None:
     spec = drop_spec(tmp_path)
     # (the file with rejected rows is read first: pandera failures of a later file of a glob
-    # get the wrong row numbers in etl/validate.py today, see the report)
+    # get the wrong row numbers in etl/prepare/validate.py today, see the report)
     put(tmp_path, "gifts_a.csv", gifts(range(10)), T0 + 1)
     put(tmp_path, "gifts_b.csv", gifts(range(10, 13), amount="abc"), T0)
     held = go(spec, sandbox, max_reject_rate=0.1)

@@ -19,7 +19,7 @@ from etl.match.fetch import refresh
 from etl.match.matching import matched_rows, skip_expr
 from etl.match.reader import MatchRefused
 from etl.match.signals import SIGNALS, row_signals
-from etl.result import ValidationResult
+from etl.prepare.result import ValidationResult
 from etl.spec.parse import LoadedSpec
 
 

@@ -5,7 +5,7 @@
 - KEY_FIELDS: the wire names of the source constant and the row id (referenceSource/referenceId or
   transactionSource/transactionId);
 - REQUIRED: fields every payload must carry (the built-in rules); the cross-field rules live in
-  `etl.rules`.
+  `etl.prepare.rules`.
 
 This package holds data only; spec validation and payload building read it.
 """

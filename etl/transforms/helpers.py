@@ -7,7 +7,7 @@ So each transform uses `expr` once. When it needs intermediate values several ti
 them as fields of a struct (`pl.struct(text=...)`, then `.struct.with_fields(...)` reading
 them with `pl.field`), which evaluates each field once, like a `let`. `_result` hands that
 struct over in the Step (`scope`, `pick`), so the mapping stage computes it once as a column
-and reads both the value and the error from it (`etl.mapping._Stages`).
+and reads both the value and the error from it (`etl.prepare.mapping._Stages`).
 """
 
 from __future__ import annotations

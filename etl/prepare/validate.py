@@ -12,8 +12,8 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
-from etl.mapping import ERR, RAW, SEP
-from etl.rules import EARLIEST, REQUIRED, row_rules
+from etl.prepare.mapping import ERR, RAW, SEP
+from etl.prepare.rules import EARLIEST, REQUIRED, row_rules
 from etl.spec.parse import FieldRules, Spec
 from etl.targets import get_target
 

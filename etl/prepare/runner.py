@@ -13,14 +13,16 @@ from pathlib import Path
 
 import polars as pl
 
-from etl import __version__, mapping
-from etl.mapping import ERR, OUT, RAW
-from etl.payload import escape_needs, payload_expr, strip_empty
-from etl.result import FileInfo, ValidationResult
+from etl import __version__
+
+from etl.prepare import mapping
+from etl.prepare.mapping import ERR, OUT, RAW
+from etl.prepare.payload import escape_needs, payload_expr, strip_empty
+from etl.prepare.result import FileInfo, ValidationResult
 from etl.read.sources import SourceFile, open_source, resolve_files
 from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
-from etl.validate import failures, file_wide_failures
+from etl.prepare.validate import failures, file_wide_failures
 
 META = ["_row", "_source_file", "_record", "_line", "_shape_error"]
 
