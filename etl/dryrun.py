@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from etl.report import PayloadWriter, build_report, summary_table, write_report
+from etl.report.write import PayloadWriter, build_report, summary_table, write_report
 from etl.prepare.result import ReportPaths, ValidationResult
 from etl.prepare.runner import validate_pipeline
 from etl.base.safe_write import report_folder

@@ -37,7 +37,7 @@ async def apply_policy(plan: Plan, dry: DryRun, loaded: LoadedSpec, ledger: Ledg
     spec = loaded.spec
     if spec.match is None:
         return None
-    from etl.report import write_prematch
+    from etl.report.write import write_prematch
 
     try:
         cache = Cache(ledger.db)

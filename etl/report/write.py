@@ -23,7 +23,7 @@ import polars as pl
 
 from etl.base.csvsafe import write_csv
 from etl.base.redact import redact_frame
-from etl.report_html import render_html
+from etl.report.html import render_html
 from etl.prepare.result import ReportPaths, ValidationResult
 from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
 
