@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import click
 
 from etl.cli_run import TOKEN_ENV, _fail
-from etl.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
+from etl.load.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env
 from etl.base.safe_write import check_target, write_json

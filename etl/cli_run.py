@@ -1,4 +1,4 @@
-"""`etl run` and `etl ledger ...`: click skins over `etl.submit` and `etl.ledger`.
+"""`etl run` and `etl ledger ...`: click skins over `etl.submit` and `etl.load.ledger`.
 
 Exit codes of `etl run`: 0 every row accepted (now or in an earlier run); 1 some rows rejected,
 failed, in doubt or in conflict; 2 spec or usage error; 3 a source file cannot be read;
@@ -106,7 +106,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         --quarantine /srv/drops/quarantine --max-reject-rate 0.05 --max-failed 50
         --json-summary /var/log/etl/nightly.json
     """
-    from etl.client import check_base_url
+    from etl.load.client import check_base_url
 
     token = "" if sandbox else secret_from_env(token_env)
     if not sandbox and not token:
@@ -191,7 +191,7 @@ def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
 
 # -- etl ledger ----------------------------------------------------------------------------------
 def _open(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> Any:
-    from etl.ledger import Ledger
+    from etl.load.ledger import Ledger
     from etl.spec.parse import load_spec
 
     if ledger_path is None and spec is None:
@@ -256,7 +256,7 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
 
         etl ledger show 3 --spec pipelines/legacy_gifts.yaml
     """
-    from etl.ledger import LedgerError
+    from etl.load.ledger import LedgerError
 
     with _open(spec, ledger_path, sandbox) as led:
         try:
@@ -352,7 +352,7 @@ def ledger_backup(target: Path, spec: Path | None, ledger_path: Path | None,
 
         etl ledger backup --spec pipelines/legacy_gifts.yaml --to /backup/legacy_gifts.sqlite
     """
-    from etl.ledger import Ledger
+    from etl.load.ledger import Ledger
 
     with _open(spec, ledger_path, sandbox) as led:
         path = led.path

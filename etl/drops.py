@@ -32,7 +32,7 @@ from typing import Any
 from etl.base.errors import SourceError
 from etl.base.filecheck import FileChanged, file_digest
 from etl.filemove import fsync_dir, move_file
-from etl.ledger import file_counts
+from etl.load.ledger import file_counts
 from etl.prepare.result import FileInfo
 from etl.base.safe_write import write_text
 from etl.read.sources import read_file, resolve_files

@@ -2,7 +2,7 @@
 documented reads only (docs/reconcile.md, "what proves what").
 
 Bulk: `POST /api/Gift/Query/FullGift` / `POST /api/Contact/Query/FullContact`, 1,000 full
-records a page, with a `groups`/`conditions` body (etl/crm_query.py) whose parameter names come
+records a page, with a `groups`/`conditions` body (etl/load/crm_query.py) whose parameter names come
 from `GET .../QueryOptions`:
 - gifts: "Transaction Source" Is <source> AND "Batch" Is <the tool's batch name>, one query per
   batch (the run names its batches), or the source alone where a batch cannot be used;
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from etl.client import CrmClient, EndpointMissing, Reply
-from etl.crm_query import (
+from etl.load.client import CrmClient, EndpointMissing, Reply
+from etl.load.crm_query import (
     CONTACT_MODIFIED,
     GIFT_BATCH,
     GIFT_SOURCE,
@@ -46,7 +46,7 @@ from etl.crm_query import (
     records_of,
 )
 from etl.base.errors import RequestRejected, TransientError
-from etl.ratelimit import RequestBudget, budgeted
+from etl.load.budget import RequestBudget, budgeted
 from etl.recon_store import parse_time
 
 SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual", "After")

@@ -30,16 +30,16 @@ from typing import Any
 
 import httpx
 
-from etl.client import DEFAULT_BASE_URL, CrmClient, check_organization
+from etl.load.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.base.csvsafe import write_csv
 from etl.dryrun import report_dir
 from etl.base.errors import CredentialsRefused, TransientError
 from etl.base.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REVIEW
-from etl.ledger import Ledger, LedgerError, damaged
-from etl.load import money
-from etl.plan import batch_name, import_name
-from etl.ratelimit import RequestBudget
+from etl.load.ledger import Ledger, LedgerError, damaged
+from etl.load.sender import money
+from etl.load.plan import batch_name, import_name
+from etl.load.budget import RequestBudget
 from etl.recon_poll import KeyGroup, Poller, PollResult, text_id
 from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
 from etl.spec.parse import LoadedSpec, load_spec

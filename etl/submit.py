@@ -22,15 +22,15 @@ from typing import Any
 import httpx
 
 from etl import __version__, drops, match
-from etl.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
+from etl.load.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
 from etl.dryrun import DryRun, dry_run
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
-from etl.ledger import OK_STATUSES, Ledger, damaged
-from etl.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
-from etl.load import Batch, Sender, SendSettings, Stopped, money
-from etl.plan import Plan, plan_rows
-from etl.plan import batches as plan_batches
-from etl.ratelimit import RequestBudget, Throttled
+from etl.load.ledger import OK_STATUSES, Ledger, damaged
+from etl.load.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
+from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
+from etl.load.plan import Plan, plan_rows
+from etl.load.plan import batches as plan_batches
+from etl.load.budget import RequestBudget, Throttled
 from etl.spec.parse import LoadedSpec, load_spec
 from etl.targets import get_target
 from etl.unattended import RunLock, control_totals, reject_gate
@@ -73,7 +73,7 @@ class RunOptions:
     min_age: float | None = 0.0  # leave younger files (None: drops.DROP_MIN_AGE for a glob)
     max_reject_rate: float | None = None  # over it, nothing is sent
     max_failed: int | None = None  # more failed rows than this: no further batches
-    # a lost ledger (etl/ledger_guard.py)
+    # a lost ledger (etl/load/ledger_guard.py)
     recover_ledger: bool = False  # rebuild what was sent from CRM+ before planning
     recover_max_pages: int = 1000  # FullGift pages (of 1,000) a recovery may read
     skip_crm_check: bool = False  # send a first time without asking CRM+ (you know it is empty)

@@ -42,7 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from etl.base.errors import EtlError
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.recon_store import ReconStore, iso, parse_time
 from etl.base.serving import ServerThread, bind
 from etl.webhook_guard import ConnectionLimits, Throttled, Window, guarded_protocol

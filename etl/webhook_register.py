@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 
-from etl.client import CrmClient, EndpointMissing, coerce_bool
+from etl.load.client import CrmClient, EndpointMissing, coerce_bool
 from etl.base.errors import EtlError
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.recon_store import iso
 from etl.reconcile import key_prefix
 from etl.spec.parse import load_spec

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.client import (
+from etl.load.client import (
     ENDPOINTS,
     CrmClient,
     EndpointMissing,

@@ -23,7 +23,7 @@ from gift_spec import GIFT_MAPPINGS
 from etl import drops, filemove
 from etl.cli_run import run
 from etl.base.errors import SourceError
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
 from etl.spec.parse import load_spec
 from etl.submit import RunOptions, RunSummary, run_pipeline

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
 from etl.cli import main
-from etl.ledger import Ledger, LedgerError
+from etl.load.ledger import Ledger, LedgerError
 from etl.submit import RunOptions, run_pipeline
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"

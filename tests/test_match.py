@@ -15,7 +15,7 @@ import pytest
 from test_match_crm import FakeCrm
 
 from etl import match
-from etl.client import OrganizationMismatch
+from etl.load.client import OrganizationMismatch
 from etl.dryrun import dry_run
 from etl.base.errors import SpecErrors
 from etl.match import MatchOptions, MatchRefused

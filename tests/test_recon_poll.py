@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.client import CrmClient
-from etl.ratelimit import RequestBudget
+from etl.load.client import CrmClient
+from etl.load.budget import RequestBudget
 from etl.recon_poll import KeyGroup, Poller, PollResult
 
 SOURCE = "LegacyCRM"

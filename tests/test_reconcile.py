@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from etl.cli_reconcile import reconcile as reconcile_cli
 from etl.base.exitcodes import EXIT_CREDENTIALS
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle
 from etl.submit import RunOptions, RunSummary, run_pipeline
@@ -273,7 +273,7 @@ def test_cli_exit_codes_and_json_summary(sandbox: SandboxHandle, tmp_path: Path)
 def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from etl.ledger import MIGRATIONS, SCHEMA_VERSION
+    from etl.load.ledger import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

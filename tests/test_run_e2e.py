@@ -19,7 +19,7 @@ from gift_spec import GIFT_MAPPINGS
 from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
 from etl.cli_run import ledger, run
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
 from etl.submit import RunOptions, RunSummary, run_pipeline

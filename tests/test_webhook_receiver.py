@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.reconcile import ReconcileOptions, reconcile
 from etl.webhook_receiver import (
     ReceiverConfig,

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from etl.base.errors import EtlError
-from etl.ledger import Ledger
+from etl.load.ledger import Ledger
 from etl.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
 
 BASE = "http://127.0.0.1:9"

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.client import DEFAULT_BASE_URL, check_base_url
+from etl.load.client import DEFAULT_BASE_URL, check_base_url
 from etl.match.cache import Cache, open_cache
 from etl.match.contacts import parse_time
 from etl.match.fetch import refresh

@@ -19,8 +19,8 @@ from etl.spec.parse import LoadedSpec
 
 if TYPE_CHECKING:
     from etl.dryrun import DryRun
-    from etl.ledger import Ledger
-    from etl.plan import Plan
+    from etl.load.ledger import Ledger
+    from etl.load.plan import Plan
     from etl.submit import RunOptions
 
 SKIPPED = "skipped_existing"  # the ledger status of a row the policy did not send

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from etl.client import Reply
-from etl.crm_query import (
+from etl.load.client import Reply
+from etl.load.crm_query import (
     GIFT_SOURCE,
     Condition,
     has_gift_key,

@@ -11,8 +11,8 @@ from typing import Any
 
 import polars as pl
 
-from etl.ledger import KeyState
-from etl.load import Batch, Item
+from etl.load.ledger import KeyState
+from etl.load.sender import Batch, Item
 from etl.prepare.mapping import key_expr
 from etl.prepare.result import ValidationResult
 from etl.spec.parse import LoadedSpec

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import httpx
 
-from etl.client import coerce_number
+from etl.load.client import coerce_number
 from etl.base.errors import TransientError
 
 T = TypeVar("T")

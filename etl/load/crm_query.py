@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from etl.client import coerce_number
+from etl.load.client import coerce_number
 
 # Parameter names as the public sources spell them (virtuous-ts, nucleus-engine, the docs).
 GIFT_SOURCE = "Transaction Source"
