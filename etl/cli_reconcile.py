@@ -1,4 +1,4 @@
-"""`etl reconcile` and `etl webhooks serve`: click skins over etl.reconcile and the receiver.
+"""`etl reconcile` and `etl webhooks serve`: click skins over etl.confirm.reconcile and the receiver.
 
 Exit codes of `etl reconcile`: 0 every open row resolved or still within the window; 1 some rows
 need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 credentials refused.
@@ -20,8 +20,8 @@ from etl.load.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env
 from etl.base.safe_write import check_target, write_json
-from etl.webhook_parse import MAX_MODELS
-from etl.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
+from etl.confirm.webhook_parse import MAX_MODELS
+from etl.confirm.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
 
 SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
 SECRET_ENV = "ETL_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -82,8 +82,8 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
 
         etl reconcile pipelines/legacy_gifts.yaml --after-batch --force
     """
-    from etl.reconcile import ReconcileOptions
-    from etl.reconcile import reconcile as run_reconcile
+    from etl.confirm.reconcile import ReconcileOptions
+    from etl.confirm.reconcile import reconcile as run_reconcile
 
     base_url, token = _target(base_url, token_env, sandbox)
     if json_summary is not None:
@@ -203,8 +203,8 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
             --public-url https://hooks.example.org/webhook
     """
     from etl.base.serving import bind, serve_foreground
-    from etl.webhook_receiver import make_server
-    from etl.webhook_register import receiver_config, subscribe
+    from etl.confirm.webhook_receiver import make_server
+    from etl.confirm.webhook_register import receiver_config, subscribe
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("etl.webhooks").setLevel(logging.INFO)  # no request URLs, no bodies
@@ -263,7 +263,7 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
 
         etl webhooks status --spec pipelines/legacy_gifts.yaml --check
     """
-    from etl.webhook_register import check_subscriptions, receiver_config, webhook_status
+    from etl.confirm.webhook_register import check_subscriptions, receiver_config, webhook_status
 
     try:
         cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox, insecure=True)

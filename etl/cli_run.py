@@ -315,7 +315,7 @@ def ledger_resolve(spec: Path, ledger_path: Path | None, sandbox: bool, absent: 
 
         etl ledger resolve --spec pipelines/legacy_gifts.yaml --absent G-17,G-18 --found G-19
     """
-    from etl.reconcile import resolve
+    from etl.confirm.reconcile import resolve
 
     gone, seen = _ids(absent), _ids(found)
     if not gone and not seen:

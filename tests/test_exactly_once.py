@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from etl.load.ledger import Ledger
-from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.submit import RunOptions, RunSummary, run_pipeline
 

@@ -14,7 +14,7 @@ import pytest
 
 from etl.load.client import CrmClient
 from etl.load.budget import RequestBudget
-from etl.recon_poll import KeyGroup, Poller, PollResult
+from etl.confirm.poll import KeyGroup, Poller, PollResult
 
 SOURCE = "LegacyCRM"
 PREFIX = f"gift_transaction:{SOURCE}:"

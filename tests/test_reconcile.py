@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from etl.cli_reconcile import reconcile as reconcile_cli
 from etl.base.exitcodes import EXIT_CREDENTIALS
 from etl.load.ledger import Ledger
-from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle
 from etl.submit import RunOptions, RunSummary, run_pipeline
-from etl.webhook_receiver import running_receiver
-from etl.webhook_register import receiver_config, subscribe
+from etl.confirm.webhook_receiver import running_receiver
+from etl.confirm.webhook_register import receiver_config, subscribe
 
 SECRET = "whsec-test-5e1f"
 

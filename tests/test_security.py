@@ -426,7 +426,7 @@ def test_webhook_receiver_survives_a_flood_of_bad_deliveries(tmp_path: Path) -> 
     try:
         from test_webhook_receiver import PREFIX, SECRET, b64, gift_event, make_ledger
 
-        from etl.webhook_receiver import ReceiverConfig, running_receiver
+        from etl.confirm.webhook_receiver import ReceiverConfig, running_receiver
     except ImportError:
         pytest.skip("the webhook receiver is not there yet")
     path = tmp_path / "gifts.sqlite"

@@ -27,7 +27,7 @@ from test_webhook_register import SECRET, URL, FakeCrm
 
 from etl.cli import main
 from etl.base.serving import ServerThread, bind
-from etl.webhook_register import subscribe
+from etl.confirm.webhook_register import subscribe
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from etl.load.ledger import Ledger
-from etl.reconcile import ReconcileOptions, reconcile
-from etl.webhook_receiver import (
+from etl.confirm.reconcile import ReconcileOptions, reconcile
+from etl.confirm.webhook_receiver import (
     ReceiverConfig,
     ReceiverHandle,
     running_receiver,

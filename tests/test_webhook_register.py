@@ -15,7 +15,7 @@ import pytest
 
 from etl.base.errors import EtlError
 from etl.load.ledger import Ledger
-from etl.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
+from etl.confirm.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
 
 BASE = "http://127.0.0.1:9"
 URL = "https://hooks.example.org/webhook"

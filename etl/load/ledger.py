@@ -8,7 +8,7 @@
 Row statuses: rejected, pending, sending, accepted, already_accepted, failed, in_doubt,
 conflict, needs_review (and confirmed, set by a reconciliation).
 
-Schema 2 (etl reconcile, etl/recon_store.py): rows gain crm_id, confirmed_at, confirmed_via,
+Schema 2 (etl reconcile, etl/confirm/store.py): rows gain crm_id, confirmed_at, confirmed_via,
 review_from (the status a reconciliation moved to needs_review from) and checked_at (the last time
 a complete poll proved the row absent from CRM+); tables webhook_deliveries, webhook_keys,
 reconcile_polls and reconciles. Other modules may add their own tables to the same file with

@@ -1,5 +1,5 @@
 """Reconciliation's side of the ledger (schema 2): open rows, confirmations, reviews, webhook
-deliveries and polls. Used by `etl reconcile` (etl/reconcile.py) and the webhook receiver.
+deliveries and polls. Used by `etl reconcile` (etl/confirm/reconcile.py) and the webhook receiver.
 
 A row is *open* while CRM+ has not shown it: `accepted` (held, 200) or `in_doubt` (sent, never
 answered). It leaves that state once:

@@ -6,7 +6,7 @@
    the open rows (accepted / in doubt) whose key they carry, with the CRM+ contact or gift id.
 2. Polling as the fallback, within the request budget and never more often than
    `min_interval_hours` (unless forced): bulk Query pages, or per-row lookups where cheaper
-   (etl/recon_poll.py). Two gifts with one transactionId -> needs_review "duplicate in CRM".
+   (etl/confirm/poll.py). Two gifts with one transactionId -> needs_review "duplicate in CRM".
 3. The window: an accepted row still unseen `window_hours` after it was sent, by a poll made after
    that, becomes needs_review; so does a GIFT in doubt (never re-sent on a read's word: a gift in
    Update Needed answers 404 to every read), with the import, batch and transactionId to look
@@ -40,8 +40,8 @@ from etl.load.ledger import Ledger, LedgerError, damaged
 from etl.load.sender import money
 from etl.load.plan import batch_name, import_name
 from etl.load.budget import RequestBudget
-from etl.recon_poll import KeyGroup, Poller, PollResult, text_id
-from etl.recon_store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
+from etl.confirm.poll import KeyGroup, Poller, PollResult, text_id
+from etl.confirm.store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
 from etl.spec.parse import LoadedSpec, load_spec
 from etl.submit import default_ledger_path
 

@@ -47,7 +47,7 @@ from etl.load.crm_query import (
 )
 from etl.base.errors import RequestRejected, TransientError
 from etl.load.budget import RequestBudget, budgeted
-from etl.recon_store import parse_time
+from etl.confirm.store import parse_time
 
 SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual", "After")
 ONE_DAY = timedelta(days=1)

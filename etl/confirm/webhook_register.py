@@ -27,12 +27,12 @@ import httpx
 from etl.load.client import CrmClient, EndpointMissing, coerce_bool
 from etl.base.errors import EtlError
 from etl.load.ledger import Ledger
-from etl.recon_store import iso
-from etl.reconcile import key_prefix
+from etl.confirm.store import iso
+from etl.confirm.reconcile import key_prefix
 from etl.spec.parse import load_spec
 from etl.submit import default_ledger_path
-from etl.webhook_parse import crm_id
-from etl.webhook_receiver import SUBSCRIBE, ReceiverConfig
+from etl.confirm.webhook_parse import crm_id
+from etl.confirm.webhook_receiver import SUBSCRIBE, ReceiverConfig
 
 TABLE = ("CREATE TABLE IF NOT EXISTS webhook_subscriptions (id TEXT PRIMARY KEY,"
          " payload_url TEXT NOT NULL, events TEXT NOT NULL, created_at TEXT NOT NULL,"
