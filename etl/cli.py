@@ -183,7 +183,7 @@ def validate(
     try:
         files = None
         if new_only:
-            from etl.drops import preview_paths
+            from etl.unattended.drops import preview_paths
 
             files = preview_paths(spec, ledger_path, sandbox=sandbox_ledger)
         if files == []:

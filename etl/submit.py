@@ -21,7 +21,9 @@ from typing import Any
 
 import httpx
 
-from etl import __version__, drops, match
+from etl import __version__, match
+
+from etl.unattended.gates import drops
 from etl.load.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
 from etl.dryrun import DryRun, dry_run
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
@@ -33,7 +35,7 @@ from etl.load.plan import batches as plan_batches
 from etl.load.budget import RequestBudget, Throttled
 from etl.spec.parse import LoadedSpec, load_spec
 from etl.targets import get_target
-from etl.unattended import RunLock, control_totals, reject_gate
+from etl.unattended.gates import RunLock, control_totals, reject_gate
 
 __all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
 
@@ -66,7 +68,7 @@ class RunOptions:
     handle_signals: bool = True
     notify: Callable[[str], None] = lambda message: None
     on_progress: Callable[[dict[str, Any]], None] | None = None
-    # unattended runs (etl/drops.py, etl/unattended.py)
+    # unattended runs (etl/unattended/drops.py, etl/unattended/gates.py)
     new_only: bool | None = None  # skip files processed before (None: when the source is a glob)
     archive: Path | None = None  # move processed (and re-delivered) files here
     quarantine: Path | None = None  # move unreadable files here and go on with the others

@@ -20,14 +20,14 @@ import pytest
 from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
-from etl import drops, filemove
+from etl.unattended.gates import drops, filemove
 from etl.cli_run import run
 from etl.base.errors import SourceError
 from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
 from etl.spec.parse import load_spec
 from etl.submit import RunOptions, RunSummary, run_pipeline
-from etl.unattended import RunLock, RunLocked
+from etl.unattended.gates import RunLock, RunLocked
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"
 RUN = [sys.executable, "-c", "import sys; from etl.cli_run import run; "

@@ -10,7 +10,7 @@
                      `drop_files` and, with an archive folder, moved there
     intake()         all of the above before a run reads anything (etl run)
 
-Moves go through etl.filemove.move_file (never overwrites, never loses a file).
+Moves go through etl.unattended.filemove.move_file (never overwrites, never loses a file).
 
 The `drop_files` table lives in the ledger file (created here with CREATE TABLE IF NOT EXISTS):
     drop_files  sha256 PRIMARY KEY, path, size, rows, first_run, last_run, processed_at,
@@ -31,7 +31,7 @@ from typing import Any
 
 from etl.base.errors import SourceError
 from etl.base.filecheck import FileChanged, file_digest
-from etl.filemove import fsync_dir, move_file
+from etl.unattended.filemove import fsync_dir, move_file
 from etl.load.ledger import file_counts
 from etl.prepare.result import FileInfo
 from etl.base.safe_write import write_text

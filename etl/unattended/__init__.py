@@ -1,0 +1,1 @@
+"""unattended: (docstring follows)."""
