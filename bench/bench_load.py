@@ -128,7 +128,7 @@ class Sandbox:
 
 
 def run(spec: Path, url: str, **options: Any) -> tuple[Any, float]:
-    from etl.submit import RunOptions, run_pipeline
+    from etl.run.submit import RunOptions, run_pipeline
 
     started = time.perf_counter()
     _, summary = run_pipeline(spec, RunOptions(token=KEY, base_url=url,

@@ -165,7 +165,7 @@ def validate(
 
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
-    from etl.dryrun import dry_run
+    from etl.run.dry_run import dry_run
 
     match = None
     if refresh_match or full_refresh or ledger_path or sandbox_ledger:

@@ -1,4 +1,4 @@
-"""`etl run` and `etl ledger ...`: click skins over `etl.submit` and `etl.load.ledger`.
+"""`etl run` and `etl ledger ...`: click skins over `etl.run.submit` and `etl.load.ledger`.
 
 Exit codes of `etl run`: 0 every row accepted (now or in an earlier run); 1 some rows rejected,
 failed, in doubt or in conflict; 2 spec or usage error; 3 a source file cannot be read;
@@ -22,7 +22,7 @@ from etl.base.exitcodes import EXIT_ROWS
 from etl.base.redact import secret_from_env
 from etl.run_render import Progress, render_summary
 from etl.base.safe_write import check_target, write_json
-from etl.submit import (
+from etl.run.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
     EXIT_SOURCE,

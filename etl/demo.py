@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 
 PIPELINES = ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop")
 

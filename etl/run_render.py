@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from etl.submit import RunSummary
+from etl.run.submit import RunSummary
 
 
 class Progress:

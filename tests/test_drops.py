@@ -26,7 +26,7 @@ from etl.base.errors import SourceError
 from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
 from etl.spec.parse import load_spec
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.unattended.gates import RunLock, RunLocked
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"

@@ -17,7 +17,7 @@ import pytest
 from etl.load.ledger import Ledger
 from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle, running_sandbox
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 
 SOURCE = "LegacyCRM"
 N = 200

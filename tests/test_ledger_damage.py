@@ -15,7 +15,7 @@ from gift_spec import GIFT_MAPPINGS
 
 from etl.cli import main
 from etl.load.ledger import Ledger, LedgerError
-from etl.submit import RunOptions, run_pipeline
+from etl.run.submit import RunOptions, run_pipeline
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"
 

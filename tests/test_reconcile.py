@@ -19,7 +19,7 @@ from etl.base.exitcodes import EXIT_CREDENTIALS
 from etl.load.ledger import Ledger
 from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
 from etl.sandbox.server import SandboxHandle
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.confirm.webhook_receiver import running_receiver
 from etl.confirm.webhook_register import receiver_config, subscribe
 

@@ -22,7 +22,7 @@ from etl.cli_run import ledger, run
 from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 
 CANARY = "CANARY-TOKEN-5f2b"
 GIFT_BATCH = "/api/v2/Gift/Transactions"

@@ -32,7 +32,7 @@ import httpx
 
 from etl.load.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.base.csvsafe import write_csv
-from etl.dryrun import report_dir
+from etl.run.dry_run import report_dir
 from etl.base.errors import CredentialsRefused, TransientError
 from etl.base.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REVIEW
@@ -43,7 +43,7 @@ from etl.load.budget import RequestBudget
 from etl.confirm.poll import KeyGroup, Poller, PollResult, text_id
 from etl.confirm.store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
 from etl.spec.parse import LoadedSpec, load_spec
-from etl.submit import default_ledger_path
+from etl.run.submit import default_ledger_path
 
 STAGES = ("open", "confirmed", "needs_review", "pending", "waiting")
 

@@ -30,7 +30,7 @@ from etl.load.ledger import Ledger
 from etl.confirm.store import iso
 from etl.confirm.reconcile import key_prefix
 from etl.spec.parse import load_spec
-from etl.submit import default_ledger_path
+from etl.run.submit import default_ledger_path
 from etl.confirm.webhook_parse import crm_id
 from etl.confirm.webhook_receiver import SUBSCRIBE, ReceiverConfig
 

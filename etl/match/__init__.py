@@ -53,7 +53,7 @@ from etl.match.contacts import Contact, norm_email, parse_contact
 from etl.match.dry_run import MatchOptions, cache_info, ledger_file, predict, prediction
 from etl.match.fetch import lookup_plan, refresh, refresh_find
 from etl.match.matching import changed_rows, match_rows, matched_rows, skip_expr
-from etl.match.policy import OK_STATUSES, SKIPPED, apply_policy
+from etl.run.prematch import OK_STATUSES, SKIPPED, apply_policy
 from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import SIGNALS, row_signals
 

@@ -95,7 +95,7 @@ class MatchOptions:
 
 def ledger_file(loaded: LoadedSpec, options: MatchOptions) -> Path:
     """The ledger file whose tables hold the cache (`options.ledger_path`, else the spec's)."""
-    from etl.submit import default_ledger_path  # late: submit imports the dry run
+    from etl.run.submit import default_ledger_path  # late: submit imports the dry run
 
     return options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
 

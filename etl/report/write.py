@@ -28,7 +28,7 @@ from etl.prepare.result import ReportPaths, ValidationResult
 from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
 
 if TYPE_CHECKING:
-    from etl.dryrun import DryRun
+    from etl.run.dry_run import DryRun
 
 REPORT_JSON = "report.json"
 REJECTS_CSV = "rejects.csv"

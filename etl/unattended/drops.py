@@ -199,7 +199,7 @@ def preview_paths(spec_path: Path, ledger_path: Path | None = None, *,
                   sandbox: bool = False) -> list[Path]:
     """`etl validate --new-only`: the files the next `etl run` would read, oldest first."""
     from etl.spec.parse import load_spec
-    from etl.submit import default_ledger_path
+    from etl.run.submit import default_ledger_path
 
     loaded = load_spec(spec_path)
     return preview(loaded, ledger_path or default_ledger_path(loaded, sandbox=sandbox)).paths()

@@ -18,10 +18,10 @@ from etl.match.signals import row_signals
 from etl.spec.parse import LoadedSpec
 
 if TYPE_CHECKING:
-    from etl.dryrun import DryRun
+    from etl.run.dry_run import DryRun
     from etl.load.ledger import Ledger
     from etl.load.plan import Plan
-    from etl.submit import RunOptions
+    from etl.run.submit import RunOptions
 
 SKIPPED = "skipped_existing"  # the ledger status of a row the policy did not send
 OK_STATUSES = (SKIPPED,)  # a run whose other rows are all accepted still exits 0

@@ -25,7 +25,7 @@ from etl import __version__, match
 
 from etl.unattended.gates import drops
 from etl.load.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
-from etl.dryrun import DryRun, dry_run
+from etl.run.dry_run import DryRun, dry_run
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
 from etl.load.ledger import OK_STATUSES, Ledger, damaged
 from etl.load.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
