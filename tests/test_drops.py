@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
 from etl.unattended.gates import drops, filemove
-from etl.cli_run import run
+from etl.cli.run import run
 from etl.base.errors import SourceError
 from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle
@@ -30,7 +30,7 @@ from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.unattended.gates import RunLock, RunLocked
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"
-RUN = [sys.executable, "-c", "import sys; from etl.cli_run import run; "
+RUN = [sys.executable, "-c", "import sys; from etl.cli.run import run; "
        "run(sys.argv[1:], prog_name='etl run')"]
 T0 = 1_700_000_000.0
 

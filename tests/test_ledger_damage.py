@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
-from etl.cli import main
+from etl.cli.app import main
 from etl.load.ledger import Ledger, LedgerError
 from etl.run.submit import RunOptions, run_pipeline
 

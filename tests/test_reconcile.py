@@ -14,7 +14,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from etl.cli_reconcile import reconcile as reconcile_cli
+from etl.cli.reconcile import reconcile as reconcile_cli
 from etl.base.exitcodes import EXIT_CREDENTIALS
 from etl.load.ledger import Ledger
 from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve

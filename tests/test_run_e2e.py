@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
-from etl.cli_run import ledger, run
+from etl.cli.run import ledger, run
 from etl.load.ledger import Ledger
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
@@ -26,7 +26,7 @@ from etl.run.submit import RunOptions, RunSummary, run_pipeline
 
 CANARY = "CANARY-TOKEN-5f2b"
 GIFT_BATCH = "/api/v2/Gift/Transactions"
-RUN = [sys.executable, "-c", "import sys; from etl.cli_run import run; "
+RUN = [sys.executable, "-c", "import sys; from etl.cli.run import run; "
        "run(sys.argv[1:], prog_name='etl run')"]
 
 

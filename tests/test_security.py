@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from etl.cli import main
+from etl.cli.app import main
 from etl.sandbox.server import SandboxHandle, running_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -39,7 +39,7 @@ from etl.unattended.gates import RunLock, control_totals, reject_gate
 
 __all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
 
-from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli_run)
+from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli.run)
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
     EXIT_LEDGER_UNKNOWN,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from etl.cli_run import TOKEN_ENV, _fail
+from etl.cli.run import TOKEN_ENV, _fail
 from etl.load.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env

@@ -20,7 +20,7 @@ import click
 from etl.base.errors import EtlError, SourceError
 from etl.base.exitcodes import EXIT_ROWS
 from etl.base.redact import secret_from_env
-from etl.run_render import Progress, render_summary
+from etl.cli.render import Progress, render_summary
 from etl.base.safe_write import check_target, write_json
 from etl.run.submit import (
     EXIT_CREDENTIALS,

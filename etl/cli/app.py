@@ -33,11 +33,11 @@ class LazyGroup(click.Group):
     not pay for the HTTP client, the ledger and the sandbox server."""
 
     lazy: ClassVar[dict[str, str]] = {
-        "run": "etl.cli_run:run",
-        "ledger": "etl.cli_run:ledger",
+        "run": "etl.cli.run:run",
+        "ledger": "etl.cli.run:ledger",
         "sandbox": "etl.sandbox.cli:sandbox",
-        "reconcile": "etl.cli_reconcile:reconcile",
-        "webhooks": "etl.cli_reconcile:webhooks",
+        "reconcile": "etl.cli.reconcile:reconcile",
+        "webhooks": "etl.cli.reconcile:webhooks",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -283,8 +283,8 @@ def demo(out_dir: Path) -> None:
 
         etl demo --out reports/demo
     """
-    from etl.cli_run import render_summary
-    from etl.demo import run_demo
+    from etl.cli.run import render_summary
+    from etl.cli.demo import run_demo
 
     root = Path(__file__).resolve().parent.parent
     try:
