@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
-from etl.unattended.gates import drops, filemove
+from etl.unattended import drops, filemove
 from etl.cli.run import run
 from etl.base.errors import SourceError
 from etl.load.ledger import Ledger

@@ -23,7 +23,7 @@ import httpx
 
 from etl import __version__, match
 
-from etl.unattended.gates import drops
+from etl.unattended import drops
 from etl.load.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
 from etl.run.dry_run import DryRun, dry_run
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
