@@ -20,13 +20,13 @@ import pytest
 from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
-from etl.unattended import drops, filemove
-from etl.cli.run import run
 from etl.base.errors import SourceError
+from etl.cli.run import run
 from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle
 from etl.spec.parse import load_spec
-from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.unattended import drops, filemove
 from etl.unattended.gates import RunLock, RunLocked
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"

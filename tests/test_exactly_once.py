@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from etl.load.ledger import Ledger
 from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
-from etl.sandbox.server import SandboxHandle, running_sandbox
+from etl.load.ledger import Ledger
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.sandbox.server import SandboxHandle, running_sandbox
 
 SOURCE = "LegacyCRM"
 N = 200

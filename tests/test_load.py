@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.load.client import CrmClient
 from etl.base.errors import CredentialsRefused
-from etl.load.sender import Batch, Item, Outcome, Sender, SendSettings, batch_body, batch_total
 from etl.load.budget import RequestBudget, backoff
+from etl.load.client import CrmClient
+from etl.load.sender import Batch, Item, Outcome, Sender, SendSettings, batch_body, batch_total
 from etl.targets import get_target
 
 GIFT = get_target("gift_transaction")

@@ -15,13 +15,13 @@ import pytest
 from test_match_crm import FakeCrm
 
 from etl import match
-from etl.load.client import OrganizationMismatch
-from etl.run.dry_run import dry_run
 from etl.base.errors import SpecErrors
+from etl.load.client import OrganizationMismatch
 from etl.match import MatchOptions, MatchRefused
 from etl.match.contacts import parse_time
-from etl.spec.parse import load_spec
+from etl.run.dry_run import dry_run
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.spec.parse import load_spec
 
 BASE = "http://127.0.0.1:9"  # never connected: every request goes to the MockTransport
 KEY = "test-key-not-a-secret"

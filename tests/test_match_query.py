@@ -17,8 +17,8 @@ from test_match import EXISTING, KEY, SECOND, go, preload, refresh_options, writ
 from test_match_crm import DEFAULT_OPTIONS, FakeCrm, invalid, options
 
 from etl import match
-from etl.run.dry_run import dry_run
 from etl.base.errors import TransientError
+from etl.run.dry_run import dry_run
 
 QUERY = "/api/Contact/Query/FullContact"
 

@@ -14,14 +14,14 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from etl.cli.reconcile import reconcile as reconcile_cli
 from etl.base.exitcodes import EXIT_CREDENTIALS
-from etl.load.ledger import Ledger
+from etl.cli.reconcile import reconcile as reconcile_cli
 from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
-from etl.sandbox.server import SandboxHandle
-from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.confirm.webhook_receiver import running_receiver
 from etl.confirm.webhook_register import receiver_config, subscribe
+from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.sandbox.server import SandboxHandle
 
 SECRET = "whsec-test-5e1f"
 

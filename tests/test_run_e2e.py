@@ -20,9 +20,9 @@ from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F4
 
 from etl.cli.run import ledger, run
 from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
-from etl.run.submit import RunOptions, RunSummary, run_pipeline
 
 CANARY = "CANARY-TOKEN-5f2b"
 GIFT_BATCH = "/api/v2/Gift/Transactions"

@@ -205,8 +205,8 @@ def _echoing_app() -> object:
 
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
-    from etl.sandbox.server import make_server
     from etl.base.serving import ServerThread, bind
+    from etl.sandbox.server import make_server
 
     sock = bind("127.0.0.1", 0)
     server = ServerThread(make_server(_echoing_app()), sock, "echoing server")

@@ -25,8 +25,8 @@ from starlette.routing import Route
 from test_webhook_receiver import b64, gift, make_ledger, write_gift_spec
 from test_webhook_register import SECRET, URL, FakeCrm
 
-from etl.cli.app import main
 from etl.base.serving import ServerThread, bind
+from etl.cli.app import main
 from etl.confirm.webhook_register import subscribe
 
 

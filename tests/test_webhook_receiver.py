@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.load.ledger import Ledger
 from etl.confirm.reconcile import ReconcileOptions, reconcile
 from etl.confirm.webhook_receiver import (
     ReceiverConfig,
@@ -28,6 +27,7 @@ from etl.confirm.webhook_receiver import (
     running_receiver,
     verify_signature,
 )
+from etl.load.ledger import Ledger
 
 SECRET = b"s3cret-hook-key-9"
 PREFIX = "gift_transaction:LegacyCRM:"

@@ -14,8 +14,13 @@ import httpx
 import pytest
 
 from etl.base.errors import EtlError
+from etl.confirm.webhook_register import (
+    Registration,
+    check_subscriptions,
+    subscribe,
+    webhook_status,
+)
 from etl.load.ledger import Ledger
-from etl.confirm.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
 
 BASE = "http://127.0.0.1:9"
 URL = "https://hooks.example.org/webhook"

@@ -5,7 +5,8 @@ text at the edges where text leaves the process.
     redact("HTTP 422: key CANARY... refused")        # -> "HTTP 422: key *** refused"
 
 The edges: the CLI's stdout/stderr (`redacting_output`, installed once around every command),
-the files the tool writes (etl/base/safe_write.py and etl/base/csvsafe.py call `redact` / `redact_frame`),
+the files the tool writes (etl/base/safe_write.py and etl/base/csvsafe.py call `redact` /
+`redact_frame`),
 and the ledger's text columns (the ledger calls `redact` on what it stores). A server may echo
 the token back in an error, an organization name or anything else: whatever its origin, text
 that reaches one of these edges loses the secret.

@@ -17,15 +17,11 @@ from typing import Any, ClassVar
 import click
 
 from etl import __version__
-from etl.base.errors import EtlError, SourceError
-from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE, EXIT_USAGE
+from etl.base.errors import EtlError
+from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REJECTS
 from etl.base.redact import redacting_output, secret_from_env
-
-
-def _fail(exc: EtlError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code)
+from etl.cli.common import fail
 
 
 class LazyGroup(click.Group):
@@ -166,6 +162,7 @@ def validate(
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
     from etl.run.dry_run import dry_run
+    from etl.spec.pipeline import open_pipeline
 
     match = None
     if refresh_match or full_refresh or ledger_path or sandbox_ledger:
@@ -176,30 +173,29 @@ def validate(
             full=full_refresh,
             base_url=base_url,
             token=secret_from_env(token_env) if refresh_match else "",
-            ledger_path=ledger_path,
-            sandbox=sandbox_ledger,
             notify=lambda message: click.echo(message, err=True),
         )
     try:
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox_ledger,
+                                 out_dir=out_dir)
         files = None
         if new_only:
             from etl.unattended.drops import preview_paths
 
-            files = preview_paths(spec, ledger_path, sandbox=sandbox_ledger)
+            files = preview_paths(pipeline)
         if files == []:
             if not quiet:
                 click.echo("no new files: the next `etl run` would read nothing")
             sys.exit(EXIT_OK)
         outcome = dry_run(
-            spec,
-            out_dir=out_dir,
+            pipeline,
             payload_limit=payload_limit,
             match=match,
             files=files,
             keep_payloads=False,
         )
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(outcome.report, indent=2))
     elif not quiet:
@@ -283,14 +279,14 @@ def demo(out_dir: Path) -> None:
 
         etl demo --out reports/demo
     """
-    from etl.cli.run import render_summary
     from etl.cli.demo import run_demo
+    from etl.cli.run import render_summary
 
     root = Path(__file__).resolve().parent.parent
     try:
         outcome = run_demo(root, out_dir, lambda message: click.echo(message))
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     for summary in outcome.summaries:
         click.echo(f"\n-- {summary.pipeline} --")
         render_summary(summary)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.spec.pipeline import open_pipeline
 
 PIPELINES = ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop")
 
@@ -39,10 +40,11 @@ def run_demo(root: Path, out_dir: Path, say: Callable[[str], None]) -> Demo:
             for stale in ledger.parent.glob("ledger.sqlite*"):
                 stale.unlink()
             say(f"\n== {name} ==")
-            options = RunOptions(token=sb.api_key, base_url=sb.base_url, ledger_path=ledger,
-                                 out_dir=out_dir / name, sandbox=True, notify=say,
+            options = RunOptions(token=sb.api_key, base_url=sb.base_url, notify=say,
                                  requests_per_hour=20 * 3600)
-            summaries.append(run_pipeline(root / "pipelines" / f"{name}.yaml", options)[1])
+            pipeline = open_pipeline(root / "pipelines" / f"{name}.yaml", ledger_path=ledger,
+                                     sandbox=True, out_dir=out_dir / name)
+            summaries.append(run_pipeline(pipeline, options)[1])
         batch = sb.run_batch()
         url = sb.base_url
     return Demo(summaries, batch, url)

@@ -1,4 +1,5 @@
-"""`etl reconcile` and `etl webhooks serve`: click skins over etl.confirm.reconcile and the receiver.
+"""`etl reconcile` and `etl webhooks serve`: click skins over etl.confirm.reconcile and the
+receiver.
 
 Exit codes of `etl reconcile`: 0 every open row resolved or still within the window; 1 some rows
 need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 credentials refused.
@@ -15,13 +16,14 @@ from urllib.parse import urlsplit
 
 import click
 
-from etl.cli.run import TOKEN_ENV, _fail
-from etl.load.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env
 from etl.base.safe_write import check_target, write_json
+from etl.cli.common import TOKEN_ENV, fail
 from etl.confirm.webhook_parse import MAX_MODELS
 from etl.confirm.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
+from etl.load.client import DEFAULT_BASE_URL, LOCAL_HOSTS, check_base_url
+from etl.spec.pipeline import open_pipeline
 
 SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
 SECRET_ENV = "ETL_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
@@ -92,20 +94,21 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
         except EtlError as exc:
             _usage(str(exc))
     options = ReconcileOptions(
-        token=token, base_url=base_url, ledger_path=ledger_path, out_dir=out_dir,
-        sandbox=sandbox, window_hours=window_hours, min_interval_hours=min_interval_hours,
+        token=token, base_url=base_url, window_hours=window_hours,
+        min_interval_hours=min_interval_hours,
         force=force, after_batch=after_batch,
         notify=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     try:
-        summary = run_reconcile(spec, options)
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox, out_dir=out_dir)
+        summary = run_reconcile(pipeline, options)
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     if json_summary:
         json_summary.parent.mkdir(parents=True, exist_ok=True)
         try:
             write_json(json_summary, summary.to_json())
         except EtlError as exc:
-            _fail(exc)
+            fail(exc)
     if not quiet:
         _render(summary)
     if summary.exit_code == 4:
@@ -212,11 +215,12 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
     if register and secret is None:
         _usage("--register needs a secret: CRM+ signs its deliveries with it")
     try:
-        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox, secret=secret,
-                              insecure=secret is None, max_body=max_body, max_models=max_models,
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox)
+        cfg = receiver_config(pipeline, secret=secret, insecure=secret is None,
+                              max_body=max_body, max_models=max_models,
                               max_per_minute=max_per_minute)
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     if secret is None:
         click.echo("warning: no secret (--insecure-no-secret): deliveries are NOT verified; they"
                    " are recorded as unverified hints and confirm nothing", err=True)
@@ -266,9 +270,10 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
     from etl.confirm.webhook_register import check_subscriptions, receiver_config, webhook_status
 
     try:
-        cfg = receiver_config(spec, ledger_path=ledger_path, sandbox=sandbox, insecure=True)
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox)
+        cfg = receiver_config(pipeline, insecure=True)
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     if not cfg.ledger_path.exists():
         click.echo(f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received")
         sys.exit(1 if check else 0)

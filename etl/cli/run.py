@@ -20,8 +20,9 @@ import click
 from etl.base.errors import EtlError, SourceError
 from etl.base.exitcodes import EXIT_ROWS
 from etl.base.redact import secret_from_env
-from etl.cli.render import Progress, render_summary
 from etl.base.safe_write import check_target, write_json
+from etl.cli.common import TOKEN_ENV, fail
+from etl.cli.render import Progress, render_summary
 from etl.run.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -29,16 +30,9 @@ from etl.run.submit import (
     EXIT_USAGE,
     RunOptions,
     RunSummary,
-    default_ledger_path,
     run_pipeline,
 )
-
-TOKEN_ENV = "VIRTUOUS_API_TOKEN"  # noqa: S105 - a variable name, not a secret
-
-
-def _fail(exc: EtlError) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code)
+from etl.spec.pipeline import Pipeline, open_pipeline
 
 
 @click.command()
@@ -128,21 +122,21 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         elif not quiet:
             click.echo(message, err=True)
 
-    options = RunOptions(token=token, base_url=base_url, ledger_path=ledger_path,
-                         out_dir=out_dir, sandbox=sandbox, in_doubt=in_doubt, notify=say,
+    options = RunOptions(token=token, base_url=base_url, in_doubt=in_doubt, notify=say,
                          on_progress=progress.update if progress else None,
                          new_only=new_only, archive=archive, quarantine=quarantine,
                          min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed,
                          recover_ledger=recover_ledger, skip_crm_check=skip_crm_check)
     try:
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox, out_dir=out_dir)
         if sandbox:
-            summary = _run_in_sandbox(spec, options, sandbox_rate, sandbox_run_batch, say)
+            summary = _run_in_sandbox(pipeline, options, sandbox_rate, sandbox_run_batch, say)
         else:
-            summary = run_pipeline(spec, options)[1]
+            summary = run_pipeline(pipeline, options)[1]
     except EtlError as exc:
         code = EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code
         _write_json(json_summary, {"exit_code": code, "exit_reason": str(exc), "spec": str(spec)})
-        _fail(exc)
+        fail(exc)
     except KeyboardInterrupt:
         _write_json(json_summary, {"exit_code": EXIT_INTERRUPTED, "exit_reason": "interrupted",
                                    "spec": str(spec)})
@@ -154,7 +148,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     try:
         _write_json(json_summary, summary.to_json())
     except EtlError as exc:  # the target became a link or a device meanwhile
-        _fail(exc)
+        fail(exc)
     if not quiet:
         render_summary(summary)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):
@@ -173,16 +167,14 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     write_json(path, data)  # redacted, atomic, never through a link or a device
 
 
-def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
+def _run_in_sandbox(pipeline: Pipeline, options: RunOptions, rate: str, run_batch: bool,
                     say: Any) -> RunSummary:
     from etl.sandbox.server import running_sandbox
-    from etl.spec.parse import load_spec
 
-    loaded = load_spec(spec)
-    with running_sandbox(rate_limit=rate, organization_name=loaded.spec.organization) as sb:
+    with running_sandbox(rate_limit=rate, organization_name=pipeline.spec.organization) as sb:
         say(f"sandbox started at {sb.base_url} (rate limit {rate})")
         options.base_url, options.token = sb.base_url, sb.api_key
-        summary = run_pipeline(spec, options)[1]
+        summary = run_pipeline(pipeline, options)[1]
         if run_batch:
             summary.sandbox_batch = sb.run_batch()
             say(f"sandbox nightly batch: {json.dumps(summary.sandbox_batch)}")
@@ -192,17 +184,16 @@ def _run_in_sandbox(spec: Path, options: RunOptions, rate: str, run_batch: bool,
 # -- etl ledger ----------------------------------------------------------------------------------
 def _open(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> Any:
     from etl.load.ledger import Ledger
-    from etl.spec.parse import load_spec
 
     if ledger_path is None and spec is None:
         raise click.UsageError("name the ledger: --spec SPEC or --ledger PATH")
     try:
-        path = ledger_path or default_ledger_path(load_spec(spec), sandbox=sandbox)  # type: ignore[arg-type]
+        path = ledger_path or open_pipeline(spec, sandbox=sandbox).ledger_path  # type: ignore[arg-type]
         if not path.exists():
             raise click.ClickException(f"no ledger at {path} (nothing was run yet)")
         return Ledger(path, readonly=True)
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 _where = [
@@ -262,7 +253,7 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
         try:
             info = led.run(run_id)
         except LedgerError as exc:
-            _fail(exc)
+            fail(exc)
         info["counts"] = led.counts(info["id"])
         info["summary"] = json.loads(info["summary"]) if info["summary"] else None
         click.echo(json.dumps(info, indent=2))
@@ -286,7 +277,7 @@ def ledger_export(run_id: int, fmt: str, out: Path, spec: Path | None, ledger_pa
         try:
             click.echo(str(led.export(run_id, out, fmt)))
         except EtlError as exc:
-            _fail(exc)
+            fail(exc)
 
 
 def _ids(values: tuple[str, ...]) -> list[str]:
@@ -323,10 +314,10 @@ def ledger_resolve(spec: Path, ledger_path: Path | None, sandbox: bool, absent: 
     if crm_id and len(seen) != 1:
         raise click.UsageError("--crm-id goes with exactly one --found id")
     try:
-        summary = resolve(spec, absent=gone, found=seen, crm_id=crm_id,
-                          ledger_path=ledger_path, sandbox=sandbox)
+        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox)
+        summary = resolve(pipeline, absent=gone, found=seen, crm_id=crm_id)
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2))
         return
@@ -360,5 +351,5 @@ def ledger_backup(target: Path, spec: Path | None, ledger_path: Path | None,
         with Ledger(path, lock=False) as live:
             click.echo(str(live.backup(target)))
     except EtlError as exc:
-        _fail(exc)
+        fail(exc)
 

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from etl.base.errors import RequestRejected, TransientError
+from etl.confirm.store import parse_time
+from etl.load.budget import RequestBudget, budgeted
 from etl.load.client import CrmClient, EndpointMissing, Reply
 from etl.load.crm_query import (
     CONTACT_MODIFIED,
@@ -45,9 +48,6 @@ from etl.load.crm_query import (
     query_date,
     records_of,
 )
-from etl.base.errors import RequestRejected, TransientError
-from etl.load.budget import RequestBudget, budgeted
-from etl.confirm.store import parse_time
 
 SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual", "After")
 ONE_DAY = timedelta(days=1)

@@ -1,6 +1,6 @@
 """`etl reconcile`: close the loop after CRM+ answered 200 ("held", not "created").
 
-    reconcile(spec_path, ReconcileOptions(token=..., base_url=...)) -> ReconcileSummary
+    reconcile(pipeline, ReconcileOptions(token=..., base_url=...)) -> ReconcileSummary
 
 1. Webhooks first: deliveries the receiver (`etl webhooks serve`) recorded in the ledger confirm
    the open rows (accepted / in doubt) whose key they carry, with the CRM+ contact or gift id.
@@ -30,20 +30,19 @@ from typing import Any
 
 import httpx
 
-from etl.load.client import DEFAULT_BASE_URL, CrmClient, check_organization
 from etl.base.csvsafe import write_csv
-from etl.run.dry_run import report_dir
 from etl.base.errors import CredentialsRefused, TransientError
 from etl.base.exitcodes import EXIT_CREDENTIALS, EXIT_OK, EXIT_USAGE  # noqa: F401
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REVIEW
-from etl.load.ledger import Ledger, LedgerError, damaged
-from etl.load.sender import money
-from etl.load.plan import batch_name, import_name
-from etl.load.budget import RequestBudget
 from etl.confirm.poll import KeyGroup, Poller, PollResult, text_id
 from etl.confirm.store import SKEW, OpenRow, ReconStore, iso, parse_time, split_key
-from etl.spec.parse import LoadedSpec, load_spec
-from etl.run.submit import default_ledger_path
+from etl.load.budget import RequestBudget
+from etl.load.client import DEFAULT_BASE_URL, CrmClient, check_organization
+from etl.load.ledger import Ledger, LedgerError, damaged
+from etl.load.plan import batch_name, import_name
+from etl.load.sender import money
+from etl.spec.parse import LoadedSpec
+from etl.spec.pipeline import Pipeline
 
 STAGES = ("open", "confirmed", "needs_review", "pending", "waiting")
 
@@ -58,9 +57,6 @@ class ReconcileOptions:
 
     token: str
     base_url: str = DEFAULT_BASE_URL
-    ledger_path: Path | None = None
-    out_dir: Path | None = None
-    sandbox: bool = False
     window_hours: float = 30.0
     min_interval_hours: float = 1.0
     force: bool = False
@@ -103,14 +99,13 @@ def key_prefix(loaded: LoadedSpec) -> str:
     return f"{loaded.spec.target}:{loaded.spec.keys.source}:"
 
 
-def reconcile(spec_path: Path, options: ReconcileOptions) -> ReconcileSummary:
+def reconcile(loaded: Pipeline, options: ReconcileOptions) -> ReconcileSummary:
     """Move open rows to confirmed / needs_review / pending; see the module docstring."""
     started = time.monotonic()
-    loaded = load_spec(spec_path)
-    path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
+    path = loaded.ledger_path
     if not path.exists():
         raise LedgerError(f"no ledger at {path} (nothing was run yet)")
-    review_dir = report_dir(loaded, options.out_dir)  # refused (exit 2) before any work
+    review_dir = loaded.report_dir()  # refused (exit 2) before any work
     try:
         return _reconcile(loaded, path, options, started, review_dir)
     except sqlite3.DatabaseError as exc:
@@ -385,14 +380,12 @@ class ResolveSummary:
         return asdict(self)
 
 
-def resolve(spec_path: Path, *, absent: list[str], found: list[str],
-            crm_id: str | None = None, ledger_path: Path | None = None,
-            sandbox: bool = False, clock: Callable[[], datetime] = utc_now) -> ResolveSummary:
+def resolve(loaded: Pipeline, *, absent: list[str], found: list[str],
+            crm_id: str | None = None, clock: Callable[[], datetime] = utc_now) -> ResolveSummary:
     """A person's decisions after looking in CRM+ (the needs_review list): `absent` ids go back
     to pending (the next `etl run` sends each once), `found` ids are confirmed. Takes the run
     lock: no run may be sending meanwhile."""
-    loaded = load_spec(spec_path)
-    path = ledger_path or default_ledger_path(loaded, sandbox=sandbox)
+    path = loaded.ledger_path
     if not path.exists():
         raise LedgerError(f"no ledger at {path} (nothing was run yet)")
     both = set(absent) & set(found)

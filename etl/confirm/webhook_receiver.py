@@ -1,7 +1,7 @@
 """`etl webhooks serve`: a small ASGI receiver (starlette + uvicorn) for CRM+ webhook deliveries.
 
     POST /webhook   {"event": "GiftCreate", "gift": {...}}          one record
-                    {"event": "ContactUpdate", "models": [...]}     many (etl/confirm/webhook_parse.py)
+                    {"event": "ContactUpdate", "models": [...]}     many (webhook_parse.py)
     GET  /health
 
 CRM+ retries every non-2xx answer, so only answers a retry can change are 4xx/5xx: a missing or
@@ -13,7 +13,8 @@ without key fields or with ids of the wrong type as "no keys: left for polling" 
 
 With a secret, `X-Virtuous-Signature` must be the HMAC-SHA256 of the raw body (Base64, or hex as
 one Virtuous page says; constant-time compare). A signed record whose keys match this pipeline's
-open ledger rows confirms them with its CRM id (etl/confirm/store.py) and is kept for `etl reconcile`
+open ledger rows confirms them with its CRM id (etl/confirm/store.py) and is kept for
+`etl reconcile`
 (`webhook_deliveries`, `webhook_keys`). Without a secret (`insecure=True`) nothing is verified, so
 nothing confirms: deliveries are recorded as `unverified` and their keys go to
 `webhook_unverified_keys`, which reconciliation never reads. The same body twice changes nothing.
@@ -42,9 +43,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from etl.base.errors import EtlError
-from etl.load.ledger import Ledger
-from etl.confirm.store import ReconStore, iso, parse_time
 from etl.base.serving import ServerThread, bind
+from etl.confirm.store import ReconStore, iso, parse_time
 from etl.confirm.webhook_guard import ConnectionLimits, Throttled, Window, guarded_protocol
 from etl.confirm.webhook_parse import (
     MAX_MODELS,
@@ -55,6 +55,7 @@ from etl.confirm.webhook_parse import (
     read_record,
     verify_signature,
 )
+from etl.load.ledger import Ledger
 
 MAX_BODY = 1_000_000
 MAX_PER_MINUTE = 600
@@ -276,8 +277,8 @@ def build_app(cfg: ReceiverConfig) -> Starlette:
 
 
 def make_server(cfg: ReceiverConfig) -> uvicorn.Server:
-    """uvicorn with bounded connections and deadlines (etl/confirm/webhook_guard.py) and no access log
-    (no paths, no IPs)."""
+    """uvicorn with bounded connections and deadlines (etl/confirm/webhook_guard.py) and no
+    access log (no paths, no IPs)."""
     return uvicorn.Server(uvicorn.Config(
         build_app(cfg), log_level="warning", access_log=False, ws="none", lifespan="on",
         http=guarded_protocol(cfg.limits), limit_concurrency=None, server_header=False,

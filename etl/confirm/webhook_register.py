@@ -1,6 +1,6 @@
 """Wiring the webhook receiver to a pipeline, and its ONE CRM+ subscription (`/api/Webhook`).
 
-    receiver_config(spec)                       the receiver of a pipeline (ledger, kind, keys)
+    receiver_config(pipeline)                   the receiver of a pipeline (ledger, kind, keys)
     subscribe(base_url, token, ledger, url, kind, secret) -> Registration
     check_subscriptions(base_url, token, ledger, secret)  -> [(stored row, Check)]
     webhook_status(ledger)                      what the ledger holds: subscriptions, deliveries
@@ -24,15 +24,14 @@ from typing import Any
 
 import httpx
 
-from etl.load.client import CrmClient, EndpointMissing, coerce_bool
 from etl.base.errors import EtlError
-from etl.load.ledger import Ledger
-from etl.confirm.store import iso
 from etl.confirm.reconcile import key_prefix
-from etl.spec.parse import load_spec
-from etl.run.submit import default_ledger_path
+from etl.confirm.store import iso
 from etl.confirm.webhook_parse import crm_id
 from etl.confirm.webhook_receiver import SUBSCRIBE, ReceiverConfig
+from etl.load.client import CrmClient, EndpointMissing, coerce_bool
+from etl.load.ledger import Ledger
+from etl.spec.pipeline import Pipeline
 
 TABLE = ("CREATE TABLE IF NOT EXISTS webhook_subscriptions (id TEXT PRIMARY KEY,"
          " payload_url TEXT NOT NULL, events TEXT NOT NULL, created_at TEXT NOT NULL,"
@@ -43,14 +42,12 @@ TOGGLES = ("contactCreate", "contactUpdate", "giftCreate", "giftUpdate", "giftDe
            "eventUpdate", "eventDelete")  # DV crm/webhooks/event-types
 
 
-def receiver_config(spec_path: Path, *, ledger_path: Path | None = None, sandbox: bool = False,
-                    secret: str | None = None, insecure: bool = False,
+def receiver_config(loaded: Pipeline, *, secret: str | None = None, insecure: bool = False,
                     **limits: Any) -> ReceiverConfig:
     """The receiver of one pipeline: its ledger (as `etl run` finds it), kind and key source.
     `limits`: max_body, max_models, max_per_minute (ReceiverConfig fields)."""
-    loaded = load_spec(spec_path)
     spec = loaded.spec
-    path = ledger_path or default_ledger_path(loaded, sandbox=sandbox)
+    path = loaded.ledger_path
     with Ledger(path, lock=False) as ledger:  # another feed's ledger is refused at start
         ledger.claim(target=spec.target, source=spec.keys.source, pipeline=spec.name)
     return ReceiverConfig(

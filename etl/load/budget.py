@@ -24,8 +24,8 @@ from typing import TypeVar
 
 import httpx
 
-from etl.load.client import coerce_number
 from etl.base.errors import TransientError
+from etl.load.client import coerce_number
 
 T = TypeVar("T")
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from etl.base.errors import EtlError, RequestRejected
+from etl.base.exitcodes import EXIT_LEDGER_UNKNOWN
 from etl.load.client import Reply
 from etl.load.crm_query import (
     GIFT_SOURCE,
@@ -27,8 +29,6 @@ from etl.load.crm_query import (
     query_body,
     records_of,
 )
-from etl.base.errors import EtlError, RequestRejected
-from etl.base.exitcodes import EXIT_LEDGER_UNKNOWN
 
 Read = Callable[..., Awaitable[Reply | None]]  # (endpoint, body, params=...) -> Reply, None: 404
 PAGE = 1000

@@ -26,9 +26,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from etl.load.client import WRITE_ENDPOINTS, CrmClient, EndpointMissing, Reply, item_details
 from etl.base.errors import CredentialsRefused, RequestRejected, TransientError
 from etl.load.budget import DEFAULT_MAX_WAIT, InDoubt, RequestBudget, Throttled, budgeted
+from etl.load.client import WRITE_ENDPOINTS, CrmClient, EndpointMissing, Reply, item_details
 from etl.targets import Target
 
 

@@ -50,18 +50,15 @@ The package, in dependency order (each module imports only from those above it):
 from etl.match.bulk import refresh_bulk
 from etl.match.cache import TABLES, Cache, CacheState, open_cache
 from etl.match.contacts import Contact, norm_email, parse_contact
-from etl.match.dry_run import MatchOptions, cache_info, ledger_file, predict, prediction
+from etl.match.dry_run import MatchOptions, cache_info, predict, prediction
 from etl.match.fetch import lookup_plan, refresh, refresh_find
 from etl.match.matching import changed_rows, match_rows, matched_rows, skip_expr
-from etl.run.prematch import OK_STATUSES, SKIPPED, apply_policy
 from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import SIGNALS, row_signals
 
 __all__ = [
-    "OK_STATUSES",
     "PAGE",
     "SIGNALS",
-    "SKIPPED",
     "TABLES",
     "Cache",
     "CacheState",
@@ -69,10 +66,8 @@ __all__ = [
     "MatchOptions",
     "MatchRefused",
     "Reader",
-    "apply_policy",
     "cache_info",
     "changed_rows",
-    "ledger_file",
     "lookup_plan",
     "match_rows",
     "matched_rows",

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from etl.base.errors import RequestRejected, TransientError
 from etl.load.crm_query import (
     CONTACT_MODIFIED,
     Condition,
@@ -33,7 +34,6 @@ from etl.load.crm_query import (
     query_body,
     query_date,
 )
-from etl.base.errors import RequestRejected, TransientError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, get, now_iso, parse_contact, parse_time
 from etl.match.reader import PAGE, MatchRefused, Reader

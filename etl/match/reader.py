@@ -7,9 +7,9 @@ import json
 import random
 from typing import Any
 
-from etl.load.client import CrmClient, EndpointMissing, Reply, check_organization
 from etl.base.errors import EtlError
 from etl.load.budget import RequestBudget, budgeted
+from etl.load.client import CrmClient, EndpointMissing, Reply, check_organization
 from etl.spec.parse import LoadedSpec
 
 PAGE = 1000  # the Query endpoints' largest page (take <= 1000)

@@ -14,15 +14,14 @@ from pathlib import Path
 import polars as pl
 
 from etl import __version__
-
 from etl.prepare import mapping
 from etl.prepare.mapping import ERR, OUT, RAW
 from etl.prepare.payload import escape_needs, payload_expr, strip_empty
 from etl.prepare.result import FileInfo, ValidationResult
+from etl.prepare.validate import failures, file_wide_failures
 from etl.read.sources import SourceFile, open_source, resolve_files
 from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
-from etl.prepare.validate import failures, file_wide_failures
 
 META = ["_row", "_source_file", "_record", "_line", "_shape_error"]
 

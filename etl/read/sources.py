@@ -19,11 +19,11 @@ from typing import Any
 
 import polars as pl
 
-from etl.read.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.base.errors import ColumnsMissing, SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
-from etl.spec.parse import LoadedSpec, Source
+from etl.read.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
 from etl.read.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
+from etl.spec.parse import LoadedSpec, Source
 
 
 @dataclass

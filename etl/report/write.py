@@ -6,8 +6,8 @@ report.html in one directory, plus a short plain-text summary for the terminal.
 
 Fast for big runs: failures are aggregated with a polars group_by, rejects and payloads are
 written by polars, and only the first few sample rows (HTML) go through Python.
-Each file is written to a temporary name and renamed (etl/base/safe_write.py), so a crashed run never
-leaves a half report, a link or device in the folder is never written through, and a registered
+Each file is written to a temporary name and renamed (etl/base/safe_write.py), so a crashed run
+never leaves a half report, a link or device in the folder is never written through, and a registered
 secret (the API key) is redacted from every file.
 """
 
@@ -15,20 +15,29 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import polars as pl
 
 from etl.base.csvsafe import write_csv
 from etl.base.redact import redact_frame
-from etl.report.html import render_html
-from etl.prepare.result import ReportPaths, ValidationResult
 from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
+from etl.prepare.result import ReportPaths, ValidationResult
+from etl.report.html import render_html
 
-if TYPE_CHECKING:
-    from etl.run.dry_run import DryRun
+
+@dataclass
+class DryRun:
+    """A finished dry run: the result, where its report went, and the text summary."""
+
+    result: ValidationResult
+    paths: ReportPaths
+    report: dict[str, Any]
+    summary: str
+
 
 REPORT_JSON = "report.json"
 REJECTS_CSV = "rejects.csv"

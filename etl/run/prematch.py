@@ -15,13 +15,13 @@ from etl.match.fetch import refresh as refresh_cache
 from etl.match.matching import matched_rows, skip_expr
 from etl.match.reader import MatchRefused
 from etl.match.signals import row_signals
+from etl.report.write import DryRun, write_prematch
 from etl.spec.parse import LoadedSpec
 
 if TYPE_CHECKING:
-    from etl.run.dry_run import DryRun
     from etl.load.ledger import Ledger
     from etl.load.plan import Plan
-    from etl.run.submit import RunOptions
+    from etl.run.options import RunOptions
 
 SKIPPED = "skipped_existing"  # the ledger status of a row the policy did not send
 OK_STATUSES = (SKIPPED,)  # a run whose other rows are all accepted still exits 0
@@ -37,8 +37,6 @@ async def apply_policy(plan: Plan, dry: DryRun, loaded: LoadedSpec, ledger: Ledg
     spec = loaded.spec
     if spec.match is None:
         return None
-    from etl.report.write import write_prematch
-
     try:
         cache = Cache(ledger.db)
         sends = set(plan.sends)

@@ -19,25 +19,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from etl import __version__, match
-
-from etl.unattended import drops
-from etl.load.client import DEFAULT_BASE_URL, CrmClient, EndpointMissing, Reply, check_organization
-from etl.run.dry_run import DryRun, dry_run
+from etl import __version__
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
+from etl.load.budget import RequestBudget, Throttled
+from etl.load.client import CrmClient, EndpointMissing, Reply, check_organization
 from etl.load.ledger import OK_STATUSES, Ledger, damaged
 from etl.load.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
-from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
 from etl.load.plan import Plan, plan_rows
 from etl.load.plan import batches as plan_batches
-from etl.load.budget import RequestBudget, Throttled
-from etl.spec.parse import LoadedSpec, load_spec
+from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
+from etl.report.write import DryRun
+from etl.run import prematch
+from etl.run.dry_run import dry_run
+from etl.run.options import RunOptions
+from etl.spec.parse import LoadedSpec
+from etl.spec.pipeline import Pipeline
 from etl.targets import get_target
+from etl.unattended import drops
 from etl.unattended.gates import RunLock, control_totals, reject_gate
 
-__all__ = ["Plan", "RunOptions", "RunSummary", "default_ledger_path", "plan_rows", "run_pipeline"]
+__all__ = ["Plan", "RunOptions", "RunSummary", "plan_rows", "run_pipeline"]
 
 from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli.run)
     EXIT_CREDENTIALS,
@@ -48,37 +49,6 @@ from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli.run)
     EXIT_SOURCE,
     EXIT_USAGE,
 )
-
-
-@dataclass(kw_only=True)
-class RunOptions:
-    """How to run: where to, with which key, which ledger; test hooks at the end."""
-
-    token: str
-    base_url: str = DEFAULT_BASE_URL
-    ledger_path: Path | None = None
-    out_dir: Path | None = None
-    sandbox: bool = False
-    in_doubt: str | None = None
-    requests_per_hour: float | None = None  # override the spec's budget (None: the spec's)
-    unlimited: bool = False
-    transport: httpx.AsyncBaseTransport | None = None
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    handle_signals: bool = True
-    notify: Callable[[str], None] = lambda message: None
-    on_progress: Callable[[dict[str, Any]], None] | None = None
-    # unattended runs (etl/unattended/drops.py, etl/unattended/gates.py)
-    new_only: bool | None = None  # skip files processed before (None: when the source is a glob)
-    archive: Path | None = None  # move processed (and re-delivered) files here
-    quarantine: Path | None = None  # move unreadable files here and go on with the others
-    min_age: float | None = 0.0  # leave younger files (None: drops.DROP_MIN_AGE for a glob)
-    max_reject_rate: float | None = None  # over it, nothing is sent
-    max_failed: int | None = None  # more failed rows than this: no further batches
-    # a lost ledger (etl/load/ledger_guard.py)
-    recover_ledger: bool = False  # rebuild what was sent from CRM+ before planning
-    recover_max_pages: int = 1000  # FullGift pages (of 1,000) a recovery may read
-    skip_crm_check: bool = False  # send a first time without asking CRM+ (you know it is empty)
 
 
 @dataclass
@@ -117,28 +87,18 @@ class RunSummary:
         return data
 
 
-def default_ledger_path(loaded: LoadedSpec, *, sandbox: bool = False) -> Path:
-    """`load.ledger` (relative to the spec), else `<spec folder>/.ledger/<name>.sqlite`;
-    a sandbox run gets `.sandbox` before the suffix so rehearsals never mix with real runs."""
-    configured = loaded.spec.load.ledger
-    path = (loaded.base_dir / configured) if configured else (
-        loaded.base_dir / ".ledger" / f"{loaded.spec.name}.sqlite")
-    return path.with_name(f"{path.stem}.sandbox{path.suffix}") if sandbox else path
-
-
-def run_pipeline(spec_path: Path, options: RunOptions) -> tuple[DryRun | None, RunSummary]:
+def run_pipeline(pipeline: Pipeline, options: RunOptions) -> tuple[DryRun | None, RunSummary]:
     """Validate exactly as the dry run does (same report files), then submit the valid rows.
-    The ledger's lock is held for the whole run; a drop folder's processed files are left out
-    (no DryRun when no file is left to read)."""
-    loaded = load_spec(spec_path)
-    ledger_path = options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
+    The ledger's lock (`pipeline.ledger_path`) is held for the whole run; a drop folder's
+    processed files are left out (no DryRun when no file is left to read)."""
+    ledger_path = pipeline.ledger_path
     try:
-        return _run_locked(spec_path, loaded, ledger_path, options)
+        return _run_locked(pipeline, ledger_path, options)
     except sqlite3.DatabaseError as exc:  # disk full, a damaged file: nothing is lost (in doubt)
         raise damaged(ledger_path, exc) from None
 
 
-def _run_locked(spec_path: Path, loaded: LoadedSpec, ledger_path: Path,
+def _run_locked(loaded: Pipeline, ledger_path: Path,
                 options: RunOptions) -> tuple[DryRun | None, RunSummary]:
     with RunLock(ledger_path) as lock:
         spec = loaded.spec
@@ -149,11 +109,10 @@ def _run_locked(spec_path: Path, loaded: LoadedSpec, ledger_path: Path,
         intake = _intake(loaded, ledger_path, options)
         if intake is not None and not intake.to_read:
             return None, _idle_run(loaded, ledger_path, options, intake, lock.stale_pid)
-        dry = dry_run(spec_path, out_dir=options.out_dir,
-                      files=intake.paths() if intake is not None else None)
-        if loaded.sha256 != dry.result.spec_hash:
+        dry = dry_run(loaded, files=intake.paths() if intake is not None else None)
+        if loaded.spec_changed():  # the file's bytes, hashed again: not loaded a second time
             raise SpecError("the spec changed while the run was reading it; run again",
-                            path=spec_path)
+                            path=loaded.path)
         summary = asyncio.run(_submit(dry, loaded, ledger_path, options, intake, lock.stale_pid))
     summary.report_dir = str(dry.paths.out_dir)
     return dry, summary
@@ -243,7 +202,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
         first_id = ledger.add_rows([(run_id, *r) for r in plan.rows])
         hold = reject_gate(dry.result, options.max_reject_rate)
         if not hold:  # the spec's `match:` policy keeps back rows that exist in CRM+
-            await match.apply_policy(plan, dry, loaded, ledger, run_id, first_id, options)
+            await prematch.apply_policy(plan, dry, loaded, ledger, run_id, first_id, options)
         batches = [] if hold else plan_batches(plan, loaded, run_id, first_id)
         per_hour = None if options.unlimited else (
             options.requests_per_hour or spec.load.requests_per_hour)
@@ -298,7 +257,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             exit_code, reason = EXIT_INTERRUPTED, "interrupted: stopped sending"
         elif exit_code == EXIT_OK and (hold or recorder.tripped):
             exit_code, reason = EXIT_ROWS, hold or recorder.tripped or ""
-        elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *match.OK_STATUSES)
+        elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *prematch.OK_STATUSES)
                                           for s in counts):
             exit_code, reason = EXIT_ROWS, _not_accepted(counts)
         doubt = counts.get("in_doubt", 0)
@@ -400,7 +359,7 @@ class _NoRecorder:
 def _not_accepted(counts: dict[str, int]) -> str:
     """The end-of-run reason: what was not accepted, by status ("2 failed, 163 rejected")."""
     parts = [f"{n:,} {status}" for status, n in sorted(counts.items())
-             if status not in (*OK_STATUSES, *match.OK_STATUSES)]
+             if status not in (*OK_STATUSES, *prematch.OK_STATUSES)]
     return "finished: rows not accepted: " + ", ".join(parts)
 
 

@@ -1,5 +1,6 @@
 """The pipeline spec's data model: frozen pydantic objects, `extra="forbid"` everywhere, so a
-typo'd key is an error, never ignored. Loading, line numbers and error messages: `etl.spec.parse`."""
+typo'd key is an error, never ignored. Loading, line numbers and error messages:
+`etl.spec.parse`."""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ from etl.spec.model import (
     Spec,
     template_columns,
 )
-from etl.targets import TARGET_NAMES, get_target
 from etl.spec.yamlload import Loc, line_for, load_yaml
+from etl.targets import TARGET_NAMES, get_target
 
 
 def _loc_text(loc: Loc) -> str:

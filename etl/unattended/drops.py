@@ -31,12 +31,13 @@ from typing import Any
 
 from etl.base.errors import SourceError
 from etl.base.filecheck import FileChanged, file_digest
-from etl.unattended.filemove import fsync_dir, move_file
+from etl.base.safe_write import write_text
 from etl.load.ledger import file_counts
 from etl.prepare.result import FileInfo
-from etl.base.safe_write import write_text
 from etl.read.sources import read_file, resolve_files
 from etl.spec.parse import LoadedSpec
+from etl.spec.pipeline import Pipeline
+from etl.unattended.filemove import fsync_dir, move_file
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS drop_files (sha256 TEXT PRIMARY KEY, path TEXT NOT NULL,"
@@ -195,14 +196,9 @@ def intake(loaded: LoadedSpec, db: sqlite3.Connection, *, new_only: bool | None,
     return found
 
 
-def preview_paths(spec_path: Path, ledger_path: Path | None = None, *,
-                  sandbox: bool = False) -> list[Path]:
+def preview_paths(pipeline: Pipeline) -> list[Path]:
     """`etl validate --new-only`: the files the next `etl run` would read, oldest first."""
-    from etl.spec.parse import load_spec
-    from etl.run.submit import default_ledger_path
-
-    loaded = load_spec(spec_path)
-    return preview(loaded, ledger_path or default_ledger_path(loaded, sandbox=sandbox)).paths()
+    return preview(pipeline, pipeline.ledger_path).paths()
 
 
 def quarantine(intake: Intake, loaded: LoadedSpec, folder: Path,

@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from etl.unattended.drops import stamp
 from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_LOCKED
 from etl.prepare.result import ValidationResult
+from etl.unattended.drops import stamp
 
 try:
     import fcntl
