@@ -62,7 +62,7 @@ class FieldPlan:
         return {c for c in names if not c.startswith(STAGE)}
 
 
-class _Stages:
+class Stages:
     """Collects one field's intermediate columns while its expressions are built."""
 
     def __init__(self, field: str) -> None:
@@ -154,9 +154,9 @@ def _base(m: Mapping) -> pl.Expr:
     return pl.lit(m.constant)
 
 
-def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, _Stages]:
+def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, Stages]:
     """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
-    stages = _Stages(field)
+    stages = Stages(field)
     value = _base(m)
     bound = m.column is not None  # a plain column: reading it twice costs nothing
     errors: list[pl.Expr] = []
@@ -196,7 +196,7 @@ def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, p
 
 
 def _typed(
-    value: pl.Expr, kind: str, stages: _Stages, bound: bool
+    value: pl.Expr, kind: str, stages: Stages, bound: bool
 ) -> tuple[pl.Expr, pl.Expr | None]:
     """Bring a mapped value to the field's wire type; strings are parsed, with errors."""
     if kind in ("money", "number", "date"):

@@ -7,8 +7,8 @@ report.html in one directory, plus a short plain-text summary for the terminal.
 Fast for big runs: failures are aggregated with a polars group_by, rejects and payloads are
 written by polars, and only the first few sample rows (HTML) go through Python.
 Each file is written to a temporary name and renamed (etl/base/safe_write.py), so a crashed run
-never leaves a half report, a link or device in the folder is never written through, and a registered
-secret (the API key) is redacted from every file.
+never leaves a half report, a link or device in the folder is never written through, and a
+registered secret (the API key) is redacted from every file.
 """
 
 from __future__ import annotations
