@@ -26,6 +26,7 @@ from etl.load.ledger import Ledger
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle
 from etl.spec.parse import load_spec
+from etl.spec.pipeline import open_pipeline
 from etl.unattended import drops, filemove
 from etl.unattended.gates import RunLock, RunLocked
 
@@ -64,10 +65,10 @@ def put(folder: Path, name: str, content: str | bytes, mtime: float) -> Path:
 
 def go(spec: Path, sb: SandboxHandle, said: list[str] | None = None,
        **options: Any) -> RunSummary:
-    opts = RunOptions(token=sb.api_key, base_url=sb.base_url, out_dir=spec.parent / "reports",
-                      backoff_base=0.01, handle_signals=False,
+    opts = RunOptions(token=sb.api_key, base_url=sb.base_url, backoff_base=0.01,
+                      handle_signals=False,
                       notify=(said if said is not None else []).append, **options)
-    return run_pipeline(spec, opts)[1]
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "reports"), opts)[1]
 
 
 def posts(sb: SandboxHandle) -> int:
@@ -154,7 +155,8 @@ def test_unfinished_file_is_read_again_and_validate_preview(sandbox: SandboxHand
     assert outcomes(ok) == [("gifts_b.csv", "skipped"), ("gifts_a.csv", "processed")]
     assert drops.preview(load_spec(spec), Path(ok.ledger)).to_read == []
     put(tmp_path, "gifts_c.csv", gifts([20]), T0 + 2)
-    assert drops.preview_paths(spec, Path(ok.ledger)) == [tmp_path / "drops" / "gifts_c.csv"]
+    next_run = open_pipeline(spec, ledger_path=Path(ok.ledger))
+    assert drops.preview_paths(next_run) == [tmp_path / "drops" / "gifts_c.csv"]
     every = go(spec, sandbox, new_only=False)  # --all-files: read again, nothing sent twice
     assert every.counts == {"already_accepted": 10, "rejected": 3, "accepted": 1}
 
@@ -170,9 +172,9 @@ def test_max_failed_stops_sending_further_batches(tmp_path: Path) -> None:
         seen.append(request.url.path)
         return httpx.Response(500, text="boom")
 
-    summary = run_pipeline(spec, RunOptions(
+    summary = run_pipeline(open_pipeline(spec, out_dir=tmp_path / "r"), RunOptions(
         token="k" * 20, base_url="http://127.0.0.1:9", transport=httpx.MockTransport(answer),
-        out_dir=tmp_path / "r", handle_signals=False, max_failed=4,
+        handle_signals=False, max_failed=4,
         skip_crm_check=True))[1]  # this fake CRM+ has no Query: the gate is what is tested
     assert summary.exit_code == 1 and "more than --max-failed 4" in summary.exit_reason
     assert summary.gates["stopped"] and summary.counts["pending"] >= 45

@@ -23,6 +23,7 @@ from etl.load.ledger import Ledger
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
+from etl.spec.pipeline import open_pipeline
 
 CANARY = "CANARY-TOKEN-5f2b"
 GIFT_BATCH = "/api/v2/Gift/Transactions"
@@ -77,8 +78,8 @@ load: {requests_per_hour: 1000000}
 
 def go(spec: Path, sb: SandboxHandle, **options: Any) -> RunSummary:
     opts = RunOptions(token=options.pop("token", sb.api_key), base_url=sb.base_url,
-                      out_dir=spec.parent / "reports", backoff_base=0.01, **options)
-    return run_pipeline(spec, opts)[1]
+                      backoff_base=0.01, **options)
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "reports"), opts)[1]
 
 
 def writes(sb: SandboxHandle) -> list[Any]:

@@ -282,7 +282,7 @@ def demo(out_dir: Path) -> None:
     from etl.cli.demo import run_demo
     from etl.cli.run import render_summary
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # etl/cli/app.py -> the repository
     try:
         outcome = run_demo(root, out_dir, lambda message: click.echo(message))
     except EtlError as exc:
