@@ -261,7 +261,7 @@ class Sender:
     async def request(self, endpoint: str, body: bytes | None = None,
                       items: Sequence[Item] = (), *,
                       params: dict[str, str | int] | None = None) -> Reply:
-        """One call within the budget through the shared retry loop (ratelimit.budgeted): the
+        """One call within the budget through the shared retry loop (budget.budgeted): the
         2xx Reply or the final error. A write whose outcome is unknown raises InDoubt, not
         retried, unless `retry_unknown` (contacts merge by reference); CredentialsRefused
         also stops every worker; Throttled stops every worker (the organization's budget is
