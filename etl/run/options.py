@@ -1,10 +1,11 @@
-"""How `etl run` runs: `RunOptions` (where to, with which key; the unattended gates; test hooks).
+"""What goes into `etl run` (`RunOptions`: where to, with which key, the unattended gates,
+test hooks) and what comes out (`RunSummary`).
 The pipeline's own paths (spec, ledger, report folder) are on `etl.spec.pipeline.Pipeline`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,3 +40,39 @@ class RunOptions:
     recover_ledger: bool = False  # rebuild what was sent from CRM+ before planning
     recover_max_pages: int = 1000  # FullGift pages (of 1,000) a recovery may read
     skip_crm_check: bool = False  # send a first time without asking CRM+ (you know it is empty)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final table and --json-summary."""
+
+    run_id: int
+    pipeline: str
+    ledger: str
+    organization: str | None
+    exit_code: int
+    exit_reason: str
+    counts: dict[str, int]
+    totals: list[dict[str, Any]]
+    requests: int = 0
+    http: dict[int, int] = field(default_factory=dict)
+    throttled: int = 0
+    retries: int = 0
+    split_requests: int = 0
+    fallback_to_single: bool = False
+    rows_per_batch_request: float = 0.0
+    notices: dict[str, int] = field(default_factory=dict)
+    in_doubt_found: int = 0
+    in_doubt_bound: int = 0
+    elapsed_seconds: float = 0.0
+    report_dir: str | None = None
+    sandbox_batch: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)  # per file: outcome, statuses
+    gates: dict[str, Any] = field(default_factory=dict)
+    control_totals: dict[str, Any] = field(default_factory=dict)
+    stale_lock_pid: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["http"] = {str(k): v for k, v in self.http.items()}
+        return data

@@ -1,6 +1,6 @@
 """`etl run` as one call: the dry run (same path, same report files), then ledger and sender.
 
-    run_pipeline(spec_path, RunOptions(token=..., base_url=...)) -> RunSummary
+    run_pipeline(open_pipeline(spec), RunOptions(token=..., base_url=...)) -> (DryRun, RunSummary)
 
 Order: validate and write the reports -> open the ledger, settle what a crash left `sending`
 (in doubt) -> plan every source row against earlier runs (already accepted, changed, in doubt) ->
@@ -15,23 +15,23 @@ import signal
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from etl import __version__
 from etl.base.errors import CredentialsRefused, SpecError, TransientError
 from etl.load.budget import RequestBudget, Throttled
-from etl.load.client import CrmClient, EndpointMissing, Reply, check_organization
+from etl.load.client import CrmClient, check_organization
 from etl.load.ledger import OK_STATUSES, Ledger, damaged
-from etl.load.ledger_guard import LedgerUnknown, Read, holds_gifts, recover_gifts
+from etl.load.ledger_guard import LedgerUnknown
 from etl.load.plan import Plan, plan_rows
 from etl.load.plan import batches as plan_batches
 from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
 from etl.report.write import DryRun
 from etl.run import prematch
 from etl.run.dry_run import dry_run
-from etl.run.options import RunOptions
+from etl.run.lost_ledger import first_send_check, reader, recover
+from etl.run.options import RunOptions, RunSummary
 from etl.spec.parse import LoadedSpec
 from etl.spec.pipeline import Pipeline
 from etl.targets import get_target
@@ -49,42 +49,6 @@ from etl.base.exitcodes import (  # noqa: F401  (re-exported for etl.cli.run)
     EXIT_SOURCE,
     EXIT_USAGE,
 )
-
-
-@dataclass
-class RunSummary:
-    """What a run did, for the final table and --json-summary."""
-
-    run_id: int
-    pipeline: str
-    ledger: str
-    organization: str | None
-    exit_code: int
-    exit_reason: str
-    counts: dict[str, int]
-    totals: list[dict[str, Any]]
-    requests: int = 0
-    http: dict[int, int] = field(default_factory=dict)
-    throttled: int = 0
-    retries: int = 0
-    split_requests: int = 0
-    fallback_to_single: bool = False
-    rows_per_batch_request: float = 0.0
-    notices: dict[str, int] = field(default_factory=dict)
-    in_doubt_found: int = 0
-    in_doubt_bound: int = 0
-    elapsed_seconds: float = 0.0
-    report_dir: str | None = None
-    sandbox_batch: dict[str, Any] | None = None
-    files: list[dict[str, Any]] = field(default_factory=list)  # per file: outcome, statuses
-    gates: dict[str, Any] = field(default_factory=dict)
-    control_totals: dict[str, Any] = field(default_factory=dict)
-    stale_lock_pid: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["http"] = {str(k): v for k, v in self.http.items()}
-        return data
 
 
 def run_pipeline(pipeline: Pipeline, options: RunOptions) -> tuple[DryRun | None, RunSummary]:
@@ -192,7 +156,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             options.notify(f"{found} rows were in doubt after an interrupted run "
                            f"(policy: {policy})")
         if options.recover_ledger and spec.target == "gift_transaction":
-            await _recover(loaded, ledger, options)
+            await recover(loaded, ledger, options)
         plan = plan_rows(dry.result, loaded, ledger.prior_state(), policy)
         run_id = ledger.start_run(
             pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
@@ -236,7 +200,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                     options.notify(f"writing to organization: {organization}")
                     if spec.target == "gift_transaction" and not options.skip_crm_check and \
                             not ledger.has_sent():
-                        await _first_send_check(_reader(sender), loaded, ledger_path)
+                        await first_send_check(reader(sender), loaded, ledger_path)
                     await sender.run(batches)
         except CredentialsRefused as exc:
             exit_code, reason = EXIT_CREDENTIALS, client.redact(str(exc))
@@ -289,71 +253,6 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             _add_files(summary, intake)
         ledger.finish_run(run_id, summary.exit_code, summary.exit_reason, summary.to_json())
     return summary
-
-
-def _reader(sender: Sender) -> Read:
-    """Reads through the sender's budget and retry loop; None for a 404."""
-
-    async def read(endpoint: str, body: bytes | None = None, *,
-                   params: dict[str, str | int] | None = None) -> Reply | None:
-        try:
-            return await sender.request(endpoint, body, params=params)
-        except EndpointMissing:
-            return None
-
-    return read
-
-
-async def _first_send_check(read: Read, loaded: LoadedSpec, ledger_path: Path) -> None:
-    """The ledger shows nothing sent: refuse when CRM+ holds (or may hold) this source's gifts."""
-    source = loaded.spec.keys.source
-    verdict = await holds_gifts(read, source)
-    if verdict == "none":
-        return
-    said = ("already holds gifts with transactionSource " if verdict == "some" else
-            "cannot say (no documented query answered) whether it holds gifts with "
-            "transactionSource ")
-    raise LedgerUnknown(
-        f"refusing to send: the ledger {ledger_path} shows nothing sent, but CRM+ {said}"
-        f"{source!r}. A lost or replaced ledger would send every gift again. Restore the "
-        "ledger from its backup (etl ledger backup), or rebuild it from CRM+ with "
-        "`etl run --recover-ledger`, or, if you know CRM+ holds none of these gifts, "
-        "`--skip-crm-check`")
-
-
-async def _recover(loaded: LoadedSpec, ledger: Ledger, options: RunOptions) -> None:
-    """`--recover-ledger`: every gift of the source found in CRM+ becomes a confirmed row of a
-    recovery run, so planning counts it as sent."""
-    spec = loaded.spec
-    budget = RequestBudget(requests_per_hour=None if options.unlimited else (
-        options.requests_per_hour or spec.load.requests_per_hour),
-        reserve_share=spec.load.reserve_share, burst=2)
-    client = CrmClient(options.base_url, options.token, timeout=spec.load.timeout_seconds,
-                       transport=options.transport, observe=budget.observe)
-    sender = Sender(client, budget, get_target(spec.target), spec.keys.source, _NoRecorder(),
-                    SendSettings(max_attempts=spec.load.max_attempts,
-                                 backoff_base=options.backoff_base,
-                                 backoff_cap=options.backoff_cap))
-    async with client:
-        check_organization(await sender.request("organization"), spec.organization,
-                           "recover the ledger from it")
-        found = await recover_gifts(_reader(sender), spec.keys.source,
-                                    max_pages=options.recover_max_pages)
-    run_id = ledger.start_run(
-        pipeline=spec.name, target=spec.target, spec_path=str(loaded.path),
-        spec_hash=loaded.sha256, tool_version=__version__, base_url=options.base_url)
-    ledger.add_recovered(run_id, f"{spec.target}:{spec.keys.source}:", found)
-    ledger.finish_run(run_id, EXIT_OK, f"ledger recovery: {len(found):,} gifts of "
-                      f"{spec.keys.source!r} found in CRM+", {"recovered": len(found)})
-    options.notify(f"ledger recovery: {len(found):,} gifts already in CRM+ recorded as sent")
-
-
-class _NoRecorder:
-    def sending(self, batch: Batch) -> None:
-        raise AssertionError("a recovery sends nothing")
-
-    def settle(self, batch: Batch, outcomes: Any) -> None:
-        raise AssertionError("a recovery sends nothing")
 
 
 def _not_accepted(counts: dict[str, int]) -> str:
