@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
-from etl.cli.run import ledger, run
+from etl.cli.ledger import ledger
+from etl.cli.run import run
 from etl.load.ledger import Ledger
 from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle, running_sandbox

@@ -5,7 +5,7 @@ Each command parses its options, makes the `Pipeline` once (`etl.spec.pipeline.o
 makes one library call and renders the outcome; an EtlError becomes its documented exit code.
 
 - `app`: the `etl` group (`main`), `validate`, `schema`, `transforms`, `demo`, lazy commands
-- `run`: `etl run`, `etl ledger ...`; `reconcile`: `etl reconcile`, `etl webhooks ...`
+- `run`: `etl run`; `ledger`: `etl ledger ...`; `reconcile`: `etl reconcile`, `etl webhooks ...`
 - `render`: the run's progress bar and final tables; `demo`: the README's main job
 - `common`: `fail` (EtlError -> message and exit code), `TOKEN_ENV`
 

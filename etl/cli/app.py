@@ -30,7 +30,7 @@ class LazyGroup(click.Group):
 
     lazy: ClassVar[dict[str, str]] = {
         "run": "etl.cli.run:run",
-        "ledger": "etl.cli.run:ledger",
+        "ledger": "etl.cli.ledger:ledger",
         "sandbox": "etl.sandbox.cli:sandbox",
         "reconcile": "etl.cli.reconcile:reconcile",
         "webhooks": "etl.cli.reconcile:webhooks",
@@ -280,7 +280,7 @@ def demo(out_dir: Path) -> None:
         etl demo --out reports/demo
     """
     from etl.cli.demo import run_demo
-    from etl.cli.run import render_summary
+    from etl.cli.render import render_summary
 
     root = Path(__file__).resolve().parents[2]  # etl/cli/app.py -> the repository
     try:
