@@ -3,7 +3,7 @@
 
     python3 dev.py demo    # the main job on the bundled sample data
     python3 dev.py test    # the test suite (what CI runs)
-    python3 dev.py lint    # ruff + mypy
+    python3 dev.py lint    # ruff + mypy + import contracts (lint-imports) + no private imports
     python3 dev.py bench   # the benchmarks under bench/
 
 It builds `.venv` from pyproject.toml on first use (and again when pyproject.toml changes).
@@ -11,6 +11,7 @@ It builds `.venv` from pyproject.toml on first use (and again when pyproject.tom
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import subprocess
@@ -44,6 +45,36 @@ def run(*args: str) -> int:
     return subprocess.call(list(args), cwd=ROOT)
 
 
+def private_imports() -> int:
+    """Fail on a private name (`_x`, not a dunder) taken from another etl module: `from etl.a
+    import _x`, or `mod._x` where `mod` was imported from etl. What is shared is public."""
+    found = []
+    for path in sorted([*ROOT.glob("etl/**/*.py"), *ROOT.glob("tests/**/*.py"),
+                        *ROOT.glob("bench/**/*.py")]):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        modules = set()  # local names bound to an etl module
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("etl"):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {alias.name}")
+                    base = ROOT / (node.module or "").replace(".", "/") / alias.name
+                    if base.with_suffix(".py").exists() or base.is_dir():
+                        modules.add(alias.asname or alias.name)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    if alias.name.startswith("etl") and alias.asname:
+                        modules.add(alias.asname)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in modules and node.attr.startswith("_")
+                    and not node.attr.startswith("__")):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
+    for line in found:
+        print(f"private name imported across modules: {line}")
+    return 1 if found else 0
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[0] if argv else "help"
     rest = argv[1:]
@@ -57,7 +88,8 @@ def main(argv: list[str]) -> int:
     if cmd == "test":
         return run(py, "-m", "pytest", *rest)
     if cmd == "lint":
-        return run(py, "-m", "ruff", "check", "etl", "tests", "bench") or run(py, "-m", "mypy")
+        return (run(py, "-m", "ruff", "check", "etl", "tests", "bench") or run(py, "-m", "mypy")
+                or run(str(BIN / "lint-imports")) or private_imports())
     if cmd == "bench":
         return run(py, "bench/run_all.py", *rest)
     # demo: the main job on the sample data

@@ -9,7 +9,8 @@ On the same generated file (bench/generate.py via bench_dry_run.ensure_data, cac
 bench/data/), each measured in a fresh subprocess (wall clock incl. interpreter start-up, peak RSS
 of that child), median of --repeat runs (default 3):
 
-- tool:     `etl.dryrun.dry_run(spec, out_dir=...)` on a copy of pipelines/legacy_gifts.yaml
+- tool:     `dry_run(open_pipeline(spec, out_dir=...))` (etl.run.dry_run) on a copy of
+            pipelines/legacy_gifts.yaml
             (report.json, rejects.csv, payloads.jsonl, report.html);
 - pandas:   bench/baseline_pandas.py, the same mappings and rules written the obvious way with
             pandas + pandera (pandas backend), writing rejects.csv and payloads.jsonl;
@@ -46,8 +47,9 @@ BASELINE_VENV = BENCH / ".venv-pandas"
 TOOL = r"""
 import sys
 from pathlib import Path
-from etl.dryrun import dry_run
-d = dry_run(Path(sys.argv[1]), out_dir=Path(sys.argv[2]))
+from etl.run.dry_run import dry_run
+from etl.spec.pipeline import open_pipeline
+d = dry_run(open_pipeline(Path(sys.argv[1]), out_dir=Path(sys.argv[2])))
 print(f"TOOL rows={d.result.read} valid={d.result.valid} rejected={d.result.rejected}")
 """
 

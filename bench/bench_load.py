@@ -130,11 +130,12 @@ class Sandbox:
 
 
 def run(spec: Path, url: str, **options: Any) -> tuple[Any, float]:
-    from etl.submit import RunOptions, run_pipeline
+    from etl.run.submit import RunOptions, run_pipeline
+    from etl.spec.pipeline import open_pipeline
 
     started = time.perf_counter()
-    _, summary = run_pipeline(spec, RunOptions(token=KEY, base_url=url,
-                                               out_dir=spec.parent / "reports", **options))
+    pipeline = open_pipeline(spec, out_dir=spec.parent / "reports")
+    _, summary = run_pipeline(pipeline, RunOptions(token=KEY, base_url=url, **options))
     return summary, time.perf_counter() - started
 
 

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "reconcile_cost.json"
 sys.path.insert(0, str(ROOT))
 
-from etl.reconcile import ReconcileOptions, reconcile  # noqa: E402
+from etl.confirm.reconcile import ReconcileOptions, reconcile  # noqa: E402
+from etl.run.submit import RunOptions, run_pipeline  # noqa: E402
 from etl.sandbox.server import running_sandbox  # noqa: E402
-from etl.submit import RunOptions, run_pipeline  # noqa: E402
+from etl.spec.pipeline import open_pipeline  # noqa: E402
 
 SPEC = """name: gifts
 target: gift_transaction
@@ -72,15 +73,16 @@ def case(folder: Path, n: int, config: dict[str, Any]) -> dict[str, Any]:
     with running_sandbox(rate_limit="none", **config) as sb:
         # Without the bulk path the first-send check cannot ask CRM+ either: the operator, who
         # knows this organization is empty, says so (--skip-crm-check)
-        run = run_pipeline(spec, RunOptions(token=sb.api_key, base_url=sb.base_url,
-                                            out_dir=folder / "r", handle_signals=False,
-                                            skip_crm_check="query_options_hide" in config))[1]
+        pipeline = open_pipeline(spec, out_dir=folder / "r")
+        run = run_pipeline(pipeline, RunOptions(token=sb.api_key, base_url=sb.base_url,
+                                                handle_signals=False,
+                                                skip_crm_check="query_options_hide" in config))[1]
         assert run.counts == {"accepted": n}, (run.counts, run.exit_reason)
         sb.run_batch()
         before = len(sb.state.requests())
         started = time.monotonic()
-        summary = reconcile(spec, ReconcileOptions(token=sb.api_key, base_url=sb.base_url,
-                                                   out_dir=folder / "r", after_batch=True))
+        summary = reconcile(pipeline, ReconcileOptions(token=sb.api_key, base_url=sb.base_url,
+                                                       after_batch=True))
         elapsed = time.monotonic() - started
         served = len(sb.state.requests()) - before
     confirmed = sum(summary.confirmed.values())

@@ -30,7 +30,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from etl.cli import main
+from etl.cli.app import main
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 

@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from etl.cli import main
+from etl.cli.app import main
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.client import (
+from etl.base.errors import CredentialsRefused, RequestRejected, TransientError
+from etl.load.client import (
     ENDPOINTS,
     CrmClient,
     EndpointMissing,
@@ -21,7 +22,6 @@ from etl.client import (
     parse_error_body,
     retry_after,
 )
-from etl.errors import CredentialsRefused, RequestRejected, TransientError
 from etl.targets import get_target
 
 TOKEN = "CANARY-TOKEN-5f2b"

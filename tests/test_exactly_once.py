@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from etl.ledger import Ledger
-from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle, running_sandbox
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.spec.pipeline import open_pipeline
 
 SOURCE = "LegacyCRM"
 N = 200
@@ -58,14 +59,14 @@ def crm(request: pytest.FixtureRequest) -> Iterator[SandboxHandle]:
 
 
 def run(spec: Path, sb: SandboxHandle) -> RunSummary:
-    return run_pipeline(spec, RunOptions(token=sb.api_key, base_url=sb.base_url,
-                                         out_dir=spec.parent / "r", backoff_base=0.01,
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "r"),
+                        RunOptions(token=sb.api_key, base_url=sb.base_url, backoff_base=0.01,
                                          handle_signals=False))[1]
 
 
 def recon(spec: Path, sb: SandboxHandle, **options: Any) -> ReconcileSummary:
-    return reconcile(spec, ReconcileOptions(token=sb.api_key, base_url=sb.base_url,
-                                            out_dir=spec.parent / "r", backoff_base=0.01,
+    return reconcile(open_pipeline(spec, out_dir=spec.parent / "r"),
+                     ReconcileOptions(token=sb.api_key, base_url=sb.base_url, backoff_base=0.01,
                                             force=True, **options))
 
 
@@ -171,7 +172,7 @@ def test_a_reset_after_store_is_in_doubt_and_a_person_settles_what_never_arrived
           f"{len(review)} left for a person")
 
     # The person looks in CRM+ and finds them absent: the next run sends each once.
-    outcome = resolve(spec, absent=sorted(never), found=[])
+    outcome = resolve(open_pipeline(spec), absent=sorted(never), found=[])
     assert set(outcome.outcomes["absent"].values()) == {"pending: the next run sends it"}
     resent = run(spec, crm)
     assert resent.counts.get("accepted", 0) == len(never)

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from etl.ledger import SCHEMA_VERSION, Ledger, LedgerError
+from etl.load.ledger import SCHEMA_VERSION, Ledger, LedgerError
 
 
 def _rows(n: int, status: str = "pending", key: str = "k") -> list[tuple[object, ...]]:

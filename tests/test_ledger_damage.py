@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 
-from etl.cli import main
-from etl.ledger import Ledger, LedgerError
-from etl.submit import RunOptions, run_pipeline
+from etl.cli.app import main
+from etl.load.ledger import Ledger, LedgerError
+from etl.run.submit import RunOptions, run_pipeline
+from etl.spec.pipeline import Pipeline, open_pipeline
 
 HEADER = "GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency"
 
@@ -68,9 +69,14 @@ class Crm:
         return httpx.Response(200)
 
 
+def job(spec: Path, folder: Path, crm: Crm) -> tuple[Pipeline, RunOptions]:
+    """The pipeline (reports under `folder`/rep) and its run options."""
+    return open_pipeline(spec, out_dir=folder / "rep"), options(folder, crm)
+
+
 def options(folder: Path, crm: Crm) -> RunOptions:
     return RunOptions(token="t" * 24, base_url="https://crm.example", handle_signals=False,
-                      transport=httpx.MockTransport(crm), out_dir=folder / "rep")
+                      transport=httpx.MockTransport(crm))
 
 
 def cli(*args: str) -> tuple[int, str]:
@@ -83,7 +89,7 @@ def damage(kind: str, path: Path, tmp: Path) -> None:
     if kind == "not sqlite":
         path.write_text("GiftID,Amount\nG1,10\n" * 50, encoding="utf-8")
     elif kind == "truncated":
-        run_pipeline(gift_spec(tmp), options(tmp, Crm()))
+        run_pipeline(*job(gift_spec(tmp), tmp, Crm()))
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])
         for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -114,7 +120,7 @@ def test_a_damaged_ledger_is_named_with_what_to_do_and_exit_2(tmp_path: Path, ki
 
 def test_a_ledger_whose_folder_cannot_take_new_files_can_still_be_read(tmp_path: Path) -> None:
     spec = gift_spec(tmp_path)
-    run_pipeline(spec, options(tmp_path, Crm()))
+    run_pipeline(*job(spec, tmp_path, Crm()))
     path = tmp_path / ".ledger" / "gifts.sqlite"
     with Ledger(path):
         pass  # a clean close checkpoints the WAL and removes -wal/-shm
@@ -148,10 +154,10 @@ def test_a_full_disk_mid_run_loses_no_row_and_sends_none_twice(tmp_path: Path,
 
     monkeypatch.setattr(Ledger, "mark_sending", fill_up)
     with pytest.raises(LedgerError, match=r"disk is full.*none is lost"):
-        run_pipeline(spec, options(tmp_path, crm))
+        run_pipeline(*job(spec, tmp_path, crm))
     monkeypatch.setattr(Ledger, "mark_sending", real_sending)
 
-    summary = run_pipeline(spec, options(tmp_path, crm))[1]  # space is back
+    summary = run_pipeline(*job(spec, tmp_path, crm))[1]  # space is back
     assert max(crm.received.values()) == 1  # nothing was sent twice
     with Ledger(tmp_path / ".ledger" / "gifts.sqlite") as led:
         latest = dict(led.db.execute(
@@ -179,9 +185,9 @@ def test_two_pipelines_cannot_share_one_ledger(tmp_path: Path) -> None:
     b.write_text(b.read_text(encoding="utf-8").replace("source: Legacy", "source: Platform"),
                  encoding="utf-8")
     crm = Crm()
-    assert run_pipeline(a, options(tmp_path / "a", crm))[1].exit_code == 0
+    assert run_pipeline(*job(a, tmp_path / "a", crm))[1].exit_code == 0
     with pytest.raises(LedgerError, match=r"holds the rows of 'gifts'.*source 'Legacy'"):
-        run_pipeline(b, options(b_dir, crm))
+        run_pipeline(*job(b, b_dir, crm))
     code, out = cli("reconcile", str(b), "--base-url", "http://127.0.0.1:9")
     assert code == 2 and "give each spec its own ledger" in out
     code, out = cli("ledger", "resolve", "--spec", str(b), "--absent", "G1")
@@ -194,11 +200,11 @@ def test_two_pipelines_cannot_share_one_ledger(tmp_path: Path) -> None:
 def test_a_lost_ledger_refuses_to_send_again_until_recovered(tmp_path: Path) -> None:
     spec = gift_spec(tmp_path, n=30)
     crm = Crm()
-    assert run_pipeline(spec, options(tmp_path, crm))[1].exit_code == 0
+    assert run_pipeline(*job(spec, tmp_path, crm))[1].exit_code == 0
     ledger = tmp_path / ".ledger" / "gifts.sqlite"
     for extra in ledger.parent.iterdir():
         extra.unlink()  # the ledger is lost
-    summary = run_pipeline(spec, options(tmp_path, crm))[1]
+    summary = run_pipeline(*job(spec, tmp_path, crm))[1]
     assert summary.exit_code == 7 and "already holds gifts" in summary.exit_reason
     assert "--recover-ledger" in summary.exit_reason
     assert max(crm.received.values()) == 1  # nothing sent twice
@@ -208,7 +214,7 @@ def test_a_lost_ledger_refuses_to_send_again_until_recovered(tmp_path: Path) -> 
                                 for i in range(35)), encoding="utf-8")
     opts = options(tmp_path, crm)
     opts.recover_ledger = True
-    summary = run_pipeline(spec, opts)[1]
+    summary = run_pipeline(open_pipeline(spec, out_dir=tmp_path / "rep"), opts)[1]
     assert summary.exit_code == 0, summary.exit_reason
     assert summary.counts == {"already_accepted": 30, "accepted": 5}
     assert crm.received == {f"G{i}": 1 for i in range(35)}  # each exactly once
@@ -217,14 +223,14 @@ def test_a_lost_ledger_refuses_to_send_again_until_recovered(tmp_path: Path) -> 
 def test_a_ledger_backup_restores_what_was_sent(tmp_path: Path) -> None:
     spec = gift_spec(tmp_path, n=20)
     crm = Crm()
-    run_pipeline(spec, options(tmp_path, crm))
+    run_pipeline(*job(spec, tmp_path, crm))
     code, out = cli("ledger", "backup", "--spec", str(spec), "--to", str(tmp_path / "b.sqlite"))
     assert code == 0, out
     ledger = tmp_path / ".ledger" / "gifts.sqlite"
     for extra in ledger.parent.iterdir():
         extra.unlink()
     (tmp_path / "b.sqlite").rename(ledger)  # restored
-    again = run_pipeline(spec, options(tmp_path, crm))[1]
+    again = run_pipeline(*job(spec, tmp_path, crm))[1]
     assert again.counts == {"already_accepted": 20} and max(crm.received.values()) == 1
     (tmp_path / "dir").mkdir()
     code, out = cli("ledger", "backup", "--spec", str(spec), "--to", str(tmp_path / "dir"))
@@ -235,11 +241,11 @@ def test_a_rerun_does_not_grow_the_ledger(tmp_path: Path) -> None:
     """172 nightly runs of a 20k-row file held 3.18M rows: unchanged rows are counted now."""
     spec = gift_spec(tmp_path, n=200, batch_size=50)
     crm = Crm()
-    run_pipeline(spec, options(tmp_path, crm))
+    run_pipeline(*job(spec, tmp_path, crm))
     with Ledger(tmp_path / ".ledger" / "gifts.sqlite") as led:
         stored = led.db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
     for _ in range(5):
-        again = run_pipeline(spec, options(tmp_path, crm))[1]
+        again = run_pipeline(*job(spec, tmp_path, crm))[1]
         assert again.counts == {"already_accepted": 200}
         totals = {t["stage"]: (t["rows"], t["amount"]) for t in again.totals}
         assert totals["valid"] == totals["accepted"] == (200, "5000.00")

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.client import CrmClient
-from etl.errors import CredentialsRefused
-from etl.load import Batch, Item, Outcome, Sender, SendSettings, batch_body, batch_total
-from etl.ratelimit import RequestBudget, backoff
+from etl.base.errors import CredentialsRefused
+from etl.load.budget import RequestBudget, backoff
+from etl.load.client import CrmClient
+from etl.load.sender import Batch, Item, Outcome, Sender, SendSettings, batch_body, batch_total
 from etl.targets import get_target
 
 GIFT = get_target("gift_transaction")
@@ -227,7 +227,7 @@ def test_contacts_under_resend_retry_unknown_outcomes() -> None:
 
 
 def test_429_beyond_the_wait_limit_stops_the_run_with_rows_unsent() -> None:
-    from etl.ratelimit import Throttled
+    from etl.load.budget import Throttled
     log = Log()
     with pytest.raises(Throttled, match="rate limited"):
         send(server(script=[429] * 50), batches(gifts(4), 2), log, max_wait=5.0)

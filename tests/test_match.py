@@ -15,13 +15,14 @@ import pytest
 from test_match_crm import FakeCrm
 
 from etl import match
-from etl.client import OrganizationMismatch
-from etl.dryrun import dry_run
-from etl.errors import SpecErrors
+from etl.base.errors import SpecErrors
+from etl.load.client import OrganizationMismatch
 from etl.match import MatchOptions, MatchRefused
 from etl.match.contacts import parse_time
-from etl.spec import load_spec
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.run.dry_run import dry_run
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
+from etl.spec.parse import load_spec
+from etl.spec.pipeline import open_pipeline
 
 BASE = "http://127.0.0.1:9"  # never connected: every request goes to the MockTransport
 KEY = "test-key-not-a-secret"
@@ -81,10 +82,9 @@ def refresh_options(crm: FakeCrm, **extra: Any) -> MatchOptions:
 
 
 def go(spec: Path, crm: FakeCrm, **extra: Any) -> RunSummary:
-    options = RunOptions(token=KEY, base_url=BASE, out_dir=spec.parent / "run",
-                         transport=crm.transport(), backoff_base=0.01, handle_signals=False,
-                         **extra)
-    return run_pipeline(spec, options)[1]
+    options = RunOptions(token=KEY, base_url=BASE, transport=crm.transport(), backoff_base=0.01,
+                         handle_signals=False, **extra)
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "run"), options)[1]
 
 
 def finds(crm: FakeCrm) -> int:
@@ -100,7 +100,7 @@ def test_the_prediction_equals_what_the_nightly_batch_does(crm: FakeCrm,
                                                            tmp_path: Path) -> None:
     assert preload(crm, EXISTING)["contactsCreated"] == 6
     spec = write_spec(tmp_path, SECOND)
-    dry = dry_run(spec, out_dir=tmp_path / "dry", match=refresh_options(crm))
+    dry = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"), match=refresh_options(crm))
     block = dry.report["prematch"]
     assert block["rows"] == {"checked": 9, "existing": 6, "new": 3, "unknown": 0}
     assert block["by_signal"] == {"reference": 3, "email": 2, "email_in_run": 1}
@@ -124,14 +124,14 @@ def test_the_prediction_equals_what_the_nightly_batch_does(crm: FakeCrm,
 def test_the_dry_run_without_refresh_is_offline_and_reads_the_cache(crm: FakeCrm,
                                                                     tmp_path: Path) -> None:
     spec = write_spec(tmp_path, SECOND)
-    block = dry_run(spec, out_dir=tmp_path / "dry").report["prematch"]
+    block = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry")).report["prematch"]
     assert block["status"] == "no_cache" and "--refresh-match" in block["hint"]
     assert not (tmp_path / ".ledger").exists()  # read-only: no ledger file created
     preload(crm, EXISTING)
     before = len(crm.requests)
-    dry_run(spec, out_dir=tmp_path / "dry", match=refresh_options(crm))
+    dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"), match=refresh_options(crm))
     reads = len(crm.requests)
-    again = dry_run(spec, out_dir=tmp_path / "dry")
+    again = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"))
     assert len(crm.requests) == reads  # no request at all
     block = again.report["prematch"]
     assert block["status"] == "ok" and block["refresh"] is None
@@ -146,7 +146,7 @@ def test_policy_skip_sends_only_new_rows_and_records_the_crm_id(crm: FakeCrm,
                                                                 tmp_path: Path) -> None:
     preload(crm, EXISTING)
     spec = write_spec(tmp_path, SECOND, match_section="{policy: skip}")
-    block = dry_run(spec, out_dir=tmp_path / "dry",
+    block = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"),
                     match=refresh_options(crm)).report["prematch"]
     assert block["policy_effect"] == {"send": 4, "skip": 5}
     notes: list[str] = []
@@ -201,7 +201,7 @@ def test_incremental_refresh_reads_from_the_day_before_the_newest_cached(
     crm.clock += timedelta(days=2)
     preload(crm, [("P10", "Pat10", "Doe", "p10@example.org")])  # a later batch: 05-05
     spec = write_spec(tmp_path, SECOND)
-    first = dry_run(spec, out_dir=tmp_path / "dry", match=refresh_options(crm))
+    first = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"), match=refresh_options(crm))
     stats = first.report["prematch"]["refresh"]
     assert (stats["mode"], stats["fetched"], stats["requests"]) == ("full", 11, 1 + 1 + 3)
     assert [r.url.params["take"] for r in crm.sent("/api/Contact/Query/FullContact")] == ["4"] * 3
@@ -214,7 +214,7 @@ def test_incremental_refresh_reads_from_the_day_before_the_newest_cached(
                   ("P2", "Patricia2", "Doe", "p2@example.org"),
                   ("P11", "Pat11", "Doe", "p11@example.org")])
     crm.requests.clear()
-    second = dry_run(spec, out_dir=tmp_path / "dry", match=refresh_options(crm))
+    second = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"), match=refresh_options(crm))
     stats = second.report["prematch"]["refresh"]
     # day-grained dates: from the day BEFORE the watermark's day (05-05 -> 05/04/2024), spelled
     # and operated as QueryOptions offers it
@@ -241,14 +241,14 @@ def test_find_shows_its_cost_and_the_cap_refuses_before_any_lookup(crm: FakeCrm,
     spec = write_spec(tmp_path, SECOND, match_section="{method: find, max_requests: 10}")
     notes: list[str] = []
     with pytest.raises(MatchRefused, match=r"up to 17 requests, over match\.max_requests"):
-        dry_run(spec, out_dir=tmp_path / "dry",
+        dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"),
                 match=refresh_options(crm, notify=notes.append))
     # 9 distinct references + 8 distinct emails, shown before the refusal; no Find was sent
     assert any("up to 17 Contact/Find requests (reference 9, email 8)" in n for n in notes)
     assert finds(crm) == 0
 
     spec = write_spec(tmp_path, SECOND, match_section="{method: find, max_requests: 17}")
-    block = dry_run(spec, out_dir=tmp_path / "dry",
+    block = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"),
                     match=refresh_options(crm)).report["prematch"]
     assert block["by_signal"] == {"reference": 3, "email": 2, "email_in_run": 1}
     # emails are asked only for rows the reference did not find: 9 + 5 (N1's once)
@@ -302,7 +302,7 @@ mappings:
 load: {requests_per_hour: 1000000}
 match: {policy: changed}
 """, encoding="utf-8")
-    block = dry_run(spec, out_dir=tmp_path / "dry",
+    block = dry_run(open_pipeline(spec, out_dir=tmp_path / "dry"),
                     match=refresh_options(crm)).report["prematch"]
     assert block["by_signal"] == {"reference": 1, "email": 2, "reference_in_run": 1,
                                   "email_in_run": 1}

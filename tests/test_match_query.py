@@ -17,8 +17,9 @@ from test_match import EXISTING, KEY, SECOND, go, preload, refresh_options, writ
 from test_match_crm import DEFAULT_OPTIONS, FakeCrm, invalid, options
 
 from etl import match
-from etl.dryrun import dry_run
-from etl.errors import TransientError
+from etl.base.errors import TransientError
+from etl.run.dry_run import dry_run
+from etl.spec.pipeline import open_pipeline
 
 QUERY = "/api/Contact/Query/FullContact"
 
@@ -26,7 +27,7 @@ QUERY = "/api/Contact/Query/FullContact"
 def prematch(spec: Path, crm: FakeCrm | None = None, **extra: Any) -> dict[str, Any]:
     """The dry run's prematch block: refreshed through `crm`, or offline from the cache."""
     chosen = refresh_options(crm, **extra) if crm is not None else None
-    block: dict[str, Any] = dry_run(spec, out_dir=spec.parent / "dry",
+    block: dict[str, Any] = dry_run(open_pipeline(spec, out_dir=spec.parent / "dry"),
                                     match=chosen).report["prematch"]
     return block
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from etl.runner import validate_pipeline
-from etl.spec import load_spec
+from etl.prepare.runner import validate_pipeline
+from etl.spec.parse import load_spec
 
 DATA = Path(__file__).parent / "data"
 TODAY = dt.date(2026, 11, 24)
@@ -233,7 +233,7 @@ def test_strings_are_escaped_and_control_characters_rejected(write):
 
 @pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
 def test_distinct_value_lookup_gives_the_same_result(monkeypatch, name):
-    from etl import runner
+    from etl.prepare import runner
 
     plain = run(name)
     monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 0)
@@ -264,7 +264,7 @@ def test_rule_failures_in_a_later_file_point_at_that_files_rows(write):
 
 @pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
 def test_small_batches_give_the_same_result(monkeypatch, name):
-    from etl import runner
+    from etl.prepare import runner
 
     whole = run(name)
     monkeypatch.setattr(runner, "BATCH_ROWS", 2)
@@ -276,7 +276,7 @@ def test_small_batches_give_the_same_result(monkeypatch, name):
 
 
 def test_duplicates_and_unique_rules_see_the_whole_file_across_batches(monkeypatch, write):
-    from etl import runner
+    from etl.prepare import runner
 
     monkeypatch.setattr(runner, "BATCH_ROWS", 2)
     loaded = _spec(write, """
@@ -294,7 +294,7 @@ def test_duplicates_and_unique_rules_see_the_whole_file_across_batches(monkeypat
 def test_duplicates_in_a_later_file_name_that_files_records(monkeypatch, write):
     """Ids repeat per file; the message's record number counts data records of that file
     (blank lines are not records), across batches."""
-    from etl import runner
+    from etl.prepare import runner
 
     monkeypatch.setattr(runner, "BATCH_ROWS", 2)
     write("drop/a.csv", "id,f,l\n7,A,B\n8,C,D\n9,E,F\n")
@@ -316,7 +316,7 @@ def test_duplicates_in_a_later_file_name_that_files_records(monkeypatch, write):
 
 
 def test_a_payload_sink_gets_every_payload_and_the_result_keeps_a_sample(monkeypatch):
-    from etl import runner
+    from etl.prepare import runner
 
     monkeypatch.setattr(runner, "BATCH_ROWS", 1)
     monkeypatch.setattr(runner, "SAMPLE_ROWS", 2)
@@ -354,7 +354,7 @@ def gift_spec(write, path: str, keys: str = "", extra: str = ""):
 )
 def test_ids_differing_only_in_case_or_spaces_are_duplicates_across_batches(
         monkeypatch, write, policy, rejected):
-    from etl import runner
+    from etl.prepare import runner
 
     monkeypatch.setattr(runner, "BATCH_ROWS", 2)  # the three ids fall in three batches
     rows = ["g1", "x2", "G1", "x4", '" G1 "', "x6"]

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.client import CrmClient
-from etl.ratelimit import RequestBudget
-from etl.recon_poll import KeyGroup, Poller, PollResult
+from etl.confirm.poll import KeyGroup, Poller, PollResult
+from etl.load.budget import RequestBudget
+from etl.load.client import CrmClient
 
 SOURCE = "LegacyCRM"
 PREFIX = f"gift_transaction:{SOURCE}:"

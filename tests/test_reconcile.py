@@ -14,14 +14,15 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from etl.cli_reconcile import reconcile as reconcile_cli
-from etl.exitcodes import EXIT_CREDENTIALS
-from etl.ledger import Ledger
-from etl.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.base.exitcodes import EXIT_CREDENTIALS
+from etl.cli.reconcile import reconcile as reconcile_cli
+from etl.confirm.reconcile import ReconcileOptions, ReconcileSummary, reconcile, resolve
+from etl.confirm.webhook_receiver import running_receiver
+from etl.confirm.webhook_register import receiver_config, subscribe
+from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle
-from etl.submit import RunOptions, RunSummary, run_pipeline
-from etl.webhook_receiver import running_receiver
-from etl.webhook_register import receiver_config, subscribe
+from etl.spec.pipeline import open_pipeline
 
 SECRET = "whsec-test-5e1f"
 
@@ -74,13 +75,13 @@ def gids(n: int) -> list[str]:
 
 
 def run(spec: Path, sb: SandboxHandle) -> RunSummary:
-    return run_pipeline(spec, RunOptions(token=sb.api_key, base_url=sb.base_url,
-                                         out_dir=spec.parent / "reports", backoff_base=0.01))[1]
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "reports"),
+                        RunOptions(token=sb.api_key, base_url=sb.base_url, backoff_base=0.01))[1]
 
 
 def recon(spec: Path, sb: SandboxHandle, **options: Any) -> ReconcileSummary:
-    return reconcile(spec, ReconcileOptions(token=sb.api_key, base_url=sb.base_url,
-                                            out_dir=spec.parent / "reports", backoff_base=0.01,
+    return reconcile(open_pipeline(spec, out_dir=spec.parent / "reports"),
+                     ReconcileOptions(token=sb.api_key, base_url=sb.base_url, backoff_base=0.01,
                                             **options))
 
 
@@ -101,8 +102,8 @@ def test_webhooks_confirm_every_row_with_the_crm_id(sandbox: SandboxHandle,
     `webhook_keys`) confirm every row; without keys they confirm nothing (test below)."""
     sandbox.config.webhook_keys = True
     gifts, contacts = write_gifts(tmp_path, gids(30)), write_contacts(tmp_path, 12)
-    g_cfg = receiver_config(gifts, secret=SECRET)
-    c_cfg = receiver_config(contacts, secret=SECRET)
+    g_cfg = receiver_config(open_pipeline(gifts), secret=SECRET)
+    c_cfg = receiver_config(open_pipeline(contacts), secret=SECRET)
     with running_receiver(g_cfg) as g_hook, running_receiver(c_cfg) as c_hook:
         for cfg, url in ((g_cfg, g_hook.url), (c_cfg, c_hook.url)):
             made = asyncio.run(subscribe(sandbox.base_url, sandbox.api_key, cfg.ledger_path,
@@ -135,7 +136,7 @@ def test_deliveries_without_keys_are_left_for_polling(sandbox: SandboxHandle,
                                                       tmp_path: Path) -> None:
     """The pessimistic default: deliveries do not carry transactionSource/transactionId."""
     gifts = write_gifts(tmp_path, gids(12))
-    cfg = receiver_config(gifts, secret=SECRET)
+    cfg = receiver_config(open_pipeline(gifts), secret=SECRET)
     with running_receiver(cfg) as hook:
         asyncio.run(subscribe(sandbox.base_url, sandbox.api_key, cfg.ledger_path, hook.url,
                               "gift", SECRET))
@@ -167,7 +168,7 @@ def test_polling_bulk_then_per_row_where_cheaper(sandbox: SandboxHandle, tmp_pat
     assert again.polled is False and "min-interval" in again.poll["reason"]
     assert again.waiting == 3 and again.exit_code == 0  # within the window
     sandbox.run_batch()
-    resolve(spec, absent=[], found=["G47"])
+    resolve(open_pipeline(spec), absent=[], found=["G47"])
     forced = recon(spec, sandbox, page_size=1, force=True)
     assert (forced.poll["mode"], forced.requests, forced.confirmed) == ("lookup", 3,
                                                                         {"lookup": 2})
@@ -227,7 +228,7 @@ def test_in_doubt_found_confirmed_absent_needs_review_then_resolved_and_sent_onc
     later = datetime.now(UTC) + timedelta(hours=31)
     after = recon(spec, sandbox, clock=lambda: later)
     assert after.exit_code == 1 and rows(first.ledger)["G2"]["code"] == "IN_DOUBT_NOT_FOUND"
-    resolve(spec, absent=["G2"], found=[])  # a person looked in CRM+: not there
+    resolve(open_pipeline(spec), absent=["G2"], found=[])  # a person looked in CRM+: not there
     resent = run(spec, sandbox)
     assert resent.counts == {"accepted": 1, "already_accepted": 9}
     sandbox.run_batch()
@@ -273,7 +274,7 @@ def test_cli_exit_codes_and_json_summary(sandbox: SandboxHandle, tmp_path: Path)
 def test_a_schema_1_ledger_is_migrated_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from etl.ledger import MIGRATIONS, SCHEMA_VERSION
+    from etl.load.ledger import MIGRATIONS, SCHEMA_VERSION
 
     path = tmp_path / "old.sqlite"
     db = sqlite3.connect(path)

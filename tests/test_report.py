@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from etl.csvsafe import neutralize_formulas, write_csv
-from etl.redact import redact, register
-from etl.report import failure_counts, summary_table, write_report
-from etl.result import FileInfo, ValidationResult
-from etl.safe_write import MARKER, UnsafeOutput, check_target, report_folder, write_json
+from etl.base.csvsafe import neutralize_formulas, write_csv
+from etl.base.redact import redact, register
+from etl.base.safe_write import MARKER, UnsafeOutput, check_target, report_folder, write_json
+from etl.prepare.result import FileInfo, ValidationResult
+from etl.report.write import failure_counts, summary_table, write_report
 
 XSS = "<script>alert(1)</script>"
 ATTR = '" onmouseover="x'

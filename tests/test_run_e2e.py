@@ -18,15 +18,17 @@ from click.testing import CliRunner
 from gift_spec import GIFT_MAPPINGS
 from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
-from etl.cli_run import ledger, run
-from etl.ledger import Ledger
+from etl.cli.ledger import ledger
+from etl.cli.run import run
+from etl.load.ledger import Ledger
+from etl.run.submit import RunOptions, RunSummary, run_pipeline
 from etl.sandbox.server import SandboxHandle, running_sandbox
 from etl.sandbox.state import SandboxState
-from etl.submit import RunOptions, RunSummary, run_pipeline
+from etl.spec.pipeline import open_pipeline
 
 CANARY = "CANARY-TOKEN-5f2b"
 GIFT_BATCH = "/api/v2/Gift/Transactions"
-RUN = [sys.executable, "-c", "import sys; from etl.cli_run import run; "
+RUN = [sys.executable, "-c", "import sys; from etl.cli.run import run; "
        "run(sys.argv[1:], prog_name='etl run')"]
 
 
@@ -77,8 +79,8 @@ load: {requests_per_hour: 1000000}
 
 def go(spec: Path, sb: SandboxHandle, **options: Any) -> RunSummary:
     opts = RunOptions(token=options.pop("token", sb.api_key), base_url=sb.base_url,
-                      out_dir=spec.parent / "reports", backoff_base=0.01, **options)
-    return run_pipeline(spec, opts)[1]
+                      backoff_base=0.01, **options)
+    return run_pipeline(open_pipeline(spec, out_dir=spec.parent / "reports"), opts)[1]
 
 
 def writes(sb: SandboxHandle) -> list[Any]:

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
-from etl.cli import main
+from etl.cli.app import main
 from etl.sandbox.server import SandboxHandle, running_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,8 +205,8 @@ def _echoing_app() -> object:
 
 @pytest.fixture(scope="module")
 def echo_url() -> Iterator[str]:
+    from etl.base.serving import ServerThread, bind
     from etl.sandbox.server import make_server
-    from etl.serving import ServerThread, bind
 
     sock = bind("127.0.0.1", 0)
     server = ServerThread(make_server(_echoing_app()), sock, "echoing server")
@@ -245,7 +245,7 @@ def test_a_token_echoed_by_the_server_is_in_no_file_ledger_cell_summary_or_outpu
 
 def test_printed_text_is_redacted_even_in_an_unexpected_traceback(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from etl.redact import redacting_output, register
+    from etl.base.redact import redacting_output, register
 
     register(CANARY)
     out = io.StringIO()
@@ -426,7 +426,7 @@ def test_webhook_receiver_survives_a_flood_of_bad_deliveries(tmp_path: Path) -> 
     try:
         from test_webhook_receiver import PREFIX, SECRET, b64, gift_event, make_ledger
 
-        from etl.webhook_receiver import ReceiverConfig, running_receiver
+        from etl.confirm.webhook_receiver import ReceiverConfig, running_receiver
     except ImportError:
         pytest.skip("the webhook receiver is not there yet")
     path = tmp_path / "gifts.sqlite"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from etl.errors import ColumnsMissing, SourceError
-from etl.sources import read_csv, read_parquet
-from etl.spec import Source
+from etl.base.errors import ColumnsMissing, SourceError
+from etl.read.sources import read_csv, read_parquet
+from etl.spec.parse import Source
 
 
 def read(path, **opts):
@@ -174,7 +174,7 @@ def test_utf8_signs_name_the_line(write, text, line, says):
 
 
 def test_a_utf8_sequence_split_between_chunks_is_still_found(write, monkeypatch):
-    from etl import textfile
+    from etl.read import textfile
 
     monkeypatch.setattr(textfile, "CHUNK", 7)
     path = write("c.csv", "name\nAnn\nZoë Müller\n".encode("cp1252") + "\nJosé\n".encode())
@@ -189,7 +189,7 @@ def test_real_cp1252_text_is_not_mistaken_for_utf8(write):
 
 
 def test_a_bom_after_the_start_stops_a_utf8_file(write, monkeypatch):
-    from etl import textfile
+    from etl.read import textfile
 
     path = write("c.csv", b"\xef\xbb\xbfname\nAnn\n\xef\xbb\xbfname\nBob\n")
     for encoding in ("utf-8", "utf-8-sig"):

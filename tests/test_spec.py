@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from etl.errors import SpecError
-from etl.spec import json_schema, load_spec
+from etl.base.errors import SpecError
+from etl.spec.parse import json_schema, load_spec
 
 GOOD = """
 name: gifts

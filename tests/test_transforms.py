@@ -739,12 +739,12 @@ def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
     """A step with a scope hands it over with `pick`: the mapping stage computes the scope
     once as a column and rebuilds the value and error from it; the same answers either way,
     and a column that is already typed never fills the scope."""
-    from etl.mapping import _Stages, with_stages
+    from etl.prepare.mapping import Stages, with_stages
 
     frame = pl.DataFrame({"v": ["$1,234.50", "12", None]})
     if dtype != pl.String:
         frame = pl.DataFrame({"v": [1234.5, 12.0, None]}).cast({"v": dtype})
-    stages = _Stages("amount")
+    stages = Stages("amount")
     value, error = stages.apply(lambda v: REGISTRY["parse_amount"](v), pl.col("v"), True)
     assert len(stages.items) == 1  # the scope, bound once
     direct = REGISTRY["parse_amount"](pl.col("v"))
@@ -756,7 +756,7 @@ def test_scoped_step_computed_once_from_a_column(dtype: pl.DataType) -> None:
 
 
 def _plan(value: pl.Expr, error: pl.Expr | None, stages: Any) -> Any:
-    from etl.mapping import FieldPlan
+    from etl.prepare.mapping import FieldPlan
 
     return FieldPlan("amount", value, error if error is not None else pl.lit(None), value,
                      tuple(stages.items))

@@ -25,9 +25,9 @@ from starlette.routing import Route
 from test_webhook_receiver import b64, gift, make_ledger, write_gift_spec
 from test_webhook_register import SECRET, URL, FakeCrm
 
-from etl.cli import main
-from etl.serving import ServerThread, bind
-from etl.webhook_register import subscribe
+from etl.base.serving import ServerThread, bind
+from etl.cli.app import main
+from etl.confirm.webhook_register import subscribe
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 from test_webhook_receiver import PREFIX, SECRET, b64, deliveries, gift, make_ledger, post, status
 
-from etl.webhook_guard import ConnectionLimits
-from etl.webhook_receiver import ReceiverConfig, ReceiverHandle, running_receiver
+from etl.confirm.webhook_guard import ConnectionLimits
+from etl.confirm.webhook_receiver import ReceiverConfig, ReceiverHandle, running_receiver
 
 
 def config(path: Path, **options: object) -> ReceiverConfig:

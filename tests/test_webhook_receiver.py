@@ -20,14 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.ledger import Ledger
-from etl.reconcile import ReconcileOptions, reconcile
-from etl.webhook_receiver import (
+from etl.confirm.reconcile import ReconcileOptions, reconcile
+from etl.confirm.webhook_receiver import (
     ReceiverConfig,
     ReceiverHandle,
     running_receiver,
     verify_signature,
 )
+from etl.load.ledger import Ledger
+from etl.spec.pipeline import open_pipeline
 
 SECRET = b"s3cret-hook-key-9"
 PREFIX = "gift_transaction:LegacyCRM:"
@@ -383,8 +384,9 @@ def test_without_a_secret_nothing_confirms_and_reconcile_ignores_it(tmp_path: Pa
     assert stored_keys(path, "webhook_unverified_keys") == [("G1", "66666")]
     assert deliveries(path) == [("unverified", "no secret: recorded as a hint, confirms nothing",
                                  1, 0)]
-    summary = reconcile(write_gift_spec(tmp_path), ReconcileOptions(
-        token="t", base_url="http://127.0.0.1:9", ledger_path=path, out_dir=tmp_path / "r",
+    pipeline = open_pipeline(write_gift_spec(tmp_path), ledger_path=path, out_dir=tmp_path / "r")
+    summary = reconcile(pipeline, ReconcileOptions(
+        token="t", base_url="http://127.0.0.1:9",
         transport=httpx.MockTransport(lambda request: httpx.Response(500)),
         backoff_base=0.001, requests_per_hour=1e6))
     assert summary.confirmed == {} and status(path)["G1"][0] == "accepted"
@@ -411,9 +413,9 @@ def test_deliveries_recorded_early_are_used_by_reconcile(hook: tuple[ReceiverHan
                        ((datetime.now(UTC) - timedelta(minutes=1)).isoformat(), PREFIX + "G4"))
     spec = write_gift_spec(tmp_path)
     transport = httpx.MockTransport(lambda request: httpx.Response(500))
-    summary = reconcile(spec, ReconcileOptions(token="t", base_url="http://127.0.0.1:9",
-                                               ledger_path=path, out_dir=tmp_path / "r",
-                                               transport=transport, backoff_base=0.001,
+    pipeline = open_pipeline(spec, ledger_path=path, out_dir=tmp_path / "r")
+    summary = reconcile(pipeline, ReconcileOptions(token="t", base_url="http://127.0.0.1:9",
+                                                   transport=transport, backoff_base=0.001,
                                                requests_per_hour=1e6))
     assert summary.confirmed == {"webhook": 1}
     assert status(path)["G4"][:2] == ("confirmed", "50004")

@@ -13,9 +13,14 @@ from typing import Any
 import httpx
 import pytest
 
-from etl.errors import EtlError
-from etl.ledger import Ledger
-from etl.webhook_register import Registration, check_subscriptions, subscribe, webhook_status
+from etl.base.errors import EtlError
+from etl.confirm.webhook_register import (
+    Registration,
+    check_subscriptions,
+    subscribe,
+    webhook_status,
+)
+from etl.load.ledger import Ledger
 
 BASE = "http://127.0.0.1:9"
 URL = "https://hooks.example.org/webhook"

@@ -34,6 +34,10 @@ exists become `skipped_existing` with the CRM+ contact id), `changed` (matched c
 fields all equal the cached contact's are `skipped_existing` as unchanged; what the ledger already
 accepted with the same payload hash is never sent anyway).
 
+`etl run`'s side (`apply_policy`, rows kept back as `skipped_existing`) is etl/run/prematch.py.
+May import: etl.load, etl.report, etl.prepare, etl.read, etl.spec, etl.transforms, etl.targets,
+etl.base.
+
 The package, in dependency order (each module imports only from those above it):
 
 - `contacts`: a full CRM+ contact record parsed (id, modified, refs, emails, what it proves)
@@ -44,24 +48,20 @@ The package, in dependency order (each module imports only from those above it):
 - `fetch`: per-value Contact/Find, and `refresh` (organization, method, fallback)
 - `matching`: the polars joins (`match_rows`, `changed_rows`) and the rows a policy keeps back
 - `dry_run`: the dry run's `prematch` report block (`predict`, `prediction`, `MatchOptions`)
-- `policy`: `etl run`'s `apply_policy` (rows kept back as `skipped_existing`)
 """
 
 from etl.match.bulk import refresh_bulk
 from etl.match.cache import TABLES, Cache, CacheState, open_cache
 from etl.match.contacts import Contact, norm_email, parse_contact
-from etl.match.dry_run import MatchOptions, cache_info, ledger_file, predict, prediction
+from etl.match.dry_run import MatchOptions, cache_info, predict, prediction
 from etl.match.fetch import lookup_plan, refresh, refresh_find
 from etl.match.matching import changed_rows, match_rows, matched_rows, skip_expr
-from etl.match.policy import OK_STATUSES, SKIPPED, apply_policy
 from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import SIGNALS, row_signals
 
 __all__ = [
-    "OK_STATUSES",
     "PAGE",
     "SIGNALS",
-    "SKIPPED",
     "TABLES",
     "Cache",
     "CacheState",
@@ -69,10 +69,8 @@ __all__ = [
     "MatchOptions",
     "MatchRefused",
     "Reader",
-    "apply_policy",
     "cache_info",
     "changed_rows",
-    "ledger_file",
     "lookup_plan",
     "match_rows",
     "matched_rows",

@@ -1,6 +1,6 @@
 """Bulk refresh: page `POST /api/Contact/Query/FullContact?skip=&take=1000` into the cache.
 
-The body is always the documented language (`groups` of `conditions`, etl/crm_query.py) and its
+The body is always the documented language (`groups` of `conditions`, etl/load/crm_query.py) and its
 parameter names come from `GET /api/Contact/QueryOptions`; nothing is guessed:
 
     incremental  "Last Modified Date" OnOrAfter (or GreaterThanOrEqual) the day BEFORE the
@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from etl.crm_query import (
+from etl.base.errors import RequestRejected, TransientError
+from etl.load.crm_query import (
     CONTACT_MODIFIED,
     Condition,
     QueryOptions,
@@ -33,11 +34,10 @@ from etl.crm_query import (
     query_body,
     query_date,
 )
-from etl.errors import RequestRejected, TransientError
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, get, now_iso, parse_contact, parse_time
 from etl.match.reader import PAGE, MatchRefused, Reader
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 CONTACT_ID = "Contact Id"
 SINCE_OPERATORS = ("OnOrAfter", "GreaterThanOrEqual")

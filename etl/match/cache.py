@@ -18,8 +18,8 @@ from typing import Any
 
 import polars as pl
 
+from etl.base.redact import redact, redact_value
 from etl.match.contacts import Contact, now_iso
-from etl.redact import redact, redact_value
 
 TABLES = [
     "CREATE TABLE IF NOT EXISTS prematch_state (id INTEGER PRIMARY KEY CHECK (id = 1),"

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from etl.client import coerce_bool
-from etl.crm_query import CONTACT_KEY_FIELD, has_contact_key
+from etl.load.client import coerce_bool
+from etl.load.crm_query import CONTACT_KEY_FIELD, has_contact_key
 
 
 def now_iso() -> str:

@@ -12,15 +12,16 @@ from typing import Any
 
 import polars as pl
 
-from etl.client import DEFAULT_BASE_URL, check_base_url
+from etl.load.client import DEFAULT_BASE_URL, check_base_url
 from etl.match.cache import Cache, open_cache
 from etl.match.contacts import parse_time
 from etl.match.fetch import refresh
 from etl.match.matching import matched_rows, skip_expr
 from etl.match.reader import MatchRefused
 from etl.match.signals import SIGNALS, row_signals
-from etl.result import ValidationResult
-from etl.spec import LoadedSpec
+from etl.prepare.result import ValidationResult
+from etl.spec.parse import LoadedSpec
+from etl.spec.pipeline import Pipeline
 
 
 def prediction(matched: pl.DataFrame, loaded: LoadedSpec, cache_info: dict[str, Any],
@@ -87,28 +88,20 @@ class MatchOptions:
     full: bool = False
     base_url: str = DEFAULT_BASE_URL
     token: str = ""
-    ledger_path: Path | None = None
-    sandbox: bool = False  # the spec's sandbox ledger (`.sandbox.sqlite`)
     transport: Any = None
     notify: Callable[[str], None] = field(default=lambda message: None)
 
 
-def ledger_file(loaded: LoadedSpec, options: MatchOptions) -> Path:
-    """The ledger file whose tables hold the cache (`options.ledger_path`, else the spec's)."""
-    from etl.submit import default_ledger_path  # late: submit imports the dry run
-
-    return options.ledger_path or default_ledger_path(loaded, sandbox=options.sandbox)
-
-
-def predict(loaded: LoadedSpec, result: ValidationResult,
+def predict(loaded: Pipeline, result: ValidationResult,
             options: MatchOptions | None = None) -> dict[str, Any] | None:
     """The dry run's `prematch` block (None without a `match:` section). Network only with
-    `options.refresh` (reads: Organization/Current, then Contact/Query or Contact/Find)."""
+    `options.refresh` (reads: Organization/Current, then Contact/Query or Contact/Find). The
+    cache is in the pipeline's ledger file."""
     spec = loaded.spec
     if spec.match is None:
         return None
     options = options or MatchOptions()
-    path = ledger_file(loaded, options)
+    path = loaded.ledger_path
     signals = row_signals(result.payloads, spec.target)
     if options.refresh:
         if not options.token:

@@ -20,13 +20,13 @@ from typing import Any
 
 import polars as pl
 
-from etl.errors import RequestRejected
+from etl.base.errors import RequestRejected
 from etl.match.bulk import refresh_bulk, refused
 from etl.match.cache import Cache
 from etl.match.contacts import Contact, now_iso, parse_contact
 from etl.match.reader import PAGE, MatchRefused, Reader
 from etl.match.signals import signal_column
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 
 FIND = "GET /api/Contact/Find"
 

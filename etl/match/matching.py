@@ -15,7 +15,7 @@ import polars as pl
 
 from etl.match.cache import Cache
 from etl.match.signals import signal_column
-from etl.spec import LoadedSpec
+from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
 
 

@@ -7,10 +7,10 @@ import json
 import random
 from typing import Any
 
-from etl.client import CrmClient, EndpointMissing, Reply, check_organization
-from etl.errors import EtlError
-from etl.ratelimit import RequestBudget, budgeted
-from etl.spec import LoadedSpec
+from etl.base.errors import EtlError
+from etl.load.budget import RequestBudget, budgeted
+from etl.load.client import CrmClient, EndpointMissing, Reply, check_organization
+from etl.spec.parse import LoadedSpec
 
 PAGE = 1000  # the Query endpoints' largest page (take <= 1000)
 

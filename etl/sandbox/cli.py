@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import click
 import httpx
 
-from etl.errors import CredentialsRefused, TransientError
+from etl.base.errors import CredentialsRefused, TransientError
 from etl.sandbox.config import BATCH_MODES, GROUPS_MODES, SandboxConfig, mask
 from etl.sandbox.faults import parse_faults
 from etl.sandbox.ratelimit import parse_rate

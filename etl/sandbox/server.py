@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from etl import serving
+from etl.base import serving
 from etl.sandbox.app import Sandbox, build_app
 from etl.sandbox.config import SWITCHES, SandboxConfig
 from etl.sandbox.faults import Faults

@@ -5,9 +5,12 @@
 - KEY_FIELDS: the wire names of the source constant and the row id (referenceSource/referenceId or
   transactionSource/transactionId);
 - REQUIRED: fields every payload must carry (the built-in rules); the cross-field rules live in
-  `etl.rules`.
+  `etl.prepare.rules`.
 
-This package holds data only; spec validation and payload building read it.
+This package holds data only; spec validation and payload building read it. Public names:
+`Target`, `TARGET_NAMES`, `get_target`.
+
+May import: etl.base only (it sits under etl.spec: the spec is checked against it).
 """
 
 from __future__ import annotations

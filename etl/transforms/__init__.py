@@ -10,7 +10,11 @@ pipeline turns non-null errors into row rejects with rule = the transform's name
         column: Amount
         transforms: [trim, {parse_amount: {decimal: ","}}]
 
-No transform calls Python per row: all of them build vectorized polars expressions.
+No transform calls Python per row: all of them build vectorized polars expressions. Public names:
+`REGISTRY`, `transform` (the decorator), `Step`, `check_args`, `suggest`, `COLUMN_ARGS`; the theme
+modules (`text`, `dates`, `money`, `contact`) share `helpers`.
+
+May import: etl.base only (it sits under etl.spec: the spec checks names and arguments here).
 """
 
 from __future__ import annotations

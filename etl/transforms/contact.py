@@ -8,7 +8,7 @@ import unicodedata
 import polars as pl
 import pycountry
 
-from etl.transforms.helpers import _WS_CHARS, F, _blank_to_null, _message, _result, _strip
+from etl.transforms.helpers import WS_CHARS, F, blank_to_null, error_message, step_result, strip_ws
 from etl.transforms.registry import Step, transform
 
 # --------------------------------------------------------------------------------------------
@@ -18,8 +18,8 @@ from etl.transforms.registry import Step, transform
 @transform("normalize_email")
 def normalize_email(expr: pl.Expr) -> Step:
     """Trim, lower-case and drop a leading "mailto:" (syntax is checked by validation)."""
-    email = _strip(expr).str.to_lowercase().str.strip_prefix("mailto:").str.strip_chars(_WS_CHARS)
-    return Step(_blank_to_null(email))
+    email = strip_ws(expr).str.to_lowercase().str.strip_prefix("mailto:").str.strip_chars(WS_CHARS)
+    return Step(blank_to_null(email))
 
 
 _PHONE_SEP = r"[\s().\-/]*"
@@ -37,14 +37,14 @@ _NANP = ("US", "CA")  # North American Numbering Plan: the same 10-digit format
 @transform("normalize_phone")
 def normalize_phone(expr: pl.Expr, *, country: str = "US") -> Step:
     """US numbers as 555-555-0100 (+1/1 prefix dropped, "ext 12" kept as " x12"); else as given."""
-    scope = pl.struct(text=_blank_to_null(_strip(expr)))
+    scope = pl.struct(text=blank_to_null(strip_ws(expr)))
     if country.upper() not in _NANP:
-        return _result(scope.struct.with_fields(value=F("text")), error=False)
+        return step_result(scope.struct.with_fields(value=F("text")), error=False)
     formatted = F("text").str.replace(_US_PHONE, _US_PHONE_FORMAT).str.strip_suffix(" x")
     scope = scope.struct.with_fields(
         value=pl.when(F("text").str.contains(_US_PHONE)).then(formatted).otherwise(F("text"))
     )
-    return _result(scope, error=False)
+    return step_result(scope, error=False)
 
 
 _US_ZIP = r"^[0-9]{1,5}$"  # lost leading zeros: pad to 5
@@ -61,7 +61,7 @@ def postal_code(expr: pl.Expr, *, country: str = "US") -> Step:
     "12345-6789" is kept (its first part padded). CA: "K1A0B1" -> "K1A 0B1"; GB: "SW1A1AA" ->
     "SW1A 1AA". Anything else: upper-cased and trimmed, no error. Blank becomes null.
     """
-    text = _blank_to_null(_strip(expr)).str.to_uppercase()
+    text = blank_to_null(strip_ws(expr)).str.to_uppercase()
     code = country.upper()
     if code == "CA":
         return Step(text.str.replace(r"^([A-Z][0-9][A-Z])\s*([0-9][A-Z][0-9])$", "$1 $2"))
@@ -82,7 +82,7 @@ def postal_code(expr: pl.Expr, *, country: str = "US") -> Step:
         .then(F("zip").str.zfill(10))
         .otherwise(F("text"))
     )
-    return _result(scope, error=False)
+    return step_result(scope, error=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,15 +182,15 @@ _COUNTRIES = _country_lookup()
 @transform("country_iso")
 def country_iso(expr: pl.Expr) -> Step:
     """Country name or code to ISO 3166-1 alpha-2 ("United States", "USA", "u.s.a." -> "US")."""
-    scope = pl.struct(text=_blank_to_null(_strip(expr)))
+    scope = pl.struct(text=blank_to_null(strip_ws(expr)))
     scope = scope.struct.with_fields(
         value=_country_key_expr(F("text")).replace_strict(
             _COUNTRIES, default=None, return_dtype=pl.String
         )
     )
     scope = scope.struct.with_fields(
-        error=_message(
+        error=error_message(
             F("text").is_not_null() & F("value").is_null(), "unknown country '", F("text"), "'"
         )
     )
-    return _result(scope)
+    return step_result(scope)

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 import polars as pl
 import polars.selectors as cs
 
-from etl.transforms.helpers import F, _message, _result, _string_list, _strip, _unless_typed
+from etl.transforms.helpers import (
+    F,
+    error_message,
+    step_result,
+    string_list,
+    strip_ws,
+    unless_typed,
+)
 from etl.transforms.registry import Step, transform
 
 # Directives chrono (polars' strptime) understands; anything else is a typo in the spec.
@@ -34,7 +41,7 @@ def parse_date(
     A value that two formats read as different dates is rejected as ambiguous; datetime formats
     keep the date part; `excel_serial: true` also reads whole numbers 1..2958465 as Excel dates.
     """
-    fmts = _string_list(formats, "formats")
+    fmts = string_list(formats, "formats")
     if not fmts:
         raise ValueError("formats must list at least one strptime format")
     for fmt in fmts:
@@ -47,7 +54,7 @@ def parse_date(
     if excel_serial:
         labels["excel"] = "excel serial"
         parsed["excel"] = F("text").str.extract(r"^([0-9]{1,7})(?:\.0+)?$", 1).cast(pl.Int32)
-    scope = pl.struct(text=_strip(expr)).struct.with_fields(**parsed)
+    scope = pl.struct(text=strip_ws(expr)).struct.with_fields(**parsed)
 
     checked = {  # chrono reads "12/31/99" with %Y as the year 99: demand four digits
         name: pl.when(F(name).dt.year() >= 1000).then(F(name))
@@ -63,7 +70,7 @@ def parse_date(
         scope = scope.struct.with_fields(**checked)
 
     clashes = [
-        _message(
+        error_message(
             F(a).is_not_null() & F(b).is_not_null() & (F(a) != F(b)),
             *("ambiguous date '", F("text"), "': ", F(a).cast(pl.String), f" ({labels[a]}) or "),
             *(F(b).cast(pl.String), f" ({labels[b]})"),
@@ -79,10 +86,10 @@ def parse_date(
         value=pl.when(F("clash").is_null()).then(F("first")),
         error=pl.coalesce(
             F("clash"),
-            _message(
+            error_message(
                 F("text").is_not_null() & F("first").is_null(),
                 *(f"not a date in formats {wanted}: '", F("text"), "'"),
             ),
         ),
     )
-    return _unless_typed(expr, cs.date() | cs.datetime(), expr.cast(pl.Date), _result(scope))
+    return unless_typed(expr, cs.date() | cs.datetime(), expr.cast(pl.Date), step_result(scope))

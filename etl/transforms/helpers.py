@@ -5,9 +5,9 @@ and a sub-expression referenced k times is computed k times (and nests: a transf
 used its input 4 times, after one that did the same, would compute the first one 16 times).
 So each transform uses `expr` once. When it needs intermediate values several times it binds
 them as fields of a struct (`pl.struct(text=...)`, then `.struct.with_fields(...)` reading
-them with `pl.field`), which evaluates each field once, like a `let`. `_result` hands that
+them with `pl.field`), which evaluates each field once, like a `let`. `step_result` hands that
 struct over in the Step (`scope`, `pick`), so the mapping stage computes it once as a column
-and reads both the value and the error from it (`etl.mapping._Stages`).
+and reads both the value and the error from it (`etl.prepare.mapping.Stages`).
 """
 
 from __future__ import annotations
@@ -20,36 +20,36 @@ import polars.selectors as cs
 from etl.transforms.registry import Step
 
 # Unicode White_Space plus zero-width space and BOM: what `trim` strips from both ends.
-_WS_CHARS = (
+WS_CHARS = (
     " \t\n\r\v\f\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\u200b\ufeff"
 )
 # The same as a regex class (Rust regex: `\s` is Unicode White_Space).
-_WS_RE = r"[\s\x{200B}\x{FEFF}]"
+WS_RE = r"[\s\x{200B}\x{FEFF}]"
 
 F = pl.field
 
 
-def _text(expr: pl.Expr) -> pl.Expr:
+def as_text(expr: pl.Expr) -> pl.Expr:
     """The value as String (a no-op for String columns; numbers and dates become text)."""
     return expr.cast(pl.String)
 
 
-def _strip(expr: pl.Expr) -> pl.Expr:
-    return _text(expr).str.strip_chars(_WS_CHARS)
+def strip_ws(expr: pl.Expr) -> pl.Expr:
+    return as_text(expr).str.strip_chars(WS_CHARS)
 
 
-def _blank_to_null(expr: pl.Expr) -> pl.Expr:
+def blank_to_null(expr: pl.Expr) -> pl.Expr:
     return expr.replace("", None)
 
 
-def _message(when: pl.Expr, *parts: str | pl.Expr) -> pl.Expr:
+def error_message(when: pl.Expr, *parts: str | pl.Expr) -> pl.Expr:
     """A String error where `when` holds (else null): the parts joined, str parts as text."""
     exprs = [pl.lit(p) if isinstance(p, str) else p for p in parts]
     return pl.when(when).then(pl.concat_str(exprs))
 
 
-def _result(scope: pl.Expr, *, error: bool = True) -> Step:
+def step_result(scope: pl.Expr, *, error: bool = True) -> Step:
     """The Step held by the `value` and `error` fields of a scope struct."""
 
     def pick(s: pl.Expr) -> tuple[pl.Expr, pl.Expr | None]:
@@ -59,7 +59,7 @@ def _result(scope: pl.Expr, *, error: bool = True) -> Step:
     return Step(value, err, scope=scope, pick=pick)
 
 
-def _unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: Step) -> Step:
+def unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: Step) -> Step:
     """`typed` (no error) when `expr` already has a dtype matching `selector`, else `step`.
 
     The dtype test is resolved when the query is planned, so only one branch ever runs.
@@ -89,7 +89,7 @@ def _unless_typed(expr: pl.Expr, selector: cs.Selector, typed: pl.Expr, step: St
     )
 
 
-def _string_list(value: Sequence[str] | str, what: str) -> list[str]:
+def string_list(value: Sequence[str] | str, what: str) -> list[str]:
     """A YAML list of strings (a lone string counts as a list of one)."""
     if isinstance(value, str):
         return [value]

@@ -8,7 +8,7 @@ import polars as pl
 import polars.selectors as cs
 import pycountry
 
-from etl.transforms.helpers import F, _result, _strip, _unless_typed
+from etl.transforms.helpers import F, step_result, strip_ws, unless_typed
 from etl.transforms.registry import Step, transform
 
 _CURRENCY = r"(?:[$€£]|(?i:" + "|".join(sorted(c.alpha_3 for c in pycountry.currencies)) + "))"
@@ -72,7 +72,7 @@ def _amount(expr: pl.Expr, decimal: str, money: pl.Decimal | None) -> Step:
         raise ValueError(f"decimal must be '.' or ',', not {decimal!r}")
     # A typed number's text always has a decimal point (resolved when the query is planned).
     numeric = pl.dtype_of(expr).matches(cs.numeric())
-    text = _strip(expr)
+    text = strip_ws(expr)
     if decimal == ",":
         text = pl.when(numeric).then(text.str.replace(".", ",", literal=True)).otherwise(text)
     # The shape test decides validity; the number is then read leniently (digits and the
@@ -111,6 +111,6 @@ def _amount(expr: pl.Expr, decimal: str, money: pl.Decimal | None) -> Step:
         error=pl.concat_str([F("prefix"), F("text"), pl.lit("'")]),
     )
     if money is None:
-        return _unless_typed(expr, cs.numeric(), expr.cast(pl.Float64), _result(scope))
+        return unless_typed(expr, cs.numeric(), expr.cast(pl.Float64), step_result(scope))
     # An amount already parsed (a chain, or the field's typing after parse_amount) stays.
-    return _unless_typed(expr, cs.by_dtype(money), expr.cast(money), _result(scope))
+    return unless_typed(expr, cs.by_dtype(money), expr.cast(money), step_result(scope))

@@ -8,13 +8,13 @@ from typing import Literal
 import polars as pl
 
 from etl.transforms.helpers import (
-    _WS_RE,
+    WS_RE,
     F,
-    _blank_to_null,
-    _result,
-    _string_list,
-    _strip,
-    _text,
+    as_text,
+    blank_to_null,
+    step_result,
+    string_list,
+    strip_ws,
 )
 from etl.transforms.registry import Step, transform
 
@@ -25,26 +25,26 @@ from etl.transforms.registry import Step, transform
 @transform("trim")
 def trim(expr: pl.Expr) -> Step:
     """Strip leading/trailing whitespace (incl. non-breaking spaces); blank becomes null."""
-    return Step(_blank_to_null(_strip(expr)))
+    return Step(blank_to_null(strip_ws(expr)))
 
 
 @transform("collapse_whitespace")
 def collapse_whitespace(expr: pl.Expr) -> Step:
     """Trim, and collapse internal runs of whitespace to one space; blank becomes null."""
-    collapsed = _text(expr).str.replace_all(_WS_RE + "+", " ").str.strip_chars(" ")
-    return Step(_blank_to_null(collapsed))
+    collapsed = as_text(expr).str.replace_all(WS_RE + "+", " ").str.strip_chars(" ")
+    return Step(blank_to_null(collapsed))
 
 
 @transform("upper")
 def upper(expr: pl.Expr) -> Step:
     """Upper-case."""
-    return Step(_text(expr).str.to_uppercase())
+    return Step(as_text(expr).str.to_uppercase())
 
 
 @transform("lower")
 def lower(expr: pl.Expr) -> Step:
     """Lower-case."""
-    return Step(_text(expr).str.to_lowercase())
+    return Step(as_text(expr).str.to_lowercase())
 
 
 # Name particles kept lower-case when they are neither the first nor the last word:
@@ -76,10 +76,10 @@ def title(expr: pl.Expr) -> Step:
     # A particle match consumes the space after it, so a second pass catches "de la".
     fixed = fixed.str.replace_many(_PARTICLE_FIXES).str.replace_many(_PARTICLE_FIXES)
     cased = F("text").str.contains(r"\p{Ll}\p{Lu}\p{Ll}")  # lower, upper, lower: deliberate
-    scope = pl.struct(text=_text(expr)).struct.with_fields(
+    scope = pl.struct(text=as_text(expr)).struct.with_fields(
         value=pl.when(cased).then(F("text")).otherwise(fixed)
     )
-    return _result(scope, error=False)
+    return step_result(scope, error=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,7 +89,7 @@ def title(expr: pl.Expr) -> Step:
 @transform("null_if")
 def null_if(expr: pl.Expr, *, values: list[str]) -> Step:
     """Null where the value equals one of `values` exactly (e.g. ["N/A", "none", "-"])."""
-    return Step(_text(expr).replace(_string_list(values, "values"), None))
+    return Step(as_text(expr).replace(string_list(values, "values"), None))
 
 
 @transform("default")
@@ -101,17 +101,17 @@ def default(expr: pl.Expr, *, value: str | int | float) -> Step:
 @transform("concat", column_args=("columns",))
 def concat(expr: pl.Expr, *, columns: list[str], sep: str = " ") -> Step:
     """The value followed by the named columns, joined by `sep`; null/empty parts are skipped."""
-    parts = [expr, *(pl.col(c) for c in _string_list(columns, "columns"))]
+    parts = [expr, *(pl.col(c) for c in string_list(columns, "columns"))]
     joined = pl.concat_str(
-        [_blank_to_null(_text(p)) for p in parts], separator=sep, ignore_nulls=True
+        [blank_to_null(as_text(p)) for p in parts], separator=sep, ignore_nulls=True
     )
-    return Step(_blank_to_null(joined))
+    return Step(blank_to_null(joined))
 
 
 @transform("coalesce", column_args=("columns",))
 def coalesce(expr: pl.Expr, *, columns: list[str]) -> Step:
     """The first non-null of the value and the named columns (use it before parse_* steps)."""
-    return Step(pl.coalesce(expr, *(pl.col(c) for c in _string_list(columns, "columns"))))
+    return Step(pl.coalesce(expr, *(pl.col(c) for c in string_list(columns, "columns"))))
 
 
 @transform("truncate")
@@ -119,7 +119,7 @@ def truncate(expr: pl.Expr, *, length: int) -> Step:
     """Cut text longer than `length` characters (no error)."""
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise ValueError(f"length must be a whole number >= 0, not {length!r}")
-    return Step(_text(expr).str.slice(0, length))
+    return Step(as_text(expr).str.slice(0, length))
 
 
 @transform("replace")
@@ -129,7 +129,7 @@ def replace(expr: pl.Expr, *, pattern: str, with_: str = "", literal: bool = Fal
         pl.select(pl.lit("").str.contains(pattern, literal=literal))
     except pl.exceptions.ComputeError as exc:
         raise ValueError(f"invalid regex {pattern!r}: {exc}") from None
-    return Step(_text(expr).str.replace_all(pattern, with_, literal=literal))
+    return Step(as_text(expr).str.replace_all(pattern, with_, literal=literal))
 
 
 # --------------------------------------------------------------------------------------------
@@ -143,7 +143,7 @@ def split_name(expr: pl.Expr, *, part: Literal["first", "last"]) -> Step:
     """One part of a full name: "Last, First" or "First [Middle] Last"; Jr/Sr/II-IV stay on last."""
     if part not in ("first", "last"):
         raise ValueError(f"part must be 'first' or 'last', not {part!r}")
-    full = _text(expr).str.replace_all(_WS_RE + "+", " ").str.strip_chars(" ")
+    full = as_text(expr).str.replace_all(WS_RE + "+", " ").str.strip_chars(" ")
     scope = pl.struct(full=full).struct.with_fields(
         suffix=F("full").str.extract(_NAME_SUFFIX, 1), base=F("full").str.replace(_NAME_SUFFIX, "")
     )
@@ -160,7 +160,7 @@ def split_name(expr: pl.Expr, *, part: Literal["first", "last"]) -> Step:
             .then(F("base").str.extract(r"^([^,]*),", 1))
             .otherwise(F("base").str.extract(r"(\S+)$", 1))
         )
-        last = _blank_to_null(last.str.strip_chars(" "))
+        last = blank_to_null(last.str.strip_chars(" "))
         value = pl.concat_str([last, F("suffix")], separator=" ", ignore_nulls=True)
-    scope = scope.struct.with_fields(value=_blank_to_null(value.str.strip_chars(" ,")))
-    return _result(scope, error=False)
+    scope = scope.struct.with_fields(value=blank_to_null(value.str.strip_chars(" ,")))
+    return step_result(scope, error=False)

@@ -1,0 +1,135 @@
+"""Checks made on a path before anything opens it: is it a plain file, and what is it really.
+
+    kind_of()       a non-regular file in words ("a named pipe (FIFO)", "a character device")
+    regular_stat()  os.stat of a source file, refusing anything but a regular file: opening a FIFO
+                    blocks until a writer comes, /dev/zero never ends
+    sniff()         what the first bytes say the file is (gzip, zip/xlsx, Parquet...), so that a
+                    compressed file named .csv is refused instead of decompressed behind our back
+    file_digest()   sha256 and size, read in chunks
+    check_unchanged()  after a read: FileChanged unless stat and sha256 are as before it
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from etl.base.errors import SourceError
+
+CHUNK = 1 << 22
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def kind_of(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def regular_stat(path: Path, display: str | None = None) -> os.stat_result:
+    """os.stat of `path` (symlinks followed); a SourceError unless it is a regular file."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise SourceError("no such file", path=display or path) from None
+    except OSError as exc:
+        raise SourceError(f"cannot read the file ({exc.strerror})", path=display or path) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceError(
+            f"not a regular file ({kind_of(info.st_mode)}): only plain files are read",
+            path=display or path,
+        )
+    return info
+
+
+def same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    """True when nothing says the file changed between the two stats. ctime is in the list
+    because a writer can put mtime back (touch -d, rsync -t) but cannot set ctime."""
+    return (a.st_dev, a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (
+        b.st_dev, b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns
+    )
+
+
+# (magic bytes, what the file is, what to do about it when a CSV was expected)
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip): compressed files are never "
+     "decompressed behind your back"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd)"),
+    (b"PAR1", "a Parquet file", "name it .parquet or set source.format: parquet"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls)",
+     "export the sheet as CSV"),
+)
+
+
+def sniff(path: Path) -> tuple[str, str] | None:
+    """(what the file is, what to do) when its first bytes are a known binary format's magic
+    number; None for anything else (text, or an unknown binary: the CSV reader then says)."""
+    with path.open("rb") as fh:
+        head = fh.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        if b"[Content_Types].xml" in head or b"xl/" in head or b"docProps" in head:
+            return "an Excel workbook (.xlsx, a zip archive)", "export the sheet as CSV"
+        return "a zip archive", "unzip it first: compressed files are never unpacked for you"
+    for magic, what, todo in _MAGIC:
+        if head.startswith(magic):
+            return what, todo
+    return None
+
+
+def refuse_binary(path: Path, display: str, fmt: str) -> None:
+    """A SourceError naming the real format when the file is not what `fmt` reads."""
+    found = sniff(path)
+    if found is None:
+        return
+    what, todo = found
+    if fmt == "parquet" and what == "a Parquet file":
+        return
+    if fmt == "parquet":
+        raise SourceError(f"not a readable Parquet file: this file is {what}", path=display)
+    raise SourceError(f"this file is {what}, not CSV text: {todo}", path=display)
+
+
+class FileChanged(SourceError):
+    """The file changed while it was read (a drop still being written, or replaced): what was
+    read is not what was hashed, so nothing of it may be recorded as processed."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__(
+            "the file changed while it was read: left for the next run (its size, time stamps "
+            "or content differ from when it was hashed)",
+            path=path,
+        )
+
+
+def check_unchanged(path: Path, display: str, before: os.stat_result, digest: str) -> None:
+    """After a file was read: refuse it when it changed since it was hashed (the hash recorded
+    for it must be the hash of what was read: a drop truncated or rewritten meanwhile would
+    otherwise count as processed, and the complete file as already seen)."""
+    try:
+        after = os.stat(path)
+    except OSError:
+        raise FileChanged(display) from None
+    if not same_file(before, after) or file_digest(path)[0] != digest:
+        raise FileChanged(display)

@@ -1,0 +1,317 @@
+"""The only place the stages are wired: spec -> source -> mapping -> validate -> payload.
+
+`validate_pipeline` is the dry run (no network) and the first half of `etl run`, so a row the dry
+run accepts is exactly a row the run sends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from etl import __version__
+from etl.prepare import mapping
+from etl.prepare.mapping import ERR, OUT, RAW
+from etl.prepare.payload import escape_needs, payload_expr, strip_empty
+from etl.prepare.result import FileInfo, ValidationResult
+from etl.prepare.validate import failures, file_wide_failures
+from etl.read.sources import SourceFile, open_source, resolve_files
+from etl.spec.parse import LoadedSpec
+from etl.targets import get_target
+
+META = ["_row", "_source_file", "_record", "_line", "_shape_error"]
+
+
+@dataclass
+class FileOutcome:
+    """One file after validation."""
+
+    info: FileInfo
+    rejects: pl.DataFrame
+    failures: pl.DataFrame
+    payloads: pl.DataFrame
+    amounts: pl.DataFrame
+    warnings: list[str]
+
+
+DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
+DEDUPE_MIN_ROWS = 10_000
+
+
+def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
+    return (
+        [p.value.alias(OUT + p.field) for p in group]
+        + [p.error.alias(OUT + ERR + p.field) for p in group]
+        + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
+    )
+
+
+def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
+    """Evaluate one-column mappings once per distinct source value when the column repeats a
+    lot (names, dates, codes): a lookup table per column, joined back by value."""
+    single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
+    columns = sorted(set(single.values()))
+    if not columns or frame.height < DEDUPE_MIN_ROWS:
+        return []
+    distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
+    cheap = {c for c, n in zip(columns, distinct, strict=True) if n < frame.height * DEDUPE_RATIO}
+    tables = []
+    for column in sorted(cheap):
+        group = [p for p in plans if single.get(p.field) == column]
+        values = frame.lazy().select(pl.col(column).unique())
+        tables.append(mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)))
+    return pl.collect_all(tables)  # one call: the small tables are built in parallel
+
+
+def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+    """Source rows -> typed fields, their errors and raw values, plus the meta columns."""
+    spec = loaded.spec
+    plans = mapping.plan(spec, get_target(spec.target))
+    first = [p for p in plans if not p.field.startswith("designations.")]
+    second = [p for p in plans if p.field.startswith("designations.")]
+    frame = raw.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+    looked_up = []
+    for table in _by_distinct_value(frame, first):
+        key = table.columns[0]
+        # Distinct keys: a left join keeps every row, in order, so the columns line up.
+        looked_up.append(
+            frame.select(key)
+            .join(table, on=key, how="left", nulls_equal=True, maintain_order="left")
+            .drop(key)
+        )
+    done = {c for t in looked_up for c in t.columns}
+    lf = pl.concat([frame, *looked_up], how="horizontal").lazy()
+    rest = [p for p in first if OUT + p.field not in done]
+    for group in (rest, second):
+        if group:
+            lf = mapping.with_stages(lf, group).with_columns(_exprs(group))
+    # Plan order (keys first, then the spec's mappings) is the order of the payload's members.
+    names = (
+        [p.field for p in plans] + [ERR + p.field for p in plans] + [RAW + p.field for p in plans]
+    )
+    return lf.select(*META, *[pl.col(OUT + n).alias(n) for n in names]).collect()
+
+
+def _reject_rows(
+    raw: pl.DataFrame, header: list[str], fails: pl.DataFrame, offset: int
+) -> pl.DataFrame:
+    """Original columns of each rejected row plus `_source_file`.. `_error` (joined reasons)."""
+    reasons = fails.group_by("_row", maintain_order=True).agg(
+        pl.col("field").str.join(" | ").alias("_field"),
+        pl.col("rule").str.join(" | ").alias("_rule"),
+        pl.col("value").fill_null("").str.join(" | ").alias("_value"),
+        pl.col("error").str.join(" | ").alias("_error"),
+    )
+    source_cols = [c for c in header if c in raw.columns]
+    rows = raw.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
+    return rows.join(reasons, on="_row", how="inner", maintain_order="left").select(
+        *source_cols, "_source_file", "_record", "_field", "_rule", "_value", "_error"
+    )
+
+
+BATCH_ROWS = 100_000  # rows validated at a time: bounds memory whatever the file's size
+SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
+
+
+def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+    """Pass one over the file, reading only the columns of the id and of `unique` fields, and
+    keeping only those values and the record numbers: a few bytes a row."""
+    spec = loaded.spec
+    target = get_target(spec.target)
+    unique = {f for f, r in spec.rules.items() if r.unique}
+    plans = [
+        p for p in mapping.plan(spec, target) if p.field == target.id_field or p.field in unique
+    ]
+    columns = sorted({c for p in plans for c in p.sources()} & set(src.header))
+    parts = []
+    # Batch by batch, so that only these few columns are ever held for the whole file.
+    for batch in src.batches(BATCH_ROWS, columns or src.header[:1], full=False):
+        lf = mapping.with_stages(batch.lazy(), plans)
+        part = lf.select([p.value.alias(p.field) for p in plans]).collect()
+        parts.append(strip_empty(part, [p.field for p in plans]))
+    empty = pl.DataFrame(schema={p.field: pl.String for p in plans})
+    frame = pl.concat(parts, rechunk=False) if parts else empty
+    return file_wide_failures(frame, spec, target.id_field, offset)
+
+
+@dataclass
+class Batch:
+    """One batch of a file after validation."""
+
+    rows: int
+    rejects: pl.DataFrame
+    failures: pl.DataFrame
+    payloads: pl.DataFrame
+    amounts: pl.DataFrame
+
+
+def _validate_batch(
+    raw: pl.DataFrame,
+    header: list[str],
+    loaded: LoadedSpec,
+    offset: int,
+    today: dt.date,
+    wide: pl.DataFrame,
+) -> Batch:
+    spec = loaded.spec
+    target = get_target(spec.target)
+    out = _compute(raw, loaded, offset)
+    fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
+    out = strip_empty(out, fields)
+    n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
+    mine = wide.filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
+    fails = failures(out, spec, fields, n_designations, today, mine)
+    bad = fails.select("_row").unique()
+    rejects = _reject_rows(raw, header, fails, offset)
+    out = out.select("_row", "_source_file", "_record", *fields)
+    keep = ~out["_row"].is_in(bad["_row"].implode())
+    key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
+    payload = payload_expr(target, fields, escape_needs(out, fields))
+    payloads = out.filter(keep).select(
+        "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
+    )
+    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields))
+
+
+def _validate_file(
+    path: Path,
+    loaded: LoadedSpec,
+    offset: int,
+    today: dt.date,
+    sink: Callable[[pl.DataFrame], None] | None,
+) -> FileOutcome:
+    """Validate one file batch by batch; payloads go to `sink` when there is one."""
+    parts: list[Batch] = []
+    kept: list[pl.DataFrame] = []
+    valid = 0
+    with open_source(path, loaded) as src:
+        wide = _file_wide(src, loaded, offset)
+        seen = 0
+        for raw in src.batches(BATCH_ROWS):
+            batch = _validate_batch(raw, src.header, loaded, offset + seen, today, wide)
+            seen += batch.rows
+            valid += batch.payloads.height
+            if sink is not None:
+                sink(batch.payloads)
+                room = SAMPLE_ROWS - sum(k.height for k in kept)
+                kept.append(batch.payloads.head(max(room, 0)))
+            else:
+                kept.append(batch.payloads)
+            batch.payloads = batch.payloads.clear()
+            parts.append(batch)
+        display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
+    rows = sum(b.rows for b in parts)
+    rejected = sum(b.rejects.height for b in parts)
+    info = FileInfo(
+        path=display, sha256=digest, size=size, rows=rows, valid=valid, rejected=rejected
+    )
+    # The accounting invariant: every input row is valid or rejected, never both or neither.
+    if rows != valid + rejected:
+        raise AssertionError(f"row accounting broken for {path}: {info}")
+    payloads = pl.concat(kept) if kept else _EMPTY_PAYLOADS
+    return FileOutcome(
+        info,
+        pl.concat([b.rejects for b in parts], how="diagonal_relaxed") if parts else pl.DataFrame(),
+        pl.concat([b.failures for b in parts]) if parts else _EMPTY_FAILURES,
+        payloads,
+        pl.concat([b.amounts for b in parts]) if parts else _EMPTY_AMOUNTS,
+        [f"{display}: {w}" for w in notes],
+    )
+
+
+_EMPTY_PAYLOADS = pl.DataFrame(
+    schema={
+        "_source_file": pl.String,
+        "_record": pl.Int64,
+        "_key": pl.String,
+        "_payload": pl.String,
+    }
+)
+_EMPTY_FAILURES = pl.DataFrame(
+    schema={
+        "_row": pl.Int64,
+        "_source_file": pl.String,
+        "_record": pl.Int64,
+        "field": pl.String,
+        "rule": pl.String,
+        "value": pl.String,
+        "error": pl.String,
+    }
+)
+_EMPTY_AMOUNTS = pl.DataFrame(schema={"currency": pl.String, "stage": pl.String, "cents": pl.Int64})
+
+
+def _amounts(out: pl.DataFrame, keep: pl.Series, fields: list[str]) -> pl.DataFrame:
+    """Gift amount sums in cents by currency, for all parsed rows and for valid rows."""
+    if "amount" not in fields:
+        return _EMPTY_AMOUNTS
+    cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
+    frames = []
+    for stage, frame in (
+        ("read", out),
+        ("valid", out.select(*cur.meta.root_names(), "amount").filter(keep)),
+    ):
+        frames.append(
+            frame.group_by(cur.fill_null("(unspecified)").alias("currency"))
+            .agg((pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))
+            .with_columns(pl.lit(stage).alias("stage"))
+            .select("currency", "stage", "cents")
+        )
+    return pl.concat(frames)
+
+
+def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]:
+    read = sum(o.info.rows for o in outcomes)
+    valid = sum(o.info.valid for o in outcomes)
+    totals: dict[str, dict[str, object]] = {
+        "rows": {"read": read, "valid": valid, "rejected": read - valid},
+        "amounts": {},
+    }
+    sums = (
+        pl.concat([o.amounts for o in outcomes])
+        .group_by("currency", "stage")
+        .agg(pl.col("cents").sum())
+        .sort("currency", "stage")
+    )
+    for currency, stage, cents in sums.iter_rows():
+        totals["amounts"].setdefault(currency, {"read": "0.00", "valid": "0.00"})
+        sign = "-" if cents < 0 else ""
+        totals["amounts"][currency][stage] = f"{sign}{abs(cents) // 100}.{abs(cents) % 100:02d}"  # type: ignore[index]
+    return totals
+
+
+def validate_pipeline(
+    loaded: LoadedSpec,
+    *,
+    today: dt.date | None = None,
+    files: list[Path] | None = None,
+    payload_sink: Callable[[pl.DataFrame], None] | None = None,
+) -> ValidationResult:
+    """The dry run: read every source file (or only `files`, in that order), transform, validate
+    and build payloads. With `payload_sink`, payloads go to it batch by batch and the result
+    keeps only a sample of them (`payloads_sampled`): memory stays bounded for any file size."""
+    today = today or dt.date.today()
+    outcomes: list[FileOutcome] = []
+    offset = 0
+    for path in resolve_files(loaded) if files is None else files:
+        outcome = _validate_file(path, loaded, offset, today, payload_sink)
+        offset += outcome.info.rows
+        outcomes.append(outcome)
+    return ValidationResult(
+        pipeline=loaded.spec.name,
+        spec_path=str(loaded.path),
+        spec_hash=loaded.sha256,
+        tool_version=__version__,
+        target=loaded.spec.target,
+        files=[o.info for o in outcomes],
+        rejects=pl.concat([o.rejects for o in outcomes], how="diagonal_relaxed"),
+        failures=pl.concat([o.failures for o in outcomes]).drop("_row"),
+        payloads=pl.concat([o.payloads for o in outcomes]),
+        control_totals=_control_totals(outcomes),
+        warnings=[w for o in outcomes for w in o.warnings],
+        payloads_sampled=payload_sink is not None,
+    )

@@ -1,0 +1,340 @@
+"""Spec source -> polars frames of raw string columns, one per file, each row tagged with where it
+came from: `_source_file`, `_record` (1-based data record, header excluded), `_line` (the physical
+line the record starts on) and `_shape_error` (set when the record is ragged).
+
+CSV columns are always read as strings (so postal code 01234 stays 01234) and typed later by the
+spec. Decoding lives in `etl.read.textfile` (strict, streamed), ragged-record detection in
+`etl.read.csvlayout`; this module opens a file and hands out its rows, whole or in batches.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from etl.base.errors import ColumnsMissing, SourceError
+from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
+from etl.read.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
+from etl.read.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
+from etl.spec.parse import LoadedSpec, Source
+
+
+@dataclass
+class RawFile:
+    """One file as read: its rows (strings), header and identity."""
+
+    path: Path
+    display: str
+    frame: pl.DataFrame
+    header: list[str]
+    sha256: str
+    size: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def resolve_files(loaded: LoadedSpec) -> list[Path]:
+    """The files the spec's source path or glob names, in name order."""
+    pattern = loaded.spec.source.path
+    base = loaded.base_dir
+    full = os.path.normpath(pattern if Path(pattern).is_absolute() else str(base / pattern))
+    if globlib.has_magic(pattern):
+        # is_file(): regular files only (a FIFO or a device among the drops is not one)
+        files = sorted(Path(p) for p in globlib.glob(full) if Path(p).is_file())
+    else:
+        files = [Path(full)] if os.path.lexists(full) else []
+        if files:
+            regular_stat(files[0])
+    if not files:
+        raise SourceError("no file matches the source path", path=full)
+    return files
+
+
+def _polars_error(
+    exc: Exception,
+    path: Path,
+    data: Path | None = None,
+    source: Source | None = None,
+    header: list[str] | None = None,
+) -> SourceError:
+    text = str(exc)
+    if "utf-8" in text.lower() or "utf8" in text.lower():
+        bad = first_bad_utf8(path)
+        if bad:
+            return SourceError(
+                f"byte 0x{bad[1]} is not valid UTF-8 (set source.encoding, e.g. cp1252)",
+                path=path,
+                line=line_of(path, bad[0]),
+            )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    where = unclosed_quote(data, source, header or []) if data and source else None
+    if "not properly escaped" in text or "escaped" in first or where is not None:
+        if where is not None:
+            return SourceError(
+                f"a quoted field is never closed (unterminated quote{where[1]})",
+                path=path,
+                line=where[0],
+            )
+        first = "a quoted field is never closed (unterminated quote)"
+    return SourceError(f"cannot parse the file: {first}", path=path)
+
+
+def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
+    seen: set[str] = set()
+    dupes = sorted({h for h in header if h in seen or seen.add(h)})  # type: ignore[func-returns-value]
+    if dupes:
+        raise SourceError(
+            f"duplicate column names in the header: {', '.join(map(repr, dupes))}",
+            path=path,
+            line=1,
+        )
+    missing = [c for c in needed if c not in header]
+    if missing and len(header) == 1:
+        guess = next((sep for sep in (",", ";", "\t", "|") if sep in header[0]), None)
+        if guess is not None:
+            raise SourceError(
+                f"columns named in the spec are missing: {', '.join(map(repr, missing))}; "
+                f"the header is one column {header[0]!r}: the file looks {guess!r}-delimited "
+                f"(set source.delimiter: {guess!r})",
+                path=path,
+                line=1,
+            )
+    if missing:
+        raise ColumnsMissing(path, missing, header)
+
+
+@dataclass
+class SourceFile:
+    """One source file, open for reading: its header and identity, and its rows on demand,
+    whole (`frame`) or in batches (`batches`), always with the same meta columns:
+    `_record`, `_line`, `_shape_error`, `_source_file`."""
+
+    path: Path
+    display: str
+    header: list[str]
+    sha256: str
+    size: int
+    warnings: list[str]
+    scan: Callable[[], pl.LazyFrame]  # every header column, as scanned (header row included)
+    meta: pl.DataFrame  # per scanned row, compact: line, fields, data (see csv_meta)
+    on_error: Callable[[Exception], SourceError]
+    width: int  # the field count every record should have
+
+    def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
+        part = self.meta.slice(start, frame.height)
+        before = int(self.meta["data"].head(start).sum()) if start else 0
+        meta = expand_meta(part, before, self.width)
+        if not full:
+            meta = meta.select("_record")
+        frame = pl.concat([frame, meta], how="horizontal").filter(
+            pl.col("_record").is_not_null()
+        )
+        return frame.with_columns(pl.lit(self.display).alias("_source_file")) if full else frame
+
+    def frame(self, columns: list[str] | None = None, *, full: bool = True) -> pl.DataFrame:
+        """The whole file (only `columns`, when given) with the meta columns; with
+        `full=False` only `_record` (a file-wide pass keeps a column or two of every row)."""
+        try:
+            frame = self.scan().select(columns or self.header).collect()
+        except pl.exceptions.PolarsError as exc:
+            raise self.on_error(exc) from None
+        return self._finish(frame, 0, full)
+
+    def batches(
+        self, rows: int, columns: list[str] | None = None, *, full: bool = True
+    ) -> Iterator[pl.DataFrame]:
+        """The file in batches of about `rows` rows, in order, with the meta columns (only
+        `columns` and `_record` with `columns` and `full=False`, as `frame`)."""
+        start = 0
+        scan = self.scan() if columns is None else self.scan().select(columns)
+        try:
+            for batch in scan.collect_batches(chunk_size=rows):
+                yield self._finish(batch, start, full)
+                start += batch.height
+        except pl.exceptions.PolarsError as exc:
+            raise self.on_error(exc) from None
+
+
+@contextmanager
+def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Iterator[SourceFile]:
+    """Open one CSV file: check its header against the spec, find its record layout."""
+    before = regular_stat(path, display)
+    refuse_binary(path, display, "csv")
+    digest, size, bom = scan_digest(path, source.encoding)
+    if size == 0:
+        raise SourceError("the file is empty (not even a header)", path=display)
+    if bom is not None:
+        raise stray_bom(path, display, bom)
+    with utf8_file(path, source) as (data, notes):
+        opts: dict[str, Any] = dict(
+            separator=source.delimiter,
+            quote_char=source.quote_char,
+            infer_schema=False,
+            has_header=False,
+            truncate_ragged_lines=True,
+        )
+        try:
+            first = pl.read_csv(data, n_rows=1, **opts)
+        except pl.exceptions.PolarsError as exc:
+            raise _polars_error(exc, path, data, source) from None
+        if first.height == 0:  # polars found no record at all
+            where = unclosed_quote(data, source, [])
+            if where is not None:
+                raise SourceError(
+                    "a quoted field in the header is never closed (unterminated quote)",
+                    path=display,
+                    line=where[0],
+                )
+            raise SourceError("no header record (the file has only blank lines)", path=display)
+        width = first.width
+        if source.header:
+            header = [str(v or "").removeprefix("\ufeff").strip() for v in first.row(0)]
+            if any(str(v or "") != h for v, h in zip(first.row(0), header, strict=True)):
+                notes.append("spaces around header names were trimmed")
+        else:
+            header = list(source.columns or [])
+            width = max(width, len(header))
+        _check_header(Path(display), header, needed)
+        index = {name: i for i, name in enumerate(header)}
+        schema = {f"c{i}": pl.String for i in range(width)}
+
+        def scan() -> pl.LazyFrame:
+            return pl.scan_csv(
+                data,
+                schema=schema,
+                missing_columns="insert",
+                null_values=source.null_values or None,
+                **opts,
+            ).select([pl.col(f"c{index[c]}").alias(c) for c in header])
+
+        def on_error(exc: Exception) -> SourceError:
+            return _polars_error(exc, path, data, source, header)
+
+        try:
+            rows = scan().select(pl.len()).collect().item()
+        except pl.exceptions.PolarsError as exc:
+            raise on_error(exc) from None
+        layout = record_layout(data, source.delimiter, source.quote_char)
+        meta = csv_meta(layout, rows, 1 if source.header else 0, width, notes)
+        yield SourceFile(
+            path, display, header, digest, size, notes, scan, meta, on_error, len(header)
+        )
+    check_unchanged(path, display, before, digest)
+
+
+@contextmanager
+def open_parquet(
+    path: Path, needed: list[str], display: str, source: Source | None = None
+) -> Iterator[SourceFile]:
+    """Open one Parquet file; every column becomes a string (nested ones as JSON text), except
+    dates and datetimes, which stay so. A datetime with a time zone becomes the wall-clock time
+    in its own zone (or in `source.timezone`), so that its date is the date there, never the
+    date in UTC: 2020-01-01 23:30 America/Los_Angeles is a gift of 2020-01-01."""
+    before = regular_stat(path, display)
+    refuse_binary(path, display, "parquet")
+    digest, size = file_digest(path)
+    zone = source.timezone if source is not None else None
+    try:
+        schema = pl.read_parquet_schema(path)
+        rows = pl.scan_parquet(path).select(pl.len()).collect().item()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise SourceError(
+            f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=display
+        ) from None
+    header = list(schema)
+    _check_header(Path(display), header, needed)
+    exprs = []
+    for c in header:
+        dtype = schema[c]
+        if dtype.is_nested():
+            exprs.append(
+                pl.struct(pl.col(c).alias("v"))
+                .struct.json_encode()
+                .str.slice(5)
+                .str.head(-1)
+                .alias(c)
+            )
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            local = pl.col(c).dt.convert_time_zone(zone) if zone else pl.col(c)
+            exprs.append(local.dt.replace_time_zone(None).alias(c))
+        elif dtype in (pl.Date, pl.Datetime):
+            # Typed dates stay dates: parse_date (and date fields) take them as they are, so a
+            # spec's text formats never misread them. Everything else becomes a string.
+            exprs.append(pl.col(c))
+        else:
+            exprs.append(pl.col(c).cast(pl.String).alias(c))
+
+    def on_error(exc: Exception) -> SourceError:
+        return SourceError(
+            f"cannot read the Parquet data ({str(exc).splitlines()[0]})", path=display
+        )
+
+    meta = pl.select(
+        pl.repeat(None, rows, dtype=pl.UInt32).alias("line"),
+        pl.repeat(len(header), rows, dtype=pl.UInt32).alias("fields"),
+        pl.repeat(True, rows, dtype=pl.Boolean).alias("data"),
+    )
+    yield SourceFile(
+        path,
+        display,
+        header,
+        digest,
+        size,
+        [],
+        lambda: pl.scan_parquet(path).select(exprs),
+        meta,
+        on_error,
+        len(header),
+    )
+    check_unchanged(path, display, before, digest)
+
+
+@contextmanager
+def open_source(path: Path, loaded: LoadedSpec) -> Iterator[SourceFile]:
+    """Open one source file with the spec's options (format from the extension)."""
+    source = loaded.spec.source
+    fmt = source.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
+    display = _display(path)
+    needed = loaded.spec.columns()
+    opener = (
+        open_parquet(path, needed, display, source)
+        if fmt == "parquet"
+        else open_csv(path, source, needed, display)
+    )
+    with opener as src:
+        yield src
+
+
+def read_csv(path: Path, source: Source, needed: list[str], display: str) -> RawFile:
+    """A whole CSV file at once: every column as strings plus the meta columns."""
+    with open_csv(path, source, needed, display) as src:
+        return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
+
+
+def read_parquet(
+    path: Path, needed: list[str], display: str, source: Source | None = None
+) -> RawFile:
+    """A whole Parquet file at once."""
+    with open_parquet(path, needed, display, source) as src:
+        return RawFile(path, display, src.frame(), src.header, src.sha256, src.size, src.warnings)
+
+
+def read_file(path: Path, loaded: LoadedSpec) -> RawFile:
+    """A whole source file at once, with the spec's options."""
+    with open_source(path, loaded) as src:
+        return RawFile(
+            path, src.display, src.frame(), src.header, src.sha256, src.size, src.warnings
+        )
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,58 @@
+"""The dry run as one call: validate a pipeline and write its report folder."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from etl.prepare.runner import validate_pipeline
+from etl.report.write import DryRun, PayloadWriter, build_report, summary_table, write_report
+from etl.spec.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from etl.match import MatchOptions
+
+
+def dry_run(
+    pipeline: Pipeline,
+    *,
+    payload_limit: int | None = None,
+    files: list[Path] | None = None,
+    match: MatchOptions | None = None,
+    keep_payloads: bool = True,
+) -> DryRun:
+    """Validate the pipeline's sources (or only `files`) and write report.json, rejects.csv,
+    payloads.jsonl, HTML into `pipeline.report_dir()`. With a `match:` section the report
+    predicts what already exists in
+    CRM+ from the local pre-match cache; `match=MatchOptions(refresh=True, ...)` reads CRM+
+    first (the only network a dry run may do, and only when asked)."""
+    limit = payload_limit if payload_limit is not None else pipeline.spec.output.payload_sample
+    out = pipeline.report_dir()
+    writer = None
+    # Without keep_payloads (the CLI's dry run) payloads go to payloads.jsonl batch by batch and
+    # memory stays bounded; a run, or a pre-match prediction, needs them all in memory.
+    if not keep_payloads and pipeline.spec.match is None:
+        # Named per process and at random: two dry runs into one folder, or a reused pid after
+        # a crash, never meet the same spool file (it is opened exclusively).
+        spool = out / f".payloads.jsonl.{os.getpid()}.{secrets.token_hex(4)}.partial"
+        writer = PayloadWriter(spool, limit)
+    try:
+        result = validate_pipeline(
+            pipeline, files=files, payload_sink=writer.write if writer else None
+        )
+    except BaseException:
+        if writer:  # no half-written payloads left behind
+            writer.close().unlink(missing_ok=True)
+        raise
+    spooled = writer.close() if writer else None
+    prematch = None
+    if pipeline.spec.match is not None:  # only then pay for the HTTP client's import
+        from etl.match import predict
+
+        prematch = predict(pipeline, result, match)
+    report = build_report(result, prematch)
+    paths = write_report(result, out, payload_limit=limit, prematch=prematch,
+                         payloads_file=spooled, report=report)
+    return DryRun(result, paths, report, summary_table(result, prematch))
