@@ -32,10 +32,10 @@ def ensure_venv() -> None:
     if not (BIN / "python").exists():
         print("creating .venv ...", flush=True)
         venv.create(VENV, with_pip=True)
-    print("installing the project and its dev dependencies into .venv ...", flush=True)
+    print("installing the project, its dev dependencies and the excel extra into .venv ...", flush=True)
     subprocess.run(
         [str(BIN / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         "-e", f"{ROOT}[dev]"],
+         "-e", f"{ROOT}[dev,excel]"],
         check=True,
     )
     STAMP.write_text(digest)

@@ -171,9 +171,11 @@ CASES = [
          SourceFail("bom_mid_file.csv", 3, (*MOJIBAKE, "byte-order mark")), CP1252),
     # -- not CSV text at all ------------------------------------------------------------------
     Case("gzip_named_csv", "gzip_named_csv.csv",
-         SourceFail("gzip_named_csv.csv", None, ("gzip-compressed", "not CSV text"))),
+         SourceFail("gzip_named_csv.csv", None, ("gzip-compressed", "not CSV text",
+                                                 "source.compression: gzip"))),
     Case("xlsx_named_csv", "xlsx_named_csv.csv",
-         SourceFail("xlsx_named_csv.csv", None, ("Excel workbook", "export the sheet as CSV"))),
+         SourceFail("xlsx_named_csv.csv", None,
+                    ("this is an Excel (xlsx) file", "set source.format: excel"))),
     Case("parquet_named_csv", "parquet_named_csv.csv",
          SourceFail("parquet_named_csv.csv", None, ("a Parquet file", "source.format: parquet"))),
     Case("gzip_declared_parquet", "gzip_named_csv.csv",

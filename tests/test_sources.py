@@ -216,17 +216,19 @@ def _zip(names: list[str]) -> bytes:
 @pytest.mark.parametrize(
     ("make", "says"),
     [
-        (lambda data: __import__("gzip").compress(data), "gzip-compressed, not CSV text"),
-        (lambda data: __import__("bz2").compress(data), "bzip2-compressed"),
-        (lambda data: __import__("lzma").compress(data), "xz-compressed"),
-        (lambda data: _zip(["[Content_Types].xml", "xl/workbook.xml"]), "an Excel workbook"),
+        (lambda data: __import__("gzip").compress(data),
+         "a gzip-compressed file, not CSV text: name it .csv.gz"),
+        (lambda data: __import__("bz2").compress(data), "a bzip2-compressed file"),
+        (lambda data: __import__("lzma").compress(data), "an xz-compressed file"),
+        (lambda data: _zip(["[Content_Types].xml", "xl/workbook.xml"]),
+         r"an Excel \(xlsx\) file, not CSV text: set source.format: excel"),
         (lambda data: _zip(["c.csv"]), "a zip archive"),
         (lambda data: b"PAR1" + data, "a Parquet file.*source.format: parquet"),
     ],
 )
 def test_a_binary_file_named_csv_is_refused_never_decompressed(write, make, says):
     path = write("c.csv", make(b"name\n" + b"Ann\n" * 1000))
-    with pytest.raises(SourceError, match=r"c\.csv: this file is " + says):
+    with pytest.raises(SourceError, match=r"c\.csv: this is " + says):
         read(path)
 
 

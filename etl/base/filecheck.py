@@ -3,8 +3,9 @@
     kind_of()       a non-regular file in words ("a named pipe (FIFO)", "a character device")
     regular_stat()  os.stat of a source file, refusing anything but a regular file: opening a FIFO
                     blocks until a writer comes, /dev/zero never ends
-    sniff()         what the first bytes say the file is (gzip, zip/xlsx, Parquet...), so that a
-                    compressed file named .csv is refused instead of decompressed behind our back
+    sniff()         what the first bytes say the file is (gzip, zip, xlsx, xls, Parquet...), so
+                    that a compressed file named .csv is refused instead of decompressed behind
+                    our back, and an xlsx named .csv is named as one (not "byte 0xda ...")
     file_digest()   sha256 and size, read in chunks
     check_unchanged()  after a read: FileChanged unless stat and sha256 are as before it
 """
@@ -70,45 +71,52 @@ def same_file(a: os.stat_result, b: os.stat_result) -> bool:
     )
 
 
-# (magic bytes, what the file is, what to do about it when a CSV was expected)
-_MAGIC: tuple[tuple[bytes, str, str], ...] = (
-    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip): compressed files are never "
-     "decompressed behind your back"),
-    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2)"),
-    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz)"),
-    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (unzstd)"),
-    (b"PAR1", "a Parquet file", "name it .parquet or set source.format: parquet"),
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an old Excel workbook (.xls)",
-     "export the sheet as CSV"),
+# (magic bytes, kind, what the file is, what to do about it when text was expected)
+_MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
+    (b"\x1f\x8b", "gzip", "a gzip-compressed file", "name it .csv.gz (or .ndjson.gz) or set "
+     "source.compression: gzip: compressed files are never decompressed behind your back"),
+    (b"BZh", "bzip2", "a bzip2-compressed file", "decompress it first (bunzip2)"),
+    (b"\xfd7zXZ\x00", "xz", "an xz-compressed file", "decompress it first (unxz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd", "a zstd-compressed file", "decompress it first (unzstd)"),
+    (b"PAR1", "parquet", "a Parquet file", "name it .parquet or set source.format: parquet"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls", "an Excel (xls) file",
+     "set source.format: excel"),
 )
 
 
-def sniff(path: Path) -> tuple[str, str] | None:
-    """(what the file is, what to do) when its first bytes are a known binary format's magic
-    number; None for anything else (text, or an unknown binary: the CSV reader then says)."""
+def sniff(path: Path) -> tuple[str, str, str] | None:
+    """(kind, what the file is, what to do) when its first bytes are a known binary format's
+    magic number (kind: gzip, bzip2, xz, zstd, parquet, xls, xlsx, zip); None for anything
+    else (text, or an unknown binary: the CSV reader then says)."""
     with path.open("rb") as fh:
         head = fh.read(64)
     if head.startswith(b"PK\x03\x04"):
         if b"[Content_Types].xml" in head or b"xl/" in head or b"docProps" in head:
-            return "an Excel workbook (.xlsx, a zip archive)", "export the sheet as CSV"
-        return "a zip archive", "unzip it first: compressed files are never unpacked for you"
-    for magic, what, todo in _MAGIC:
+            return "xlsx", "an Excel (xlsx) file", "set source.format: excel"
+        return "zip", "a zip archive", (
+            "name it .zip or set source.compression: zip: compressed files are never "
+            "unpacked behind your back")
+    for magic, kind, what, todo in _MAGIC:
         if head.startswith(magic):
-            return what, todo
+            return kind, what, todo
     return None
 
 
+_NAMES = {"csv": "CSV text", "ndjson": "NDJSON text", "parquet": "a Parquet file"}
+
+
 def refuse_binary(path: Path, display: str, fmt: str) -> None:
-    """A SourceError naming the real format when the file is not what `fmt` reads."""
+    """A SourceError naming the real format when the file is not what `fmt` reads: "this is an
+    Excel (xlsx) file, not CSV text: set source.format: excel"."""
     found = sniff(path)
     if found is None:
         return
-    what, todo = found
-    if fmt == "parquet" and what == "a Parquet file":
+    kind, what, todo = found
+    if fmt == kind:
         return
     if fmt == "parquet":
-        raise SourceError(f"not a readable Parquet file: this file is {what}", path=display)
-    raise SourceError(f"this file is {what}, not CSV text: {todo}", path=display)
+        raise SourceError(f"not a readable Parquet file: this is {what}: {todo}", path=display)
+    raise SourceError(f"this is {what}, not {_NAMES.get(fmt, fmt)}: {todo}", path=display)
 
 
 class FileChanged(SourceError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import glob as globlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +19,15 @@ from typing import Any
 
 import polars as pl
 
-from etl.base.errors import ColumnsMissing, SourceError
+from etl.base.errors import SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
-from etl.read.csvlayout import csv_meta, expand_meta, record_layout, unclosed_quote
-from etl.read.textfile import first_bad_utf8, line_of, scan_digest, stray_bom, utf8_file
+from etl.read.compressed import compression_of, decompressed, inner_name, renamed_errors
+from etl.read.csvlayout import csv_meta, record_layout, unclosed_quote
+from etl.read.excel import open_excel
+from etl.read.ndjson import open_ndjson
+from etl.read.nulls import null_exprs
+from etl.read.sourcefile import SourceFile, check_header
+from etl.read.textfile import first_bad_utf8, line_of, text_checks, utf8_file
 from etl.spec.parse import LoadedSpec, Source
 
 
@@ -85,92 +90,29 @@ def _polars_error(
     return SourceError(f"cannot parse the file: {first}", path=path)
 
 
-def _check_header(path: Path, header: list[str], needed: list[str]) -> None:
-    seen: set[str] = set()
-    dupes = sorted({h for h in header if h in seen or seen.add(h)})  # type: ignore[func-returns-value]
-    if dupes:
-        raise SourceError(
-            f"duplicate column names in the header: {', '.join(map(repr, dupes))}",
-            path=path,
-            line=1,
-        )
-    missing = [c for c in needed if c not in header]
-    if missing and len(header) == 1:
-        guess = next((sep for sep in (",", ";", "\t", "|") if sep in header[0]), None)
-        if guess is not None:
-            raise SourceError(
-                f"columns named in the spec are missing: {', '.join(map(repr, missing))}; "
-                f"the header is one column {header[0]!r}: the file looks {guess!r}-delimited "
-                f"(set source.delimiter: {guess!r})",
-                path=path,
-                line=1,
-            )
-    if missing:
-        raise ColumnsMissing(path, missing, header)
-
-
-@dataclass
-class SourceFile:
-    """One source file, open for reading: its header and identity, and its rows on demand,
-    whole (`frame`) or in batches (`batches`), always with the same meta columns:
-    `_record`, `_line`, `_shape_error`, `_source_file`."""
-
-    path: Path
-    display: str
-    header: list[str]
-    sha256: str
-    size: int
-    warnings: list[str]
-    scan: Callable[[], pl.LazyFrame]  # every header column, as scanned (header row included)
-    meta: pl.DataFrame  # per scanned row, compact: line, fields, data (see csv_meta)
-    on_error: Callable[[Exception], SourceError]
-    width: int  # the field count every record should have
-
-    def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
-        part = self.meta.slice(start, frame.height)
-        before = int(self.meta["data"].head(start).sum()) if start else 0
-        meta = expand_meta(part, before, self.width)
-        if not full:
-            meta = meta.select("_record")
-        frame = pl.concat([frame, meta], how="horizontal").filter(
-            pl.col("_record").is_not_null()
-        )
-        return frame.with_columns(pl.lit(self.display).alias("_source_file")) if full else frame
-
-    def frame(self, columns: list[str] | None = None, *, full: bool = True) -> pl.DataFrame:
-        """The whole file (only `columns`, when given) with the meta columns; with
-        `full=False` only `_record` (a file-wide pass keeps a column or two of every row)."""
-        try:
-            frame = self.scan().select(columns or self.header).collect()
-        except pl.exceptions.PolarsError as exc:
-            raise self.on_error(exc) from None
-        return self._finish(frame, 0, full)
-
-    def batches(
-        self, rows: int, columns: list[str] | None = None, *, full: bool = True
-    ) -> Iterator[pl.DataFrame]:
-        """The file in batches of about `rows` rows, in order, with the meta columns (only
-        `columns` and `_record` with `columns` and `full=False`, as `frame`)."""
-        start = 0
-        scan = self.scan() if columns is None else self.scan().select(columns)
-        try:
-            for batch in scan.collect_batches(chunk_size=rows):
-                yield self._finish(batch, start, full)
-                start += batch.height
-        except pl.exceptions.PolarsError as exc:
-            raise self.on_error(exc) from None
+@contextmanager
+def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Iterator[SourceFile]:
+    """Open one CSV file (or a .csv.gz / .zip around one): check its header against the spec,
+    find its record layout."""
+    before = regular_stat(path, display)
+    kind = compression_of(path, source)
+    if kind is None:
+        digest, size = text_checks(path, source, display)
+        with _open_csv_text(path, source, needed, display, digest, size) as src:
+            yield src
+    else:
+        digest, size = file_digest(path)
+        with decompressed(path, kind, source, display) as plain, renamed_errors(display):
+            text_checks(plain, source, display)
+            with _open_csv_text(plain, source, needed, display, digest, size) as src:
+                yield src
+    check_unchanged(path, display, before, digest)
 
 
 @contextmanager
-def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Iterator[SourceFile]:
-    """Open one CSV file: check its header against the spec, find its record layout."""
-    before = regular_stat(path, display)
-    refuse_binary(path, display, "csv")
-    digest, size, bom = scan_digest(path, source.encoding)
-    if size == 0:
-        raise SourceError("the file is empty (not even a header)", path=display)
-    if bom is not None:
-        raise stray_bom(path, display, bom)
+def _open_csv_text(
+    path: Path, source: Source, needed: list[str], display: str, digest: str, size: int
+) -> Iterator[SourceFile]:
     with utf8_file(path, source) as (data, notes):
         opts: dict[str, Any] = dict(
             separator=source.delimiter,
@@ -200,18 +142,20 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
         else:
             header = list(source.columns or [])
             width = max(width, len(header))
-        _check_header(Path(display), header, needed)
+        check_header(Path(display), header, needed)
         index = {name: i for i, name in enumerate(header)}
         schema = {f"c{i}": pl.String for i in range(width)}
 
         def scan() -> pl.LazyFrame:
-            return pl.scan_csv(
+            exact = source.null_values if not source.null_values_ignore_case else None
+            frame = pl.scan_csv(
                 data,
                 schema=schema,
                 missing_columns="insert",
-                null_values=source.null_values or None,
+                null_values=exact or None,
                 **opts,
             ).select([pl.col(f"c{index[c]}").alias(c) for c in header])
+            return frame if exact else frame.with_columns(null_exprs(header, source))
 
         def on_error(exc: Exception) -> SourceError:
             return _polars_error(exc, path, data, source, header)
@@ -225,7 +169,6 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
         yield SourceFile(
             path, display, header, digest, size, notes, scan, meta, on_error, len(header)
         )
-    check_unchanged(path, display, before, digest)
 
 
 @contextmanager
@@ -248,7 +191,7 @@ def open_parquet(
             f"not a readable Parquet file ({str(exc).splitlines()[0]})", path=display
         ) from None
     header = list(schema)
-    _check_header(Path(display), header, needed)
+    check_header(Path(display), header, needed)
     exprs = []
     for c in header:
         dtype = schema[c]
@@ -295,19 +238,36 @@ def open_parquet(
     check_unchanged(path, display, before, digest)
 
 
+_BY_SUFFIX = {
+    ".parquet": "parquet", ".pq": "parquet",
+    ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
+    ".ndjson": "ndjson", ".jsonl": "ndjson",
+}
+
+
+def format_of(path: Path, source: Source) -> str:
+    """csv, parquet, excel or ndjson: `source.format`, else the extension (inside .gz/.zip)."""
+    if source.format:
+        return source.format
+    return _BY_SUFFIX.get(Path(inner_name(path)).suffix.lower(), "csv")
+
+
 @contextmanager
 def open_source(path: Path, loaded: LoadedSpec) -> Iterator[SourceFile]:
     """Open one source file with the spec's options (format from the extension)."""
     source = loaded.spec.source
-    fmt = source.format or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "csv")
+    fmt = format_of(path, source)
     display = _display(path)
     needed = loaded.spec.columns()
-    opener = (
-        open_parquet(path, needed, display, source)
-        if fmt == "parquet"
-        else open_csv(path, source, needed, display)
-    )
-    with opener as src:
+    if fmt != "excel" and (source.sheet is not None or source.header_row != 1):
+        raise SourceError(f"sheet and header_row apply to Excel sources; this is {fmt}",
+                          path=display)
+    opener = {
+        "parquet": lambda: open_parquet(path, needed, display, source),
+        "excel": lambda: open_excel(path, source, needed, display),
+        "ndjson": lambda: open_ndjson(path, source, needed, display),
+    }.get(fmt, lambda: open_csv(path, source, needed, display))
+    with opener() as src:
         yield src
 
 

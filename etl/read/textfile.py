@@ -23,6 +23,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from etl.base.errors import SourceError
+from etl.base.filecheck import refuse_binary
 from etl.spec.parse import Source
 
 CHUNK = 1 << 22
@@ -49,6 +50,17 @@ def scan_digest(path: Path, encoding: str) -> tuple[str, int, int | None]:
                 tail = buf[-2:]
             size += len(chunk)
     return h.hexdigest(), size, found
+
+
+def text_checks(path: Path, source: Source, display: str, fmt: str = "csv") -> tuple[str, int]:
+    """Refuse a binary file, an empty one, a stray byte-order mark; sha256 and size."""
+    refuse_binary(path, display, fmt)
+    digest, size, bom = scan_digest(path, source.encoding)
+    if size == 0:
+        raise SourceError("the file is empty (not even a header)", path=display)
+    if bom is not None:
+        raise stray_bom(path, display, bom)
+    return digest, size
 
 
 def stray_bom(path: Path, display: str, offset: int) -> SourceError:
@@ -253,10 +265,14 @@ def utf8_file(path: Path, source: Source) -> Iterator[tuple[Path, list[str]]]:
     if cr_only:
         notes.append("old-Mac CR-only line endings converted to LF")
     mixed = False
-    if not cr_only and re.search(rb"\r(?!\n)", head[:-1]):
+    # A block cut mid-file may end on the CR of a CRLF whose LF is in the next block: drop
+    # that last byte then. A file that fits in the block is whole: a CRLF at its end is no
+    # lone CR (dropping the last byte there made every small Windows file look "mixed").
+    probe = head[:-1] if len(head) == 1 << 16 else head
+    if not cr_only and re.search(rb"\r(?!\n)", probe):
         # a lone CR outside a quoted field is a line end (inside one it is data)
         quote = source.quote_char or ""
-        text = head[:-1].decode("latin-1")  # byte positions; quote and CR are ASCII
+        text = probe.decode("latin-1")  # byte positions; quote and CR are ASCII
         mixed = not quote or _lone_crs_outside_quotes(text, quote, False)[0] != text
         if mixed:
             notes.append("line endings mix CR with LF/CRLF: lone CRs converted to LF")

@@ -24,11 +24,28 @@ class Source(_Model):
     """Where the rows come from: one file or a glob; CSV options apply to CSV only."""
 
     path: str = Field(description="File path or glob, relative to the spec file's folder")
-    format: Literal["csv", "parquet"] | None = Field(None, description="Default: from extension")
+    format: Literal["csv", "parquet", "excel", "ndjson"] | None = Field(
+        None, description="Default: from the extension (.csv .tsv .txt, .parquet .pq, "
+        ".xlsx .xlsm .xls, .ndjson .jsonl; a .gz or .zip around csv/ndjson)")
+    compression: Literal["gzip", "zip", "none"] | None = Field(
+        None, description="Default: from the extension (.gz gzip, .zip zip). Files are "
+        "decompressed only when the name or this says so")
+    max_decompressed_mb: int = Field(
+        2048, ge=1, description="Refuse a compressed file that expands beyond this (MiB)")
+    max_compression_ratio: int = Field(
+        200, ge=1, description="Refuse a compressed file that expands more than this many "
+        "times its size (beyond 16 MiB): a gzip bomb, not an export")
+    sheet: str | int | None = Field(
+        None, description="Excel: the sheet's name, or its 0-based index (default: the first)")
+    header_row: int = Field(
+        1, ge=1, description="Excel: the spreadsheet row number (1-based, as Excel shows it) "
+        "of the header; rows above it are skipped")
     encoding: str = Field("utf-8", description="utf-8, utf-8-sig, cp1252, latin-1, ...")
     delimiter: str = Field(",", min_length=1, max_length=1)
     quote_char: str | None = Field('"', description="null for no quoting")
     null_values: list[str] = Field(default_factory=lambda: ["", "N/A", "NULL"])
+    null_values_ignore_case: bool = Field(
+        False, description="Match null_values ignoring case (NULL, null and Null alike)")
     header: bool = Field(True, description="Does the first record name the columns?")
     columns: list[str] | None = Field(None, description="Column names when header is false")
     timezone: str | None = Field(
@@ -72,6 +89,10 @@ class Source(_Model):
     def _columns_when_headerless(self) -> Source:
         if not self.header and not self.columns:
             raise ValueError("header: false needs `columns:` (the column names, in order)")
+        if self.format not in (None, "excel") and (self.sheet is not None or self.header_row != 1):
+            raise ValueError("sheet and header_row apply to Excel sources (format: excel)")
+        if self.format in ("excel", "parquet") and self.compression not in (None, "none"):
+            raise ValueError(f"compression applies to csv and ndjson sources, not {self.format}")
         return self
 
 
