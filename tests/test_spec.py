@@ -240,3 +240,45 @@ def test_source_timezone_must_be_a_known_zone(write):
         load_spec(path)
     path = write("p.yaml", GOOD.replace("encoding: cp1252", "timezone: America/New_York"))
     assert load_spec(path).spec.source.timezone == "America/New_York"
+
+
+def test_errors_in_different_sections_come_out_in_one_run(write):
+    """A typo'd key in `source:` (pydantic) used to hide an unknown transform in `mappings:`
+    (a semantic check that ran only once pydantic passed): two typos took two runs."""
+    text = (
+        GOOD.replace("  encoding: cp1252", "  encodng: cp1252")
+        .replace("parse_amount]", "parse_amout]")
+        .replace("  id: {column: GiftID}", "  id: {column: GiftID}\n  duplicats: keep_first")
+        + "  notes: Memo\n  contact.refId: DonorID\n"
+        + "rules:\n  notes: {requird: true}\n  amount: {min: 0}\n"
+    )
+    path = write("p.yaml", text)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    lines = str(info.value).splitlines()
+    expected = [
+        (":5: source.encodng: unknown key", "did you mean 'encoding'"),
+        (":9: keys.duplicats: unknown key", "did you mean 'duplicates'"),
+        (":21: rules.notes.requird: unknown key", "did you mean 'required'"),
+        (":11: mappings.amount.transforms[0]: unknown transform 'parse_amout'", "parse_amount"),
+        (":19: mappings.contact.refId: gift_transaction has no field", "contact.referenceId"),
+    ]
+    for where, hint in expected:
+        hit = [line for line in lines if where in line]
+        assert hit and hint in hit[0], (where, lines)
+    assert len(lines) == len(expected), lines
+    assert all(line.startswith(str(path)) for line in lines)
+
+
+def test_a_valid_mapping_beside_a_broken_section_gets_no_false_error(write):
+    """The checks beside pydantic's errors see only what validated: a rule for a mapping
+    that failed validation is not also called "a rule without a mapping"."""
+    text = GOOD.replace("  encoding: cp1252", "  encodng: cp1252").replace(
+        "  amount: {column: Amount, transforms: [parse_amount]}",
+        "  amount: {column: Amount, constant: 1}",
+    ) + "rules:\n  amount: {min: 0}\n"
+    with pytest.raises(SpecError) as info:
+        load_spec(write("p.yaml", text))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 2, lines
+    assert "source.encodng" in lines[0] and "mappings.amount" in lines[1]

@@ -101,8 +101,11 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
-def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[SpecError]:
-    """Checks that need the target and the transform registry."""
+def _semantic_errors(
+    spec: Spec, path: Path, lines: dict[Loc, int], partial: bool = False
+) -> list[SpecError]:
+    """Checks that need the target and the transform registry (`partial`: `spec` holds only
+    the parts that passed pydantic, so checks about what is missing are left out)."""
     errors: list[SpecError] = []
     target = get_target(spec.target)
 
@@ -125,7 +128,7 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
                     f"{spec.target} has no field {field!r}",
                     f"did you mean {close!r}?" if close else f"see `etl fields {spec.target}`",
                 )
-            elif section == "rules" and field not in spec.mappings:
+            elif section == "rules" and field not in spec.mappings and not partial:
                 err((section, field), f"{field} has rules but no mapping",
                     "add it under mappings:, or remove the rule")
     for field, rules in spec.rules.items():
@@ -157,7 +160,7 @@ def _semantic_errors(spec: Spec, path: Path, lines: dict[Loc, int]) -> list[Spec
         err(("designations",), "designations only apply to gift_transaction")
     if sum(d.amount is None for d in spec.designations) > 1:
         err(("designations",), "at most one designation may omit `amount` (it gets the rest)")
-    if spec.target == "gift_transaction" and "amount" not in spec.mappings:
+    if spec.target == "gift_transaction" and "amount" not in spec.mappings and not partial:
         err(("mappings",), "a gift_transaction needs a mapping for `amount`")
     if spec.match and spec.match.policy == "skip" and spec.target == "gift_transaction":
         err(("match", "policy"), "policy skip applies to contact_transaction only: a gift's "
@@ -174,11 +177,40 @@ def spec_from_data(data: Any, path: Path, lines: dict[Loc, int]) -> Spec:
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecErrors(_pydantic_errors(exc, path, lines)) from None
+        errors = _pydantic_errors(exc, path, lines)
+        raise SpecErrors(errors + _errors_beside(data, path, lines)) from None
     problems = _semantic_errors(spec, path, lines)
     if problems:
         raise SpecErrors(problems)
     return spec
+
+
+def _valid_entries(raw: Any, model: type[BaseModel]) -> dict[str, Any]:
+    """The entries of a mapping section that pass pydantic on their own."""
+    out: dict[str, Any] = {}
+    for name, value in (raw if isinstance(raw, dict) else {}).items():
+        try:
+            out[name] = model.model_validate(value)
+        except ValidationError:
+            continue  # pydantic has reported it already
+    return out
+
+
+def _errors_beside(data: dict[str, Any], path: Path, lines: dict[Loc, int]) -> list[SpecError]:
+    """When pydantic refused part of the spec, the semantic checks (unknown transforms and
+    target fields...) still run on the mappings and rules that did validate, so that a typo in
+    `source:` and one in `mappings:` come out in the same run, not one run each."""
+    target = data.get("target")
+    if target not in TARGET_NAMES:
+        return []
+    partial = Spec.model_construct(
+        target=target,
+        mappings=_valid_entries(data.get("mappings"), Mapping),
+        rules=_valid_entries(data.get("rules"), FieldRules),
+        designations=[],
+        match=None,
+    )
+    return _semantic_errors(partial, path, lines, partial=True)
 
 
 def load_spec(path: str | Path) -> LoadedSpec:
