@@ -282,3 +282,20 @@ def test_a_valid_mapping_beside_a_broken_section_gets_no_false_error(write):
     lines = str(info.value).splitlines()
     assert len(lines) == 2, lines
     assert "source.encodng" in lines[0] and "mappings.amount" in lines[1]
+
+
+def test_yaml_problems_and_spec_errors_come_out_together(write):
+    """A duplicate key and an unsupported tag (found while reading the YAML) no longer stop
+    the run before the spec's own checks: all three problems in one run, each with its line."""
+    text = (
+        GOOD.replace("  encoding: cp1252", "  encodng: cp1252")
+        + "name: again\n"
+        + "description: !!binary aGVsbG8=\n"
+    )
+    with pytest.raises(SpecError) as info:
+        load_spec(write("p.yaml", text))
+    lines = str(info.value).splitlines()
+    assert len(lines) == 3, lines
+    assert any(":17: name: key 'name' appears twice" in line for line in lines), lines
+    assert any(":18: description: YAML tag" in line for line in lines), lines
+    assert any(":5: source.encodng: unknown key" in line for line in lines), lines

@@ -203,7 +203,7 @@ def _errors_beside(data: dict[str, Any], path: Path, lines: dict[Loc, int]) -> l
     target = data.get("target")
     if target not in TARGET_NAMES:
         return []
-    partial = Spec.model_construct(
+    partial = Spec.model_construct(  # type: ignore[call-arg]  # only what the checks read
         target=target,
         mappings=_valid_entries(data.get("mappings"), Mapping),
         rules=_valid_entries(data.get("rules"), FieldRules),
@@ -216,8 +216,17 @@ def _errors_beside(data: dict[str, Any], path: Path, lines: dict[Loc, int]) -> l
 def load_spec(path: str | Path) -> LoadedSpec:
     """Read and validate a pipeline spec file."""
     path = Path(path)
-    data, lines = load_yaml(path)
-    spec = spec_from_data(data, path, lines)
+    problems: list[SpecError] = []
+    data, lines = load_yaml(path, problems=problems)
+    try:
+        spec = spec_from_data(data, path, lines)
+    except SpecErrors as exc:
+        keys = {p.key for p in problems if p.key}  # a value YAML refused: said once
+        raise SpecErrors(problems + [e for e in exc.errors if e.key not in keys]) from None
+    except SpecError as exc:
+        raise SpecErrors([*problems, exc]) from None
+    if problems:
+        raise SpecErrors(problems)
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     return LoadedSpec(spec=spec, path=path, sha256=digest)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from etl.base.errors import SpecError
+from etl.base.errors import SpecError, SpecErrors
 from etl.base.filecheck import kind_of
 
 Loc = tuple[str | int, ...]
@@ -26,55 +26,64 @@ _TAGS = {
 }
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path) -> Any:
+def _walk(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], path: Path, problems: list[SpecError]
+) -> Any:
+    """The plain data of `node`; a problem in one value is noted in `problems` and the walk
+    goes on (that value left out), so that every such problem is reported in one run."""
     if node.tag not in _TAGS:
-        raise SpecError(
+        problems.append(SpecError(
             f"YAML tag {node.tag.removeprefix('tag:yaml.org,2002:')!r} is not supported "
             "(plain values, lists and mappings only)",
             path=path,
             line=node.start_mark.line + 1,
             key=".".join(map(str, loc)) or None,
-        )
+        ))
+        return None
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError(
+                problems.append(SpecError(
                     "keys must be plain words", path=path, line=key_node.start_mark.line + 1
-                )
+                ))
+                continue
             key = key_node.value
             if key == "<<":
-                raise SpecError(
+                problems.append(SpecError(
                     "merge keys (<<) are not supported",
                     path=path,
                     line=key_node.start_mark.line + 1,
-                )
+                ))
+                continue
             if key in out:
-                raise SpecError(
+                problems.append(SpecError(
                     f"key {key!r} appears twice",
                     path=path,
                     line=key_node.start_mark.line + 1,
                     key=".".join(map(str, (*loc, key))),
-                )
+                ))
+                continue
             lines[(*loc, key)] = key_node.start_mark.line + 1
-            out[key] = _walk(value_node, (*loc, key), lines, path)
+            out[key] = _walk(value_node, (*loc, key), lines, path, problems)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             lines[(*loc, i)] = item.start_mark.line + 1
-            items.append(_walk(item, (*loc, i), lines, path))
+            items.append(_walk(item, (*loc, i), lines, path, problems))
         return items
     # A scalar: let the safe constructor type it (ints, floats, bools, null, strings).
     try:
         return yaml.SafeLoader.construct_object(_CONSTRUCTOR, node)
     except (yaml.YAMLError, ValueError) as exc:  # e.g. a timestamp that is no real date
-        raise SpecError(
+        problems.append(SpecError(
             f"cannot read the value {node.value!r} ({str(exc).splitlines()[0]})",
             path=path,
             line=node.start_mark.line + 1,
             key=".".join(map(str, loc)) or None,
-        ) from None
+        ))
+        return None
 
 
 class _Constructor(yaml.SafeLoader):
@@ -114,8 +123,12 @@ def read_spec_text(path: Path) -> str:
         raise SpecError(f"the spec is not UTF-8 text ({exc.reason})", path=path) from None
 
 
-def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]:
-    """Parse YAML safely; return the data and a map from key path to 1-based line number."""
+def load_yaml(
+    path: Path, text: str | None = None, problems: list[SpecError] | None = None
+) -> tuple[Any, dict[Loc, int]]:
+    """Parse YAML safely; return the data and a map from key path to 1-based line number.
+    Problems in single values (a duplicate key, an unsupported tag) go to `problems` when it
+    is given (the caller reports them with its own checks), else raise SpecErrors here."""
     if text is None:
         text = read_spec_text(path)
     try:
@@ -150,7 +163,13 @@ def load_yaml(path: Path, text: str | None = None) -> tuple[Any, dict[Loc, int]]
     if node is None:
         raise SpecError("the spec is empty", path=path)
     lines: dict[Loc, int] = {}
-    return _walk(node, (), lines, path), lines
+    found: list[SpecError] = []
+    data = _walk(node, (), lines, path, found)
+    if problems is None and found:
+        raise SpecErrors(found)
+    if problems is not None:
+        problems += found
+    return data, lines
 
 
 def line_for(lines: dict[Loc, int], loc: Loc) -> int | None:
