@@ -294,3 +294,23 @@ def test_bundled_contacts_spec_sends_no_null_phone():
     result = validate_pipeline(load_spec(root / "pipelines" / "legacy_contacts.yaml"), today=TODAY)
     assert result.valid > 0
     assert not any('"null"' in p for p in result.payloads["_payload"].to_list())
+
+
+# -- line endings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "cut"), [(100, False), ((1 << 16) - 10, False),
+                                         (200_000, False), (200_000, True)])
+def test_a_crlf_file_never_warns_of_mixed_endings(write, size, cut):
+    """The first 64 KiB block is checked for lone CRs; a CRLF ending a file that fits in the
+    block, or cut by the block's end (its CR the block's last byte), is no lone CR."""
+    head = b"ID,Note\r\n"
+    if cut:  # a first record whose CR is byte 65535, the last of the block
+        head += b"G0," + b"y" * ((1 << 16) - 1 - len(head) - 3) + b"\r\n"
+        assert head[(1 << 16) - 1 : (1 << 16) + 1] == b"\r\n"
+    line = b"G1,x\r\n"
+    data = head + line * max(1, (size - len(head)) // len(line))
+    path = write("g.csv", data)
+    frame, notes = frame_of(open_csv, path)
+    assert not any("mix" in n for n in notes), notes
+    assert frame["ID"].str.starts_with("G").all()

@@ -87,6 +87,54 @@ def _xlsx() -> bytes:
     return buf.getvalue()
 
 
+def _workbook(rows: list[list[object]], sheet: str = "Gifts", start: int = 0) -> bytes:
+    """A real .xlsx (xlsxwriter) with typed cells; a fixed creation time: deterministic."""
+    import xlsxwriter  # a dev dependency: it writes, fastexcel only reads
+
+    buf = io.BytesIO()
+    book = xlsxwriter.Workbook(buf, {"in_memory": True})
+    book.set_properties({"created": dt.datetime(2020, 1, 1)})
+    ws = book.add_worksheet(sheet)
+    date_fmt = book.add_format({"num_format": "yyyy-mm-dd"})
+    for r, row in enumerate(rows, start=start):
+        for c, value in enumerate(row):
+            if isinstance(value, dt.date):
+                ws.write_datetime(r, c, dt.datetime.combine(value, dt.time()), date_fmt)
+            elif value is not None:
+                ws.write(r, c, value)
+    book.close()
+    return buf.getvalue()
+
+
+XL_HEADER = HEADER.decode().split(",")
+XL_ROWS: list[list[object]] = [
+    XL_HEADER,
+    ["G1", 7001, "Ann", "01234", "01/02/2020", 25, "ok"],  # DonorID a number cell
+    ["G2", "D2", "Bob", "00501", dt.date(2020, 12, 25), 30.5, "ok"],  # a real date cell
+    [],  # an empty row: skipped, the row numbers after it still hold
+    ["G3", "D3", "Cy", "02134", 44197, "12.00", "ok"],  # an Excel serial number
+    ["G4", "D4", "Dee", "02134", "01/02/2020", "abc", "ok"],  # rejected at sheet row 6
+]
+
+
+def _zip_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def _ndjson(*lines: str) -> bytes:
+    return ("\n".join(lines) + "\n").encode()
+
+
+ND_G1 = ('{"GiftID": "G1", "DonorID": 7001, "First": "Ann", "Zip": "01234", '
+         '"Date": "01/02/2020", "Amount": "25.00", "Notes": {"tags": ["a"]}}')
+ND_G2 = ('{"GiftID": "G2", "DonorID": "D2", "First": "Bob", "Zip": "00501", '
+         '"Date": "01/03/2020", "Amount": 30.5, "Notes": null}')
+
+
 def _deep_spec(levels: int) -> bytes:
     return SPEC.encode() + b"description: " + b"[" * levels + b"]" * levels + b"\n"
 
@@ -116,6 +164,22 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         "gzip_named_csv.csv": lambda: gzip.compress(_csv(ok, _row("G2")), mtime=0),
         "xlsx_named_csv.csv": _xlsx,
         "parquet_named_csv.csv": lambda: b"PAR1" + b"\x00" * 24 + b"PAR1",
+        "xls_named_csv.csv": lambda: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 56,
+        # -- Excel, compressed, NDJSON ---------------------------------------------------------
+        "excel.xlsx": lambda: _workbook(XL_ROWS),
+        "excel_title_rows.xlsx": lambda: _workbook([["Gifts, December export"], [],
+                                                    *XL_ROWS[:3]]),
+        "gifts.csv.gz": lambda: gzip.compress(_csv(ok, _row("G2", b"Bob")), mtime=0),
+        "cp1252.csv.gz": lambda: gzip.compress(_csv(_row("G1", "Müller".encode("cp1252"))),
+                                               mtime=0),
+        "plain_text.csv.gz": lambda: _csv(ok),
+        "bomb.csv.gz": lambda: gzip.compress(_csv(_row("G1", notes=b"0" * (3 << 20))), mtime=0),
+        "one_member.zip": lambda: _zip_of({"gifts.csv": _csv(ok, _row("G2", b"Bob"))}),
+        "two_members.zip": lambda: _zip_of({"a.csv": _csv(ok), "b.csv": _csv(ok)}),
+        "gifts.ndjson": lambda: _ndjson(ND_G1, "", ND_G2),
+        "bad_line.ndjson": lambda: _ndjson(ND_G1, ND_G2, ND_G2.replace("G2", "G3")[:-1]),
+        "array_line.jsonl": lambda: _ndjson(ND_G1, '["G2", "D2"]'),
+        "null_in_lower_case.csv": lambda: _csv(ok, _row("G2", b"null"), _row("G3", b"Null")),
         # -- CSV: line endings and quoting -----------------------------------------------------
         "crlf.csv": lambda: _csv(ok, _row("G2", b"Bob"), eol=b"\r\n"),
         "mixed_endings.csv": lambda: HEADER + b"\r\n" + ok + b"\n" + _row("G2", b"Bob") + b"\r"
