@@ -80,6 +80,20 @@ def test_excel_record_is_the_sheet_row_number_and_empty_rows_are_skipped(tmp_pat
     assert any("1 empty row" in n for n in notes)
 
 
+def test_excel_rows_keep_their_numbers_below_leading_empty_rows(tmp_path):
+    path = workbook(tmp_path / "g.xlsx", [HEADER, ["G1"], ["G2"]], start=2)  # header on row 3
+    with pytest.raises(SourceError, match=r"missing: 'ID'; the header has: '\(column 1\)'"):
+        frame_of(open_excel, path)  # row 1 is empty: not silently taken from row 3
+    frame, _ = frame_of(open_excel, path, header_row=3)
+    assert frame["_record"].to_list() == [4, 5]
+
+
+def test_an_empty_sheet_says_so(tmp_path):
+    path = workbook(tmp_path / "g.xlsx", [])
+    with pytest.raises(SourceError, match=r"g\.xlsx: the sheet has 0 row\(s\): no header on row 1"):
+        frame_of(open_excel, path)
+
+
 @pytest.mark.parametrize("sheet", ["Gifts", 1])
 def test_excel_sheet_by_name_or_zero_based_index(tmp_path, sheet):
     path = workbook(tmp_path / "g.xlsx", [HEADER, ["G1"]], extra_sheet=True)

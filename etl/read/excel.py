@@ -37,7 +37,9 @@ def _sheet_names(path: Path) -> list[str]:
 
 
 def read_sheet(path: Path, source: Source, display: str) -> pl.DataFrame:
-    """The chosen sheet, every column as string, empty rows kept (so row numbers hold)."""
+    """The chosen sheet from its row 1, every column as string, no row dropped: row i of the
+    frame is sheet row i + 1 (calamine would start at the first used row, and a header_row
+    counted from there would misnumber every row after leading empty ones)."""
     if importlib.util.find_spec("fastexcel") is None:
         raise SourceError(
             f"reading Excel files needs the optional fastexcel package: {INSTALL} "
@@ -50,7 +52,8 @@ def read_sheet(path: Path, source: Source, display: str) -> pl.DataFrame:
         frame = pl.read_excel(
             path,
             engine="calamine",
-            read_options={"header_row": source.header_row - 1, "dtypes": "string"},
+            read_options={"header_row": None, "skip_rows": 0, "dtypes": "string"},
+            has_header=False,
             drop_empty_rows=False,
             drop_empty_cols=False,
             raise_if_empty=False,
@@ -71,6 +74,18 @@ def read_sheet(path: Path, source: Source, display: str) -> pl.DataFrame:
     return frame
 
 
+def _header(frame: pl.DataFrame, row: int, display: str) -> list[str]:
+    if frame.height < row:
+        raise SourceError(
+            f"the sheet has {frame.height} row(s): no header on row {row} (source.header_row)",
+            path=display,
+        )
+    cells = frame.row(row - 1)
+    names = [str(v).strip() if v is not None else "" for v in cells]
+    # an empty header cell over an empty column is just the edge of the used range
+    return [n or f"(column {i + 1})" for i, n in enumerate(names)]
+
+
 def _as_text(columns: list[str]) -> list[pl.Expr]:
     # a date cell comes as "2020-01-02 00:00:00": the date alone is what a person sees
     return [pl.col(c).str.replace(r"^(\d{4}-\d{2}-\d{2}) 00:00:00$", "$1").alias(c)
@@ -89,11 +104,11 @@ def open_excel(
         raise SourceError(f"not an Excel workbook: this is {what}", path=display)
     digest, size = file_digest(path)
     raw = read_sheet(path, source, display)
-    names = [str(c).strip() for c in raw.columns]
-    frame = raw.rename(dict(zip(raw.columns, names, strict=True)))
+    names = _header(raw, source.header_row, display)
     check_header(Path(display), names, needed)
-    frame = frame.with_columns(_as_text(names)).with_columns(null_exprs(names, source))
     first = source.header_row + 1  # the sheet row of the first data row
+    frame = raw.slice(source.header_row).rename(dict(zip(raw.columns, names, strict=True)))
+    frame = frame.with_columns(_as_text(names)).with_columns(null_exprs(names, source))
     blank = pl.all_horizontal(pl.col(names).is_null()) if names else pl.lit(True)
     row = pl.int_range(first, first + frame.height, dtype=pl.Int64)
     meta = frame.select(
