@@ -187,6 +187,8 @@ CASES = [
     Case("xls_named_csv", "xls_named_csv.csv",
          SourceFail("xls_named_csv.csv", None, ("this is an Excel (xls) file",
                                                 "set source.format: excel"))),
+    Case("pdf_named_csv", "pdf_named_csv.csv",  # never "byte 0xe2 is not valid UTF-8"
+         SourceFail("pdf_named_csv.csv", None, ("this is a PDF document", "export the data"))),
     Case("xlsx_declared_csv", "excel.xlsx",
          SourceFail("excel.xlsx", None, ("this is an Excel (xlsx) file", "not CSV text",
                                          "set source.format: excel")), {"format": "csv"}),

@@ -223,6 +223,13 @@ def _zip(names: list[str]) -> bytes:
         (lambda data: _zip(["[Content_Types].xml", "xl/workbook.xml"]),
          r"an Excel \(xlsx\) file, not CSV text: set source.format: excel"),
         (lambda data: _zip(["c.csv"]), "a zip archive"),
+        # a workbook whose first member is not under xl/: found in the central directory
+        (lambda data: _zip(["_rels/.rels", "docProps/app.xml", "xl/workbook.xml"]),
+         r"an Excel \(xlsx\) file"),
+        (lambda data: _zip(["[Content_Types].xml", "word/document.xml"]),
+         r"a Word document \(docx\), not CSV text: export the data as CSV"),
+        (lambda data: b"%PDF-1.7\n" + data, "a PDF document"),
+        (lambda data: b"SQLite format 3\x00" + data, "an SQLite database"),
         (lambda data: b"PAR1" + data, "a Parquet file.*source.format: parquet"),
     ],
 )

@@ -81,18 +81,35 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
     (b"PAR1", "parquet", "a Parquet file", "name it .parquet or set source.format: parquet"),
     (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "xls", "an Excel (xls) file",
      "set source.format: excel"),
+    (b"%PDF-", "pdf", "a PDF document", "export the data as CSV, not as a PDF"),
+    (b"SQLite format 3\x00", "sqlite", "an SQLite database", "export a table as CSV"),
+    (b"\x89PNG", "image", "a PNG image", "this is not data"),
+    (b"\xff\xd8\xff", "image", "a JPEG image", "this is not data"),
+    (b"7z\xbc\xaf\x27\x1c", "7z", "a 7-Zip archive", "unpack it first (7z x)"),
+    (b"Rar!\x1a\x07", "rar", "a RAR archive", "unpack it first (unrar)"),
 )
+_ODS = b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet"
 
 
 def sniff(path: Path) -> tuple[str, str, str] | None:
     """(kind, what the file is, what to do) when its first bytes are a known binary format's
-    magic number (kind: gzip, bzip2, xz, zstd, parquet, xls, xlsx, zip); None for anything
-    else (text, or an unknown binary: the CSV reader then says)."""
+    magic number (kind: gzip, bzip2, xz, zstd, parquet, xls, xlsx, ods, docx, zip, pdf...);
+    None for anything else (text, or an unknown binary: the CSV reader then says)."""
     with path.open("rb") as fh:
-        head = fh.read(64)
+        head = fh.read(128)
+        tail = b""
+        if head.startswith(b"PK\x03\x04"):
+            # the zip's central directory, at its end, lists every member: a workbook whose
+            # first member is not one of the xl/ files is still found there
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - (1 << 16)))
+            tail = fh.read()
     if head.startswith(b"PK\x03\x04"):
-        if b"[Content_Types].xml" in head or b"xl/" in head or b"docProps" in head:
+        if b"word/document.xml" in tail:
+            return "docx", "a Word document (docx)", "export the data as CSV"
+        if b"xl/" in head or b"xl/workbook." in tail:
             return "xlsx", "an Excel (xlsx) file", "set source.format: excel"
+        if head[30:].startswith(_ODS):
+            return "ods", "an OpenDocument spreadsheet (ods)", "set source.format: excel"
         return "zip", "a zip archive", (
             "name it .zip or set source.compression: zip: compressed files are never "
             "unpacked behind your back")

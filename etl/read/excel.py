@@ -99,7 +99,7 @@ def open_excel(
     """Open one sheet of a workbook as a SourceFile (rows numbered as the sheet numbers them)."""
     before = regular_stat(path, display)
     found = sniff(path)
-    if found is None or found[0] not in ("xlsx", "xls", "zip"):
+    if found is None or found[0] not in ("xlsx", "xls", "ods", "zip"):
         what = found[1] if found else "not a workbook (no Excel signature in its first bytes)"
         raise SourceError(f"not an Excel workbook: this is {what}", path=display)
     digest, size = file_digest(path)

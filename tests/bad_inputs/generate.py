@@ -165,6 +165,7 @@ def corpus() -> dict[str, Callable[[], bytes]]:
         "xlsx_named_csv.csv": _xlsx,
         "parquet_named_csv.csv": lambda: b"PAR1" + b"\x00" * 24 + b"PAR1",
         "xls_named_csv.csv": lambda: b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 56,
+        "pdf_named_csv.csv": lambda: b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n",
         # -- Excel, compressed, NDJSON ---------------------------------------------------------
         "excel.xlsx": lambda: _workbook(XL_ROWS),
         "excel_title_rows.xlsx": lambda: _workbook([["Gifts, December export"], [],
