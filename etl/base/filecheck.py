@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import zipfile
 from pathlib import Path
 
 from etl.base.errors import SourceError
@@ -91,22 +92,27 @@ _MAGIC: tuple[tuple[bytes, str, str, str], ...] = (
 _ODS = b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet"
 
 
+def _zip_names(path: Path) -> list[str]:
+    """The member names of a zip (its central directory only; [] when unreadable)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return []
+
+
 def sniff(path: Path) -> tuple[str, str, str] | None:
     """(kind, what the file is, what to do) when its first bytes are a known binary format's
     magic number (kind: gzip, bzip2, xz, zstd, parquet, xls, xlsx, ods, docx, zip, pdf...);
     None for anything else (text, or an unknown binary: the CSV reader then says)."""
     with path.open("rb") as fh:
         head = fh.read(128)
-        tail = b""
-        if head.startswith(b"PK\x03\x04"):
-            # the zip's central directory, at its end, lists every member: a workbook whose
-            # first member is not one of the xl/ files is still found there
-            fh.seek(max(0, fh.seek(0, os.SEEK_END) - (1 << 16)))
-            tail = fh.read()
     if head.startswith(b"PK\x03\x04"):
-        if b"word/document.xml" in tail:
+        names = _zip_names(path)
+        if any(n.startswith("word/") for n in names):
             return "docx", "a Word document (docx)", "export the data as CSV"
-        if b"xl/" in head or b"xl/workbook." in tail:
+        # a workbook whose first member is not under xl/ is found by the zip's directory
+        if b"xl/" in head or any(n.startswith("xl/") for n in names):
             return "xlsx", "an Excel (xlsx) file", "set source.format: excel"
         if head[30:].startswith(_ODS):
             return "ods", "an OpenDocument spreadsheet (ods)", "set source.format: excel"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -112,5 +113,5 @@ def open_ndjson(path: Path, source: Source, needed: list[str], display: str
         with decompressed(path, kind, source, display) as plain, renamed_errors(display):
             text_checks(plain, source, display, "ndjson")
             with _open_text(plain, source, needed, display, digest, size) as src:
-                yield src
+                yield replace(src, path=path)  # the file itself, not the temporary copy
     check_unchanged(path, display, before, digest)

@@ -13,7 +13,7 @@ import glob as globlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +105,7 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
         with decompressed(path, kind, source, display) as plain, renamed_errors(display):
             text_checks(plain, source, display)
             with _open_csv_text(plain, source, needed, display, digest, size) as src:
-                yield src
+                yield replace(src, path=path)  # the file itself, not the temporary copy
     check_unchanged(path, display, before, digest)
 
 
