@@ -25,8 +25,8 @@ class Source(_Model):
 
     path: str = Field(description="File path or glob, relative to the spec file's folder")
     format: Literal["csv", "parquet", "excel", "ndjson"] | None = Field(
-        None, description="Default: from the extension (.csv .tsv .txt, .parquet .pq, "
-        ".xlsx .xlsm .xls, .ndjson .jsonl; a .gz or .zip around csv/ndjson)")
+        None, description="Default: from the extension (.parquet .pq, .xlsx .xlsm .xls, "
+        ".ndjson .jsonl, looked for inside .gz/.zip; anything else is csv)")
     compression: Literal["gzip", "zip", "none"] | None = Field(
         None, description="Default: from the extension (.gz gzip, .zip zip). Files are "
         "decompressed only when the name or this says so")
