@@ -248,7 +248,10 @@ class DirectLoader:
         self.stats.requests["create"] += 1
         note = (f" (email matched contact {matched}; on_email_match: create)"
                 if matched is not None else "")
+        if row.reason == "resend_in_doubt":
+            note += " (after an unanswered create, absent by reference)"
         outcome = "email_create" if matched is not None else "created"
+        seen = _details("email", "EXISTS_BY_EMAIL", f"contact {matched}") if matched else None
         try:
             reply = await self.sender.request("contact_create", body.encode(), [item])
         except RequestRejected as exc:
@@ -266,9 +269,9 @@ class DirectLoader:
         if cid is None:  # created (200), id unknown: never POSTed again, reconcile finds it
             return Done(row.row_id, "accepted", outcome, "created; the answer carried no id"
                         + note, attempts=item.attempts, http_status=reply.status,
-                        code="NO_ID_IN_ANSWER")
+                        code="NO_ID_IN_ANSWER", details=seen)
         return Done(row.row_id, "confirmed", outcome, f"created: contact {cid}{note}", cid,
-                    attempts=item.attempts, http_status=reply.status)
+                    attempts=item.attempts, http_status=reply.status, details=seen)
 
     @staticmethod
     def _unanswered(row: DirectRow, item: Item, exc: Exception) -> Done:
