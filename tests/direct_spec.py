@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def write_spec(folder: Path, rows: list[tuple[str, str, str, str]], load: str = "",
-               mappings: str = "") -> Path:
+               mappings: str = "", per_hour: int = 1_000_000) -> Path:
     """contacts.csv (DonorID, First, Last, Email) and contacts.yaml beside it; `load` adds
     `, key: value` pairs to the load section."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -23,7 +23,7 @@ mappings:
   email: Email
   emailType: {{constant: Home Email}}
   contactType: {{constant: Household}}
-{mappings}load: {{requests_per_hour: 1000000, create: direct, max_attempts: 3{load}}}
+{mappings}load: {{requests_per_hour: {per_hour}, create: direct, max_attempts: 3{load}}}
 """, encoding="utf-8")
     return spec
 
