@@ -231,7 +231,7 @@ def test_rows_sharing_an_email_meet_the_first_ones_contact(tmp_path: Path) -> No
 def test_more_rows_than_the_cap_are_refused_before_any_request(tmp_path: Path) -> None:
     crm = FakeCrm()
     spec = write_spec(tmp_path, ROWS, load=", direct_max_rows: 2")
-    with pytest.raises(DirectRefused, match="over load.direct_max_rows .*Transaction path"):
+    with pytest.raises(DirectRefused, match=r"over load\.direct_max_rows .*Transaction path"):
         go(spec, crm)
     assert crm.calls == []
     with Ledger(tmp_path / ".ledger" / "contacts.sqlite", lock=False) as led:
