@@ -134,6 +134,17 @@ def test_the_dry_run_refuses_what_direct_create_cannot_carry(tmp_path: Path) -> 
         dry_run(open_pipeline(spec, out_dir=tmp_path / "r"))
 
 
+def test_direct_create_is_for_contacts_only(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, ROWS)
+    text = spec.read_text().replace("target: contact_transaction", "target: gift_transaction")
+    text = text.replace("  firstName: First\n  lastName: Last\n  email: Email\n"
+                        "  emailType: {constant: Home Email}\n  contactType: {constant: Household}",
+                        "  amount: {constant: 5}\n  giftDate: {constant: \"2024-01-01\"}")
+    spec.write_text(text)
+    with pytest.raises(SpecError, match="contact_transaction only"):
+        dry_run(open_pipeline(spec, out_dir=tmp_path / "r"))
+
+
 # -- a run -------------------------------------------------------------------------------------
 def test_a_miss_is_created_and_its_id_recorded_at_once(tmp_path: Path) -> None:
     crm, said = FakeCrm(), []
@@ -208,6 +219,17 @@ def test_a_find_without_an_answer_creates_nothing(tmp_path: Path) -> None:
     assert {r["error_code"] for r in rows_of(summary)} == {"FIND_FAILED"}
     crm.find_status = None
     assert go(write_spec(tmp_path, ROWS[:2]), crm).counts == {"confirmed": 2}
+
+
+def test_max_failed_stops_looking_up_further_rows(tmp_path: Path) -> None:
+    crm = FakeCrm()
+    crm.post_answers = ["500_lost"] * 3
+    spec = write_spec(tmp_path, ROWS, load=", concurrency: 1")
+    opts = RunOptions(token="tok-123456", base_url="http://127.0.0.1:9", backoff_base=0.001,
+                      transport=httpx.MockTransport(crm.handler), max_failed=0)
+    summary = run_pipeline(open_pipeline(spec, out_dir=tmp_path / "r"), opts)[1]
+    assert summary.counts == {"in_doubt": 1, "pending": 2} and crm.posts() == 1
+    assert summary.exit_code == 1 and "--max-failed 0" in summary.exit_reason
 
 
 def test_401_on_find_stops_the_run_and_leaves_the_rows_pending(tmp_path: Path) -> None:

@@ -40,13 +40,13 @@ def check_spec(loaded: LoadedSpec) -> None:
     if not is_direct(loaded):
         return
     if spec.target != "contact_transaction":
-        raise SpecError("create: direct applies to contact_transaction only (a gift has no "
+        raise SpecError("direct applies to contact_transaction only (a gift has no "
                         "direct-create path here)", path=loaded.path, key="load.create",
                         hint="remove it, or use create: transaction")
     bad = unsupported_fields(list(spec.mappings))
     if bad:
         raise SpecError(
-            f"create: direct sends seed 000's nested POST /api/Contact, which has no documented "
+            f"direct sends seed 000's nested POST /api/Contact, which has no documented "
             f"place for {', '.join(bad)}; they would be lost", path=loaded.path,
             key="load.create", hint="remove these mappings, or use create: transaction")
 
