@@ -65,6 +65,11 @@ class FakeCrm:
         mode = self.post_answers.pop(0) if self.post_answers else "ok"
         if mode == "connect_error":
             raise httpx.ConnectError("connection refused", request=request)
+        if mode == "422_echo":  # a server that repeats the key back
+            token = request.headers["authorization"].split()[-1]
+            return httpx.Response(422, json={"error": {
+                "code": "VALIDATION_FAILED", "message": f"bad {token}",
+                "details": [{"field": "name", "code": "BAD", "message": token}]}})
         if mode == "500_lost":
             return httpx.Response(500, json={"message": "An error has occurred."})
         record = self.add(json.loads(request.content))
@@ -201,6 +206,19 @@ def test_an_unanswered_post_that_was_stored_is_found_by_reference(tmp_path: Path
     assert summary.counts == {"confirmed": 1} and crm.posts() == 1
     row = rows_of(summary)[0]
     assert row["crm_id"] == "7001" and row["reason"].startswith("found by reference after")
+
+
+def test_a_refused_post_is_rejected_with_details_and_the_key_never_stored(
+        tmp_path: Path) -> None:
+    crm = FakeCrm()
+    crm.post_answers = ["422_echo"]
+    summary = go(write_spec(tmp_path, ROWS[:1]), crm)
+    assert summary.counts == {"rejected": 1} and crm.posts() == 1
+    row = rows_of(summary)[0]
+    assert row["error_code"] == "VALIDATION_FAILED"
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert b"tok-123456" not in path.read_bytes(), path
 
 
 def test_a_refused_connection_is_retried_because_nothing_left(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from etl.base.errors import CredentialsRefused, RequestRejected, TransientError
+from etl.base.redact import redact_value
 from etl.load.budget import InDoubt, Throttled
 from etl.load.client import EndpointMissing
 from etl.load.direct_shape import nested_contact
@@ -150,13 +151,15 @@ class DirectLoader:
                 "UPDATE rows SET status=?, reason=COALESCE(?, reason), crm_id=?,"
                 " confirmed_at=?, confirmed_via=?, attempts=attempts+?, http_status=?,"
                 " error_code=?, error_details=?, done_at=? WHERE id=?",
-                (done.status, done.reason, done.crm_id, stamp if confirmed else None,
-                 VIA if confirmed else None, done.attempts, done.http_status, done.code,
-                 done.details, stamp, done.row_id))
+                (done.status, redact_value(done.reason), done.crm_id,
+                 stamp if confirmed else None, VIA if confirmed else None, done.attempts,
+                 done.http_status, redact_value(done.code), redact_value(done.details), stamp,
+                 done.row_id))
         s = self.stats
         s.outcomes[done.outcome] += 1
         s.rows_done += 1
-        s.failed += done.status in ("failed", "in_doubt")
+        # a row still settling was not sent in this run: it does not trip --max-failed
+        s.failed += done.status in ("failed", "in_doubt") and done.outcome != "settling"
         limit = self.settings.max_failed
         if limit is not None and s.failed > limit and not s.tripped:
             s.tripped = (f"stopped: {s.failed} rows failed or in doubt, more than --max-failed "
