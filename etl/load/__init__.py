@@ -8,6 +8,8 @@
 - `sender`: `Sender`, batches with fallback to single requests; `money`
 - `ledger`: the SQLite ledger (runs, files, rows; migrations only add)
 - `ledger_guard`: a lost ledger: refuse a first send CRM+ contradicts, rebuild from CRM+
+- `direct`, `direct_shape`: `load.create: direct`: Find by reference, by email, then
+  `POST /api/Contact` (nested) only when both miss; an unanswered POST is looked up first
 
 May import: etl.report, etl.prepare, etl.read, etl.spec, etl.transforms, etl.targets, etl.base.
 """

@@ -4,6 +4,7 @@
 - `submit`: `run_pipeline(pipeline, RunOptions)`: lock, intake, dry run, plan, pre-match, send
 - `prematch`: `apply_policy`, the run's side of the pre-match (`skipped_existing`)
 - `lost_ledger`: the first-send check against CRM+ and `--recover-ledger`
+- `direct`: the direct path's spec check, request bound and cap, rows and summary
 - `options`: `RunOptions` (what goes in), `RunSummary` (what comes out)
 
 May import: every package below it (unattended, confirm, match, load, report, prepare, read,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from etl.prepare.runner import validate_pipeline
 from etl.report.write import DryRun, PayloadWriter, build_report, summary_table, write_report
+from etl.run.direct import check_spec as check_direct
 from etl.spec.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ def dry_run(
     predicts what already exists in
     CRM+ from the local pre-match cache; `match=MatchOptions(refresh=True, ...)` reads CRM+
     first (the only network a dry run may do, and only when asked)."""
+    check_direct(pipeline)  # load.create: direct: contacts, fields the nested body carries
     limit = payload_limit if payload_limit is not None else pipeline.spec.output.payload_sample
     out = pipeline.report_dir()
     writer = None

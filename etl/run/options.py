@@ -72,6 +72,7 @@ class RunSummary:
     gates: dict[str, Any] = field(default_factory=dict)
     control_totals: dict[str, Any] = field(default_factory=dict)
     stale_lock_pid: int | None = None
+    direct: dict[str, Any] | None = None  # load.create: direct: outcomes, requests, the policy
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

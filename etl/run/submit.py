@@ -28,6 +28,7 @@ from etl.load.plan import Plan, plan_rows
 from etl.load.plan import batches as plan_batches
 from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
 from etl.report.write import DryRun
+from etl.run import direct as direct_path
 from etl.run import prematch
 from etl.run.dry_run import dry_run
 from etl.run.lost_ledger import first_send_check, reader, recover
@@ -170,9 +171,18 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
         hold = reject_gate(dry.result, options.max_reject_rate)
         if not hold:  # the spec's `match:` policy keeps back rows that exist in CRM+
             await prematch.apply_policy(plan, dry, loaded, ledger, run_id, first_id, options)
-        batches = [] if hold else plan_batches(plan, loaded, run_id, first_id)
+        direct = direct_path.is_direct(loaded)  # Find, Find, POST per row (etl/run/direct.py)
+        batches = [] if hold or direct else plan_batches(plan, loaded, run_id, first_id)
+        rows = direct_path.direct_rows(plan, ledger, first_id) if direct and not hold else []
         per_hour = None if options.unlimited else (
             options.requests_per_hour or spec.load.requests_per_hour)
+        bound = 0
+        if rows:
+            try:
+                bound = direct_path.announce(rows, loaded, per_hour, options.notify)
+            except direct_path.DirectRefused as exc:
+                ledger.finish_run(run_id, exc.exit_code, str(exc), {})
+                raise
         budget = RequestBudget(requests_per_hour=per_hour, reserve_share=spec.load.reserve_share,
                                burst=2)
         client = CrmClient(options.base_url, options.token, timeout=spec.load.timeout_seconds,
@@ -183,10 +193,13 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                                      max_attempts=spec.load.max_attempts,
                                      backoff_base=options.backoff_base,
                                      backoff_cap=options.backoff_cap,
-                                     retry_unknown=policy == "resend",
+                                     retry_unknown=policy == "resend" and not direct,
                                      max_wait=spec.load.max_wait_seconds),
                         on_progress=_progress(options, batches))
         recorder.stop = sender.stop
+        loader = direct_path.make_loader(rows, loaded, ledger, sender, run_id=run_id,
+                                         max_failed=options.max_failed,
+                                         on_progress=options.on_progress) if rows else None
         organization: str | None = None
         exit_code, reason = EXIT_OK, "finished"
         interrupted = _Interrupt(sender, options.handle_signals)
@@ -194,7 +207,7 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             async with client:
                 if hold:
                     options.notify(hold)
-                elif not batches:  # a re-run of loaded files spends no request at all
+                elif not batches and not rows:  # a re-run of loaded files spends nothing
                     options.notify("nothing to send: every valid row was handled before")
                 else:
                     organization = check_organization(
@@ -204,7 +217,10 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
                     if spec.target == "gift_transaction" and not options.skip_crm_check and \
                             not ledger.has_sent():
                         await first_send_check(reader(sender), loaded, ledger_path)
-                    await sender.run(batches)
+                    if loader is not None:
+                        await loader.run(rows)
+                    else:
+                        await sender.run(batches)
         except CredentialsRefused as exc:
             exit_code, reason = EXIT_CREDENTIALS, client.redact(str(exc))
         except LedgerUnknown as exc:
@@ -219,6 +235,8 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             pass
         finally:
             interrupted.restore()
+        if loader is not None:  # the --max-failed gate, counted by the direct path
+            recorder.failed, recorder.tripped = loader.stats.failed, loader.stats.tripped
         counts = ledger.counts(run_id)
         if exit_code == EXIT_OK and interrupted.fired:
             exit_code, reason = EXIT_INTERRUPTED, "interrupted: stopped sending"
@@ -231,9 +249,11 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
         new_doubt = ledger.sent_in_doubt(run_id)
         if doubt:
             parked = f", {doubt - new_doubt} parked from earlier runs" if doubt > new_doubt else ""
+            advice = direct_path.doubt_advice(loaded.path) if direct else (
+                f"after CRM+'s import has run, `etl reconcile {loaded.path} --after-batch` "
+                "confirms them")
             reason += (f"; {new_doubt} rows went in doubt in this run (sent, no definite answer;"
-                       f" never re-sent blindly){parked}: after CRM+'s import has run, "
-                       f"`etl reconcile {loaded.path} --after-batch` confirms them")
+                       f" never re-sent blindly){parked}: {advice}")
         totals = [{"stage": s, "currency": c, "rows": n, "amount": money(cents)}
                   for s, c, n, cents in ledger.totals(run_id)]
         st = sender.stats
@@ -245,13 +265,18 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             rows_per_batch_request=(round(st.rows_in_batches / st.batch_requests, 2)
                                     if st.batch_requests else 0.0),
             notices=dict(client.notices), in_doubt_found=found, in_doubt_new=new_doubt,
-            in_doubt_bound=spec.load.concurrency * spec.load.batch_size,
+            in_doubt_bound=spec.load.concurrency * (1 if direct else spec.load.batch_size),
             elapsed_seconds=round(time.monotonic() - started, 3), stale_lock_pid=stale_pid,
             control_totals=control_totals(dry.result, totals),
             gates={"max_reject_rate": options.max_reject_rate,
                    "reject_rate": round(dry.result.reject_rate(), 4), "held": hold,
                    "max_failed": options.max_failed, "failed": recorder.failed,
                    "stopped": recorder.tripped})
+        if direct:
+            summary.direct = direct_path.summary_block(
+                loader.stats if loader else None, bound, loaded)
+            if loader is not None:
+                options.notify(direct_path.summary_line(summary.direct))
         if intake is not None:
             drops.settle_files(intake, ledger.db, run_id, dry.result.files, options.archive,
                                options.notify)

@@ -16,6 +16,7 @@ from etl.sandbox.ratelimit import FixedWindowLimiter
 from etl.sandbox.resolve import import_parked, run_batch
 from etl.sandbox.respond import ApiError, InvalidModel, api_error_handler, invalid_model_handler
 from etl.sandbox.routes_control import ROUTES as CONTROL_ROUTES
+from etl.sandbox.routes_direct import ROUTES as DIRECT_ROUTES
 from etl.sandbox.routes_query import ROUTES as QUERY_ROUTES
 from etl.sandbox.routes_read import ROUTES as READ_ROUTES
 from etl.sandbox.routes_webhook import ROUTES as WEBHOOK_ROUTES
@@ -79,7 +80,8 @@ def build_app(config: SandboxConfig | None = None, **options: Any) -> tuple[ASGI
     """The ASGI app to serve, and the runtime behind it (state, limiter, faults)."""
     runtime = Sandbox(config or SandboxConfig(**options))
     router = Starlette(
-        routes=[*WRITE_ROUTES, *QUERY_ROUTES, *READ_ROUTES, *WEBHOOK_ROUTES, *CONTROL_ROUTES],
+        routes=[*WRITE_ROUTES, *DIRECT_ROUTES, *QUERY_ROUTES, *READ_ROUTES, *WEBHOOK_ROUTES,
+                *CONTROL_ROUTES],
         exception_handlers={ApiError: api_error_handler, InvalidModel: invalid_model_handler})
     router.router.redirect_slashes = False  # the API answers 404, it does not redirect
     router.state.sandbox = runtime

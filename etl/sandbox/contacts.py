@@ -117,12 +117,23 @@ class ContactDirectory:
         return None, None
 
     def create(self, flat: dict[str, Any], reference: tuple[str, str] | None,
-               now: str) -> dict[str, Any]:
+               now: str, *, references: tuple[tuple[str, str], ...] = (),
+               methods: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """A new contact, whatever exists (no de-duplication here: callers match first).
+        `references` and `methods` ({"type", "value"}) come from a nested POST /api/Contact."""
         contact: dict[str, Any] = {"id": self.next_id, "contactType": "Household"}
         self.next_id += 1
         contact.update({"contactReferences": [], "contactMethods": [],
                         "createDateTimeUtc": now, "modifiedDateTimeUtc": now})
         self._apply(contact, flat, reference)
+        for source, ident in references:
+            ref = {"source": source, "id": ident}
+            if ref not in contact["contactReferences"]:
+                contact["contactReferences"].append(ref)
+        for method in methods:
+            if all(m["value"] != method["value"] for m in contact["contactMethods"]):
+                contact["contactMethods"].append({"type": method["type"],
+                                                  "value": method["value"]})
         if not contact.get("name"):
             contact["name"] = " ".join(
                 str(contact[k]) for k in ("firstName", "lastName") if contact.get(k))

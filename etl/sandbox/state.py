@@ -179,6 +179,15 @@ class SandboxState:
             if self._store:
                 self._store.put("gifts", gift["id"], gift)
 
+    def create_contact(self, flat: dict[str, Any], references: tuple[Key, ...],
+                       methods: tuple[dict[str, Any], ...]) -> dict[str, Any]:
+        """`POST /api/Contact`: a new contact now, journaled before the answer; no matching."""
+        with self.transaction():
+            contact = self.directory.create(flat, None, utcnow(), references=references,
+                                            methods=methods)
+            self.save_contact(contact)
+            return dict(contact)
+
     def save_contact(self, contact: dict[str, Any]) -> None:
         """Journal a contact the directory created or merged."""
         if self._store:

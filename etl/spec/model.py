@@ -258,6 +258,26 @@ class Load(_Model):
         "total before the run stops (429s are not failed attempts)"
     )
     ledger: str | None = Field(None, description="SQLite ledger path (default: beside the spec)")
+    # The seed's direct path (etl/load/direct.py, docs/loader.md "Direct create")
+    create: Literal["transaction", "direct"] = Field(
+        "transaction", description="Contacts only. transaction: the Contact Batch/Transaction, "
+        "matched and created by CRM+'s import (batch migrations); direct: per row Find by "
+        "reference, then by email, then POST /api/Contact only when both miss, so the CRM+ id "
+        "is known at once (2-3 requests a row: small drops)")
+    on_email_match: Literal["associate", "skip", "create"] = Field(
+        "skip", description="create: direct, when Find by email (not by reference) answers a "
+        "contact: skip: record skipped_existing with its id for a person to decide (the "
+        "default: a shared email is often a spouse); associate: treat it as this donor "
+        "(confirmed with its id, nothing created, the reference is not stored on it); "
+        "create: a different donor, POST a new contact")
+    direct_settle_seconds: float = Field(
+        600.0, ge=0, description="create: direct: a row whose POST went unanswered (a crash, a "
+        "timeout, a 5xx) is created again only when Find by reference still finds nothing "
+        "this long after that POST went out (a request may still be processed after the "
+        "client gave up)")
+    direct_max_rows: int = Field(
+        1000, ge=1, description="create: direct refuses a run with more rows to create than "
+        "this (2-3 requests a row: batch migrations belong on the Transaction path)")
 
 
 class Output(_Model):
