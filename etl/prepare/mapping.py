@@ -16,7 +16,8 @@ from typing import Any
 import polars as pl
 
 from etl import transforms
-from etl.spec.parse import KeyId, Mapping, Spec, template_columns
+from etl.spec.model import Scalar
+from etl.spec.parse import Case, KeyId, Mapping, Spec, template_columns
 from etl.targets import Target
 from etl.transforms.money import MONEY, parse_number
 
@@ -134,32 +135,52 @@ def template_expr(template: str) -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
-def _base(m: Mapping) -> pl.Expr:
+def _condition(case: Case) -> pl.Expr:
+    col = pl.col(case.column).cast(pl.String)  # typed Parquet columns compare as text
+    if case.is_null is not None:
+        return col.is_null() if case.is_null else col.is_not_null()
+    if case.in_ is not None:
+        return col.is_in([str(v) for v in case.in_])
+    return col == str(case.equals)
+
+
+def _branch(value: Scalar | Mapping | None, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
+    """A `then` / `else`: a constant, or a mapping's value and errors (before typing)."""
+    if isinstance(value, Mapping):
+        expr, errors, _ = _chain(value, stages)
+        return expr, errors
+    return pl.lit(value), []
+
+
+def _base(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
+    """The mapping's value before its transforms, and the errors of its branches."""
     if m.column is not None:
-        return pl.col(m.column)
+        return pl.col(m.column), []
     if m.template is not None:
-        return template_expr(m.template)
-    if m.when is not None:
-        chain: Any = pl
-        for case in m.when:
-            col = pl.col(case.column).cast(pl.String)  # typed Parquet columns compare as text
-            if case.is_null is not None:
-                cond = col.is_null() if case.is_null else col.is_not_null()
-            elif case.in_ is not None:
-                cond = col.is_in([str(v) for v in case.in_])
-            else:
-                cond = col == str(case.equals)
-            chain = chain.when(cond).then(pl.lit(case.then))
-        return chain.otherwise(pl.lit(m.else_))
-    return pl.lit(m.constant)
+        return template_expr(m.template), []
+    if m.when is None:
+        return pl.lit(m.constant), []
+    # One when/then chain for the value and one for the error: a branch's error only counts
+    # on the rows that take it (an organization's name is not split into first/last).
+    values: Any = pl
+    errors: Any = pl
+    failing = False
+    for case in m.when:
+        cond = _condition(case)
+        value, errs = _branch(case.then, stages)
+        values = values.when(cond).then(value)
+        errors = errors.when(cond).then(_first_error(errs))
+        failing = failing or bool(errs)
+    value, errs = _branch(m.else_, stages)
+    error = errors.otherwise(_first_error(errs))
+    return values.otherwise(value), ([error] if failing or errs else [])
 
 
-def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, Stages]:
-    """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
-    stages = Stages(field)
-    value = _base(m)
-    bound = m.column is not None  # a plain column: reading it twice costs nothing
-    errors: list[pl.Expr] = []
+def _chain(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr], bool]:
+    """Base value, transforms and value map: the value (untyped), its errors, and whether it
+    is still a plain column (reading it twice costs nothing)."""
+    value, errors = _base(m, stages)
+    bound = m.column is not None
     for name, args in m.steps():
         fn = transforms.REGISTRY[name]
         value, error = stages.apply(lambda v, fn=fn, args=args: fn(v, **args), value, bound)
@@ -188,6 +209,13 @@ def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, p
         elif m.unmapped == "default":
             mapped = pl.when(unknown).then(pl.lit(m.default)).otherwise(mapped)
         value, bound = mapped, False
+    return value, errors, bound
+
+
+def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, Stages]:
+    """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
+    stages = Stages(field)
+    value, errors, bound = _chain(m, stages)
     value, type_error = _typed(value, kind, stages, bound)
     if type_error is not None:
         errors.append(type_error)
