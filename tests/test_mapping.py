@@ -155,3 +155,72 @@ def test_a_branch_mapping_keeps_the_hot_path_vectorized(write):
     frame = pl.read_csv(write("g.csv", FULL_NAME), infer_schema=False).lazy()
     plan = mapping.with_stages(frame, plans).select([p.value.alias(p.field) for p in plans])
     assert "python" not in plan.explain().lower()
+
+
+# -- designations: an amount needs a project, a project from the data needs an amount ----------
+
+DESIGNATE = """
+designations:
+  - code: {column: Fund}
+  - code: {column: Fund2}
+    amount: {column: Fund2Amount, transforms: [parse_amount]}
+"""
+FUNDS = "id,amount,date,donor,Fund,Fund2,Fund2Amount\n"
+
+
+def _designated(write, rows: str, designations: str = DESIGNATE):
+    return _gifts(write, FUNDS + rows, "", designations)
+
+
+def test_an_amount_without_a_fund_code_rejects_the_row_naming_the_field(write):
+    result = _designated(write, "G1,25.00,2024-01-02,D1,GEN,,10.00\n"
+                                "G2,25.00,2024-01-02,D2,GEN,BLDG,10.00\n")
+    fails = result.failures.select("_record", "field", "rule", "value", "error").rows()
+    assert fails == [(1, "designations.1.amountDesignated", "designation_project", "10.00",
+                      "Fund2Amount is 10.00 but the designation code (Fund2) is empty: an "
+                      "amount needs a project")]
+    assert result.rejects["_record"].to_list() == [1]
+    (sent,) = _sent(result)
+    assert sent["designations"] == [{"code": "GEN", "amountDesignated": 15.00},
+                                    {"code": "BLDG", "amountDesignated": 10.00}]
+
+
+def test_a_zero_or_empty_amount_without_a_code_is_no_designation(write):
+    result = _designated(write, "G1,25.00,2024-01-02,D1,GEN,,0.00\nG2,25.00,2024-01-02,D2,GEN,,\n")
+    assert result.rejected == 0
+    assert [p["designations"] for p in _sent(result)] == [
+        [{"code": "GEN", "amountDesignated": 25.00}]] * 2
+
+
+def test_a_code_whose_amount_does_not_parse_or_is_empty_is_rejected(write):
+    result = _designated(write, "G1,25.00,2024-01-02,D1,GEN,BLDG,ten\n"
+                                "G2,25.00,2024-01-02,D2,GEN,BLDG,\n")
+    fails = result.failures.select("_record", "field", "rule", "error").rows()
+    assert [f[:3] for f in fails] == [
+        (1, "designations.1.amountDesignated", "parse_amount"),
+        (2, "designations.1.amountDesignated", "designation_amount")]
+    assert fails[1][3] == "the designation code (Fund2) is 'BLDG' but its amount (Fund2Amount) is empty"
+    assert result.valid == 0
+
+
+def test_the_rest_of_the_amount_without_a_code_is_rejected_when_others_are_designated(write):
+    result = _designated(write, "G1,25.00,2024-01-02,D1,,BLDG,10.00\n"
+                                "G2,25.00,2024-01-02,D2,,,\n"
+                                "G3,25.00,2024-01-02,D3,,BLDG,25.00\n")
+    fails = result.failures.select("_record", "field", "rule", "error").rows()
+    assert fails == [(1, "designations.0.amountDesignated", "designation_project",
+                      "the rest of the amount, 15.00, is designated to nothing: the designation "
+                      "code (Fund) is empty")]
+    undesignated, whole = _sent(result)
+    assert "designations" not in undesignated
+    assert whole["designations"] == [{"code": "BLDG", "amountDesignated": 25.00}]
+
+
+def test_a_constant_code_with_an_empty_amount_is_left_out(write):
+    result = _designated(write, "G1,25.00,2024-01-02,D1,GEN,,\n", """
+designations:
+  - code: {column: Fund}
+  - code: {constant: B}
+    amount: {column: Fund2Amount, transforms: [parse_amount]}
+""")
+    assert _sent(result)[0]["designations"] == [{"code": "GEN", "amountDesignated": 25.00}]
