@@ -224,3 +224,32 @@ designations:
     amount: {column: Fund2Amount, transforms: [parse_amount]}
 """)
     assert _sent(result)[0]["designations"] == [{"code": "GEN", "amountDesignated": 25.00}]
+
+
+# -- nested Parquet values: null and empty are no value ------------------------------------------
+
+
+def test_a_null_parquet_list_or_struct_is_left_out_of_the_payload(tmp_path, write):
+    pl.DataFrame(
+        {"id": ["C1", "C2", "C3"], "first": ["Ann", "Bo", "Cy"], "last": ["Lee", "Ray", "Doe"],
+         "lists": [["News"], None, []],
+         "extra": [{"k": "v"}, None, {"k": None}]},
+        schema_overrides={"lists": pl.List(pl.String)},
+    ).write_parquet(tmp_path / "c.parquet")
+    spec = write("c.yaml", """
+        name: t
+        target: contact_transaction
+        source: {path: c.parquet}
+        keys: {source: S, id: {column: id}}
+        mappings:
+          firstName: first
+          lastName: last
+          tags: lists
+          address2: extra
+    """)
+    result = validate_pipeline(load_spec(spec), today=TODAY)
+    first, second, third = _sent(result)
+    assert first["tags"] == '["News"]' and first["address2"] == '{"k":"v"}'
+    assert "tags" not in second and "address2" not in second  # never the text "null"
+    assert third["tags"] == "[]"  # an empty list is a value (tests/test_sources.py pins it)
+    assert "null" not in result.payloads["_payload"][1]
