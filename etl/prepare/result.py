@@ -48,6 +48,7 @@ class ValidationResult:
     control_totals: dict[str, dict[str, object]]
     warnings: list[str] = field(default_factory=list)
     payloads_sampled: bool = False  # True: `payloads` is a sample, the rest went to a sink
+    csv_bom: bool = True  # the spec's `output.csv_bom`: rejects.csv starts with a UTF-8 BOM
 
     @property
     def read(self) -> int:

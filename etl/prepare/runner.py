@@ -314,4 +314,5 @@ def validate_pipeline(
         control_totals=_control_totals(outcomes),
         warnings=[w for o in outcomes for w in o.warnings],
         payloads_sampled=payload_sink is not None,
+        csv_bom=loaded.spec.output.csv_bom,
     )

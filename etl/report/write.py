@@ -73,7 +73,7 @@ def write_report(
         check_target(path)  # refuse before writing any: never half a report
     report = report if report is not None else build_report(result, prematch)
     write_json(paths.report_json, report)
-    write_csv(result.rejects, paths.rejects_csv)
+    write_csv(result.rejects, paths.rejects_csv, bom=result.csv_bom)
     if payloads_file is not None:  # already written batch by batch (PayloadWriter)
         replace(payloads_file, paths.payloads_jsonl)
     else:

@@ -283,6 +283,9 @@ class Output(_Model):
 
     dir: str | None = Field(None, description="Default: reports/<pipeline name>")
     payload_sample: int | None = Field(None, ge=0, description="Write only the first N payloads")
+    csv_bom: bool = Field(
+        True, description="Start rejects.csv with a UTF-8 byte-order mark, so that Excel "
+        "opens accented names correctly; false for programs that do not expect one")
 
 
 Signal = Literal["reference", "email"]
