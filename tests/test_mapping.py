@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import textwrap
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -121,7 +120,8 @@ def test_a_branch_with_an_unknown_transform_is_a_spec_error_with_its_line(write)
     with pytest.raises(SpecErrors) as caught:
         load_spec(spec)
     text = str(caught.value)
-    assert "g.yaml:8: mappings.name.when[0].then.transforms[0]" in text and "did you mean 'trim'" in text
+    assert "g.yaml:8: mappings.name.when[0].then.transforms[0]" in text
+    assert "did you mean 'trim'" in text
     assert "g.yaml:9: mappings.name.else.transforms[0]" in text and "part must be" in text
 
 
@@ -199,7 +199,8 @@ def test_a_code_whose_amount_does_not_parse_or_is_empty_is_rejected(write):
     assert [f[:3] for f in fails] == [
         (1, "designations.1.amountDesignated", "parse_amount"),
         (2, "designations.1.amountDesignated", "designation_amount")]
-    assert fails[1][3] == "the designation code (Fund2) is 'BLDG' but its amount (Fund2Amount) is empty"
+    assert fails[1][3] == (
+        "the designation code (Fund2) is 'BLDG' but its amount (Fund2Amount) is empty")
     assert result.valid == 0
 
 

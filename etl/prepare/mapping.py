@@ -19,7 +19,7 @@ from etl import transforms
 from etl.spec.model import Scalar
 from etl.spec.parse import Case, KeyId, Mapping, Spec, template_columns
 from etl.targets import Target
-from etl.transforms.money import MONEY, parse_number
+from etl.transforms.money import parse_number
 
 SEP = "\x1f"  # separates the rule name from the message inside an error cell
 ERR = "__err__"
@@ -108,7 +108,8 @@ def with_stages(lf: pl.LazyFrame, plans: list[FieldPlan]) -> pl.LazyFrame:
     return lf
 
 
-def _err(rule: str, message: pl.Expr) -> pl.Expr:
+def error_cell(rule: str, message: pl.Expr) -> pl.Expr:
+    """An error cell: the rule name, the separator, the message."""
     return pl.lit(rule + SEP) + message
 
 
@@ -116,7 +117,8 @@ def _first_error(errors: list[pl.Expr]) -> pl.Expr:
     return pl.coalesce(errors) if errors else pl.lit(None, pl.String)
 
 
-def _quoted(expr: pl.Expr) -> pl.Expr:
+def quoted(expr: pl.Expr) -> pl.Expr:
+    """The value as text in single quotes, for messages."""
     return pl.lit("'") + expr.cast(pl.String) + pl.lit("'")
 
 
@@ -185,7 +187,7 @@ def _chain(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr], bool]:
         fn = transforms.REGISTRY[name]
         value, error = stages.apply(lambda v, fn=fn, args=args: fn(v, **args), value, bound)
         if error is not None:
-            errors.append(_err(name, error))
+            errors.append(error_cell(name, error))
         bound = False
     if m.value_map is not None:
         if not bound:
@@ -198,9 +200,9 @@ def _chain(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr], bool]:
             known = ", ".join(list(m.value_map)[:12])
             errors.append(
                 pl.when(unknown).then(
-                    _err(
+                    error_cell(
                         "value_map",
-                        pl.lit("unmapped value ") + _quoted(value) + pl.lit(f" (mapped: {known})"),
+                        pl.lit("unmapped value ") + quoted(value) + pl.lit(f" (mapped: {known})"),
                     )
                 )
             )
@@ -234,20 +236,21 @@ def _typed(
             "number": (parse_number, "number", {}),
         }[kind]
         value, error = stages.apply(lambda v: fn(v, **args), value, bound)
-        return value, (_err(rule, error) if error is not None else None)
+        return value, (error_cell(rule, error) if error is not None else None)
     if kind in ("int", "bool") and not bound:
         value = stages.bind(value)
     if kind == "int":
         as_int = value.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
         bad = value.is_not_null() & as_int.is_null()
         return as_int, pl.when(bad).then(
-            _err("integer", pl.lit("not a whole number: ") + _quoted(value))
+            error_cell("integer", pl.lit("not a whole number: ") + quoted(value))
         )
     if kind == "bool":
         text = value.cast(pl.String).str.strip_chars().str.to_lowercase()
         as_bool = text.replace_strict(_BOOL, default=None, return_dtype=pl.Boolean)
         bad = value.is_not_null() & as_bool.is_null()
-        return as_bool, pl.when(bad).then(_err("boolean", pl.lit("not yes/no: ") + _quoted(value)))
+        message = error_cell("boolean", pl.lit("not yes/no: ") + quoted(value))
+        return as_bool, pl.when(bad).then(message)
     text = value.cast(pl.String).str.strip_chars()
     text = pl.when(text == "").then(None).otherwise(text)
     if kind == "tags":
@@ -296,87 +299,7 @@ def plan(spec: Spec, target: Target) -> list[FieldPlan]:
     for field, m in spec.mappings.items():
         value, error, raw, stages = plan_mapping(m, target.kind(field) or "str", field)
         plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
-    plans += _designations(spec)
-    return plans
+    # designations build on plan_mapping: their module imports this one
+    from etl.prepare.designations import designation_plans
 
-
-def _named(m: Mapping) -> str:
-    """How a message names where a mapping's value comes from."""
-    if m.column is not None:
-        return m.column
-    if m.template is not None:
-        return f"template {m.template!r}"
-    return "its conditional mapping" if m.when is not None else f"constant {m.constant!r}"
-
-
-def _money(expr: pl.Expr) -> pl.Expr:
-    return expr.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
-
-
-def _designations(spec: Spec) -> list[FieldPlan]:
-    """`designations.<i>.<code|name|id>` and `designations.<i>.amountDesignated` columns.
-
-    An amount needs a project and a project from the data needs an amount: either alone would
-    send a gift with less designated than it says (the amount is dropped) or a designation with
-    `amountDesignated: null`, so the row is rejected. A constant project with no amount is no
-    designation (`code: {constant: B}` with an optional amount column)."""
-    plans: list[FieldPlan] = []
-    amounts: list[pl.Expr] = []
-    every: list[tuple[str, pl.Expr]] = []  # all designation stages (the rest amount reads them)
-    projects: list[pl.Expr] = []
-    rest: tuple[int, pl.Expr, str] | None = None  # the designation without an amount
-    for i, d in enumerate(spec.designations):
-        by = "code" if d.code else ("name" if d.name else "id")
-        m = d.code or d.name or d.id
-        assert m is not None
-        field = f"designations.{i}.{by}"
-        value, error, raw, stages = plan_mapping(m, "int" if by == "id" else "str", field)
-        plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
-        every += stages.items
-        if d.amount is None:
-            rest = (i, value, f"the designation {by} ({_named(m)}) is empty")
-            continue
-        field = f"designations.{i}.amountDesignated"
-        amount, aerror, araw, astages = plan_mapping(d.amount, "money", field)
-        orphan = value.is_null() & amount.is_not_null() & (amount != 0)
-        missing = value.is_not_null() & amount.is_null() & aerror.is_null()
-        checks = [
-            pl.when(orphan).then(_err("designation_project", (
-                pl.lit(f"{_named(d.amount)} is ") + _money(amount)
-                + pl.lit(f" but the designation {by} ({_named(m)}) is empty: "
-                         "an amount needs a project")))),
-        ]
-        if m.constant is None:
-            checks.append(pl.when(missing).then(_err("designation_amount", (
-                pl.lit(f"the designation {by} ({_named(m)}) is ") + _quoted(value)
-                + pl.lit(f" but its amount ({_named(d.amount)}) is empty")))))
-        aerror = pl.coalesce(aerror, *checks)
-        projects.append(value.is_not_null() & amount.is_not_null())
-        amount = pl.when(value.is_not_null()).then(amount)
-        amounts.append(amount.fill_null(pl.lit(0, MONEY)))
-        plans.append(
-            FieldPlan(field, amount, aerror, araw, tuple(stages.items + astages.items))
-        )
-        every += astages.items
-    if rest is not None:
-        index, value, named = rest
-        gift = pl.col(OUT + "amount")
-        total = (gift - pl.sum_horizontal(amounts) if amounts else gift).round(2)
-        # The rest goes nowhere when its project is empty: fine for a gift with no designation
-        # at all, a silent gap when others are designated.
-        lost = value.is_null() & (total != 0) & pl.any_horizontal(projects or [pl.lit(False)])
-        error = pl.when(lost).then(_err("designation_project", (
-            pl.lit("the rest of the amount, ") + _money(total)
-            + pl.lit(f", is designated to nothing: {named}"))))
-        # An empty project with nothing left over is simply not there (not a 0.00 designation).
-        nothing = value.is_null() & (total == 0)
-        plans.append(
-            FieldPlan(
-                f"designations.{index}.amountDesignated",
-                pl.when(nothing).then(None).otherwise(total),
-                error,
-                total.cast(pl.String),
-                tuple(every),
-            )
-        )
-    return plans
+    return plans + designation_plans(spec)

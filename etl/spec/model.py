@@ -183,8 +183,11 @@ class Mapping(_Model):
     def all_steps(self) -> list[tuple[tuple[str | int, ...], str, dict[str, Any]]]:
         """Every transform step of the mapping and of its `then` / `else` mappings, each with
         its place under the mapping (for error locations): (("transforms", 0), name, args)."""
-        found = [(("transforms", i), name, args) for i, (name, args) in enumerate(self.steps())]
-        places: list[tuple[tuple[str | int, ...], Scalar | Mapping | None]] = [
+        Place = tuple[str | int, ...]
+        found: list[tuple[Place, str, dict[str, Any]]] = [
+            (("transforms", i), name, args) for i, (name, args) in enumerate(self.steps())
+        ]
+        places: list[tuple[Place, Scalar | Mapping | None]] = [
             (("when", k, "then"), c.then) for k, c in enumerate(self.when or [])
         ] + [(("else",), self.else_)]
         for place, branch in places:
