@@ -3,8 +3,8 @@ same first name, last name and postal code. Suggestions for a person to review (
 docs advise for anything broader than an exact Find), never merged and never a reject.
 
 The batches of a file are validated one at a time, so the check runs in two steps:
-- each batch hands over, for its valid rows, only hashes (key, donor id) and the row number,
-  reduced to one row per (key, donor id): 32 bytes a donor, whatever the text;
+- each batch hands over, for its valid rows, only hashes (key, donor id) and the row number:
+  25 bytes a row and signal, whatever the text (and the values of its own first groups);
 - at the end of the file, a polars group_by finds the keys held by more than one donor id;
   only for a bounded sample of those groups is the file read again (the few mapped columns),
   to show the values. A file with no duplicates is never read again.
@@ -19,7 +19,6 @@ from typing import Any
 import polars as pl
 
 from etl.prepare import mapping
-from etl.prepare.validate import same_id
 from etl.read.sources import SourceFile
 from etl.spec.parse import Spec
 from etl.targets import get_target
@@ -28,7 +27,8 @@ SAMPLE_GROUPS = 20  # groups shown in the report
 SAMPLE_DONORS = 5  # donors shown per group
 BATCH_ROWS = 100_000
 KINDS = ("email", "name_postal")
-HASHES = {"kind": pl.String, "h_key": pl.UInt64, "h_id": pl.UInt64, "_row": pl.Int64}
+# kind: the index in KINDS; each kind hashes with its own seed, so h_key alone tells keys apart
+HASHES = {"kind": pl.UInt8, "h_key": pl.UInt64, "h_id": pl.UInt64, "_row": pl.Int64}
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def donor_fields(spec: Spec) -> DonorFields | None:
 
 
 def _text(name: str) -> pl.Expr:
-    return pl.col(name).cast(pl.String).str.strip_chars().str.to_lowercase()
+    return pl.col(name).cast(pl.String).str.to_lowercase()
 
 
 def _keys(donor: DonorFields) -> dict[str, pl.Expr]:
@@ -74,42 +74,66 @@ def _keys(donor: DonorFields) -> dict[str, pl.Expr]:
         keys["email"] = _text(donor.email)
     if donor.first and donor.last and donor.postal:
         # "07001-1234" and "07001" are one US postal code; spaces never tell two apart.
-        postal = _text(donor.postal).str.replace_all(r"\s", "").str.replace(
-            r"^(\d{5})-\d{4}$", "$1")
-        parts = [_text(donor.first).str.replace_all(r"\s+", " "),
-                 _text(donor.last).str.replace_all(r"\s+", " "), postal]
-        keys["name_postal"] = pl.concat_str(parts, separator=mapping.SEP)
+        postal = pl.col(donor.postal).cast(pl.String).str.replace_all(" ", "", literal=True)
+        postal = postal.str.replace(r"^(\d{5})-\d{4}$", "$1")
+        parts = [pl.col(donor.first), pl.col(donor.last), postal]
+        keys["name_postal"] = pl.concat_str(
+            [p.cast(pl.String) for p in parts], separator=mapping.SEP).str.to_lowercase()
     return keys
 
 
+@dataclass(frozen=True)
+class BatchDonors:
+    """What one batch hands over: its donors' hashes, and the values of the rows of the first
+    groups found within the batch (a file of one batch is then never read again)."""
+
+    hashes: pl.DataFrame
+    values: pl.DataFrame | None
+
+
+def from_batch(out: pl.DataFrame, keep: pl.Series, donor: DonorFields | None) -> BatchDonors:
+    """The donor hashes of a batch's valid rows and the values of its first groups' rows."""
+    hashes = batch_hashes(out, keep, donor)
+    if donor is None or not hashes.height:
+        return BatchDonors(hashes, None)
+    rows = groups(hashes).head(SAMPLE_GROUPS).select(pl.col("rows").list.head(SAMPLE_DONORS))
+    wanted = rows.explode("rows")["rows"]
+    values = out.filter(pl.col("_row").is_in(wanted.implode())).select(
+        "_row", "_record", *donor.fields())
+    return BatchDonors(hashes, values)
+
+
 def batch_hashes(out: pl.DataFrame, keep: pl.Series, donor: DonorFields | None) -> pl.DataFrame:
-    """One batch's valid rows as (kind, key hash, donor id hash, first row), one per donor."""
+    """One batch's valid rows as (kind, key hash, donor id hash, row), a row per signal."""
     if donor is None:
         return pl.DataFrame(schema=HASHES)
-    frame = out.filter(keep).select(
-        "_row",
-        same_id(pl.col(donor.id).cast(pl.String)).alias("_id"),
-        *[e.alias(k) for k, e in _keys(donor).items()],
-    ).filter(pl.col("_id").is_not_null() & (pl.col("_id") != ""))
+    # Select the few columns before filtering: `out` holds every mapped field. Mapped text is
+    # already stripped (and ids as keys are), so case is all that is left to fold.
+    ident = pl.col(donor.id).cast(pl.String).str.to_lowercase()
+    frame = out.select("_row", ident.hash().alias("h_id"), ident.is_null().alias("_no_id"),
+                       *[e.alias(k) for k, e in _keys(donor).items()]).filter(
+        keep & ~pl.col("_no_id"))
     parts = [
         frame.filter(pl.col(kind).is_not_null() & (pl.col(kind) != "")).select(
-            pl.lit(kind).alias("kind"), pl.col(kind).hash().alias("h_key"),
-            pl.col("_id").hash().alias("h_id"), "_row")
-        for kind in KINDS if kind in frame.columns
+            pl.lit(i, pl.UInt8).alias("kind"), pl.col(kind).hash(seed=i).alias("h_key"),
+            "h_id", "_row")
+        for i, kind in enumerate(KINDS) if kind in frame.columns
     ]
-    return reduce(pl.concat(parts) if parts else pl.DataFrame(schema=HASHES))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=HASHES)
 
 
 def reduce(hashes: pl.DataFrame) -> pl.DataFrame:
-    """One row per (kind, key, donor id): its first row."""
-    return hashes.group_by("kind", "h_key", "h_id").agg(pl.col("_row").min())
+    """One row per (key, donor id): its first row (rows are in file order)."""
+    return hashes.unique(subset=["h_key", "h_id"], keep="first", maintain_order=True)
 
 
 def groups(hashes: pl.DataFrame) -> pl.DataFrame:
     """Keys held by more than one donor id: kind, h_key, donors (count), rows (first row of
-    each donor, in file order), first."""
+    each donor, in file order), first. A hash pass finds the repeated keys first, so only
+    their rows are grouped."""
+    repeated = hashes.filter(pl.col("h_key").is_duplicated())
     return (
-        reduce(hashes)
+        reduce(repeated)
         .group_by("kind", "h_key")
         .agg(pl.len().alias("donors"), pl.col("_row").sort().alias("rows"))
         .filter(pl.col("donors") > 1)
@@ -137,31 +161,35 @@ def _values(src: SourceFile, spec: Spec, donor: DonorFields, rows: set[int],
 
 
 def file_block(
-    hashes: list[pl.DataFrame], src: SourceFile, spec: Spec, offset: int
+    batches: list[BatchDonors], src: SourceFile, spec: Spec, offset: int
 ) -> dict[str, Any]:
     """The possible duplicates of one file: counts by signal and a bounded sample."""
     donor = donor_fields(spec)
+    hashes = [b.hashes for b in batches]
     found = groups(pl.concat(hashes)) if donor is not None and hashes else pl.DataFrame(
-        schema={"kind": pl.String, "donors": pl.UInt32})
+        schema={"kind": pl.UInt8, "donors": pl.UInt32})
     counts = {k: {"groups": 0, "donors": 0} for k in KINDS}
     for kind, n, donors in found.group_by("kind").agg(pl.len(), pl.col("donors").sum()).rows():
-        counts[kind] = {"groups": n, "donors": int(donors)}
+        counts[KINDS[kind]] = {"groups": n, "donors": int(donors)}
     block: dict[str, Any] = {"groups": found.height, "by": counts, "sample": []}
     if donor is None or not found.height:
         return block
     sample = found.head(SAMPLE_GROUPS).with_columns(pl.col("rows").list.head(SAMPLE_DONORS))
     rows = {r for group in sample["rows"].to_list() for r in group}
-    values = {r["_row"]: r for f in _values(src, spec, donor, rows, offset)
-              for r in f.iter_rows(named=True)}
+    values = {r["_row"]: r for b in batches if b.values is not None
+              for r in b.values.iter_rows(named=True) if r["_row"] in rows}
+    if rows - set(values):  # a group across batches: read its first rows back
+        values |= {r["_row"]: r for f in _values(src, spec, donor, rows - set(values), offset)
+                   for r in f.iter_rows(named=True)}
     for kind, _, n, members, _ in sample.iter_rows():
         first = values.get(members[0], {})
-        if kind == "email":
+        if KINDS[kind] == "email":
             shown = first.get(donor.email or "")
         else:
             name = f"{first.get(donor.first or '') or ''} {first.get(donor.last or '') or ''}"
             shown = f"{name.strip()}, {first.get(donor.postal or '') or ''}"
         block["sample"].append({
-            "by": kind,
+            "by": KINDS[kind],
             "value": shown,
             "donors": [{"id": values.get(r, {}).get(donor.id), "file": src.display,
                         "record": values.get(r, {}).get("_record")} for r in members],

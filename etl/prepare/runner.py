@@ -148,7 +148,7 @@ class Batch:
     failures: pl.DataFrame
     payloads: pl.DataFrame
     amounts: pl.DataFrame
-    donors: pl.DataFrame  # hashes of the valid rows' donor keys
+    donor_keys: donors.BatchDonors  # the valid rows' donor keys, hashed
 
 
 def _validate_batch(
@@ -176,8 +176,8 @@ def _validate_batch(
     payloads = out.filter(keep).select(
         "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
     )
-    hashes = donors.batch_hashes(out, keep, donors.donor_fields(spec))
-    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields), hashes)
+    found = donors.from_batch(out, keep, donors.donor_fields(spec))
+    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields), found)
 
 
 def _validate_file(
@@ -206,7 +206,7 @@ def _validate_file(
                 kept.append(batch.payloads)
             batch.payloads = batch.payloads.clear()
             parts.append(batch)
-        duplicates = donors.file_block([b.donors for b in parts], src, loaded.spec, offset)
+        duplicates = donors.file_block([b.donor_keys for b in parts], src, loaded.spec, offset)
         display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
     rows = sum(b.rows for b in parts)
     rejected = sum(b.rejects.height for b in parts)
