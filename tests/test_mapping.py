@@ -254,3 +254,21 @@ def test_a_null_parquet_list_or_struct_is_left_out_of_the_payload(tmp_path, writ
     assert "tags" not in second and "address2" not in second  # never the text "null"
     assert third["tags"] == "[]"  # an empty list is a value (tests/test_sources.py pins it)
     assert "null" not in result.payloads["_payload"][1]
+
+
+def test_branches_of_different_types_meet_as_text_and_are_typed_once(write):
+    """A parsed amount in one branch and a constant true in the other have no common type:
+    without casting, polars stops the run; with it, `true` is rejected as not an amount."""
+    csv = "id,amount,date,donor,k\nG1,12.50,2024-01-02,D1,a\nG2,12.50,2024-01-02,D2,b\n"
+    result = _gifts(write, csv, """
+    isPrivate:
+      when: [{column: k, equals: a, then: {column: k, value_map: {a: "yes"}}}]
+      else: false
+    exchangeRate:
+      when: [{column: k, equals: a, then: {column: amount, transforms: [parse_amount]}}]
+      else: true
+    """)
+    assert result.failures.select("_record", "field", "rule").rows() == [
+        (2, "exchangeRate", "number")]
+    (sent,) = _sent(result)
+    assert sent["isPrivate"] is True and sent["exchangeRate"] == 12.5

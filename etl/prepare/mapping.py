@@ -146,12 +146,16 @@ def _condition(case: Case) -> pl.Expr:
     return col == str(case.equals)
 
 
-def _branch(value: Scalar | Mapping | None, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
-    """A `then` / `else`: a constant, or a mapping's value and errors (before typing)."""
+def _branch(
+    value: Scalar | Mapping | None, stages: Stages, common: Any
+) -> tuple[pl.Expr, list[pl.Expr]]:
+    """A `then` / `else`: a constant, or a mapping's value and errors (before typing), cast
+    to `common` when given."""
     if isinstance(value, Mapping):
         expr, errors, _ = _chain(value, stages)
-        return expr, errors
-    return pl.lit(value), []
+    else:
+        expr, errors = pl.lit(value), []
+    return (expr.cast(common) if common is not None else expr), errors
 
 
 def _base(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
@@ -164,16 +168,19 @@ def _base(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
         return pl.lit(m.constant), []
     # One when/then chain for the value and one for the error: a branch's error only counts
     # on the rows that take it (an organization's name is not split into first/last).
+    # Branches that are mappings may differ in type (a parsed amount, a constant true): they
+    # meet as text, and the field's typing parses the result like any other mapped text.
+    common = pl.String if m.branches() else None
     values: Any = pl
     errors: Any = pl
     failing = False
     for case in m.when:
         cond = _condition(case)
-        value, errs = _branch(case.then, stages)
+        value, errs = _branch(case.then, stages, common)
         values = values.when(cond).then(value)
         errors = errors.when(cond).then(_first_error(errs))
         failing = failing or bool(errs)
-    value, errs = _branch(m.else_, stages)
+    value, errs = _branch(m.else_, stages, common)
     error = errors.otherwise(_first_error(errs))
     return values.otherwise(value), ([error] if failing or errs else [])
 
