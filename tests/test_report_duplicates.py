@@ -121,8 +121,8 @@ def test_report_json_html_and_summary_show_them_escaped(write, tmp_path: Path):
     assert "&lt;Script&gt;Alert(1)&lt;/Script&gt; Lee, 07001" in page  # (title-cased)
     assert "<script>" not in page.lower()
     summary = summary_table(result)
-    assert ("possible duplicate donors: 1 group(s) (same email 0, same name + postal 1), not "
-            "merged") in summary
+    assert ("  possible duplicate donors: 1 group(s) (email 0, name + postal 1), not merged: "
+            "see report.html") in summary.splitlines()
 
 
 def test_no_duplicates_says_so_and_keeps_the_summary_short(write):

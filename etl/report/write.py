@@ -240,9 +240,9 @@ def summary_table(result: ValidationResult, prematch: dict[str, Any] | None = No
     if dupes.get("groups"):
         by = dupes["by"]
         lines.append(
-            f"  possible duplicate donors: {dupes['groups']:,} group(s) (same email "
-            f"{by['email']['groups']:,}, same name + postal {by['name_postal']['groups']:,}),"
-            " not merged: review them in report.html")
+            f"  possible duplicate donors: {dupes['groups']:,} group(s) (email "
+            f"{by['email']['groups']:,}, name + postal {by['name_postal']['groups']:,}), "
+            "not merged: see report.html")
     if prematch is not None:
         lines += prematch_lines(prematch)
     return "\n".join(lines)
