@@ -191,7 +191,7 @@ def test_needs_update_gifts_become_needs_review_after_the_window(sandbox: Sandbo
     assert later.exit_code == 1 and later.needs_review == 2 and later.open_reviews == 2
     report = Path(later.review_csv or "")
     assert report == tmp_path / "reports" / "needs_review.csv"
-    with report.open(newline="") as f:
+    with report.open(newline="", encoding="utf-8-sig") as f:
         listed = list(csv.DictReader(f))
     assert [(r["record"], r["id"], r["status_before"]) for r in listed] == [
         ("4", "G3", "accepted"), ("9", "'=G99", "accepted")]

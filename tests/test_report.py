@@ -191,8 +191,8 @@ def test_rejects_csv_round_trips_with_formulas_neutralized(
 def test_rejects_csv_empty_keeps_header(tmp_path: Path) -> None:
     empty = make_result().rejects.clear()
     paths = write_report(make_result(rejects=empty), tmp_path)
-    assert paths.rejects_csv.read_text().splitlines() == [
-        "Donor,Amount,Note," + ",".join(REJECT_META)
+    assert paths.rejects_csv.read_text(encoding="utf-8").splitlines() == [
+        "\ufeffDonor,Amount,Note," + ",".join(REJECT_META)
     ]
 
 
@@ -338,7 +338,7 @@ def test_write_csv_neutralizes_header_cells_too(tmp_path: Path) -> None:
     df = pl.DataFrame({"=cmd|' /C calc'!A0": ["=1+1"], "@SUM(1)": ["x"], "-5": ["-5"],
                        "'=dup": ["taken"], "=dup": ["y"], "ok": ["-25.00"]})
     path = write_csv(df, tmp_path / "x.csv")
-    header = path.read_text(encoding="utf-8").splitlines()[0]
+    header = path.read_text(encoding="utf-8-sig").splitlines()[0]
     back = pl.read_csv(path, infer_schema=False)
     assert back.columns == ["'=cmd|' /C calc'!A0", "'@SUM(1)", "-5", "'=dup", "''=dup", "ok"]
     assert back.row(0) == ("'=1+1", "x", "-5", "taken", "y", "-25.00")

@@ -187,7 +187,24 @@ def test_upper_lower() -> None:
         ("macdonald", "Macdonald"),  # only "Mc" is handled: Mac is ambiguous (Macy, Mack)
         ("mary-jane", "Mary-Jane"),
         ("mary-jane smith", "Mary-Jane Smith"),
-        ("de la cruz", "De la Cruz"),  # particles stay capitalised as the first word
+        # surname particles (issue 14): kept as written as the first word of a cased value
+        ("de la Cruz", "de la Cruz"),
+        ("van Beethoven", "van Beethoven"),
+        ("van der Berg", "van der Berg"),
+        ("De Luca", "De Luca"),
+        ("De La Cruz", "De la Cruz"),
+        ("de la cruz", "De la Cruz"),  # no case to keep: capitalised as the first word
+        ("DE LA CRUZ", "De la Cruz"),
+        ("del smith", "Del Smith"),
+        ("Maria De La Cruz", "Maria de la Cruz"),
+        ("Jean le Rond", "Jean le Rond"),  # le, bin, ibn: lower only where written lower
+        ("Nguyen Le Anh", "Nguyen Le Anh"),
+        ("NGUYEN LE ANH", "Nguyen Le Anh"),
+        ("mohammed bin salman", "Mohammed Bin Salman"),
+        ("Mohammed bin Salman", "Mohammed bin Salman"),
+        ("Li Bin", "Li Bin"),
+        ("de McDonald", "de McDonald"),
+        ("van o'brien-mcneil", "Van O'Brien-McNeil"),
         ("maria de la cruz", "Maria de la Cruz"),
         ("ludwig van beethoven", "Ludwig van Beethoven"),
         ("JOHANN VON NEUMANN", "Johann von Neumann"),

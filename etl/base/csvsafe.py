@@ -1,6 +1,8 @@
 """CSV injection defence for files a person opens in a spreadsheet: every CSV the tool writes
 (rejects.csv, needs_review.csv, `etl ledger export --format csv`) goes through `write_csv`.
 
+Every CSV starts with a UTF-8 byte-order mark unless asked not to (see `write_csv`).
+
 A text cell starting with `=`, `+`, `-`, `@`, tab or carriage return is executed by Excel,
 LibreOffice and Google Sheets as a formula. Following the OWASP "CSV Injection" guidance such
 cells get a leading single quote `'`, which makes the spreadsheet show the text instead.
@@ -81,10 +83,15 @@ def neutralize_header(df: pl.DataFrame) -> pl.DataFrame:
     return df.rename(renames) if renames else df
 
 
-def write_csv(df: pl.DataFrame, path: str | Path) -> Path:
+def write_csv(df: pl.DataFrame, path: str | Path, *, bom: bool = True) -> Path:
     """The one CSV writer: header and cells spreadsheet-safe, secrets redacted, written whole
-    to a temporary file and renamed over `path` (refused if `path` is a link or a device)."""
+    to a temporary file and renamed over `path` (refused if `path` is a link or a device).
+
+    UTF-8 with a byte-order mark by default: Excel opens a CSV without one in the machine's
+    ANSI code page and garbles accented names ("ZoÃ«"); with it, Excel reads UTF-8. The tool's
+    own CSV reader, polars and Python's "utf-8-sig" skip the mark. `bom=False` for programs that
+    do not (`output.csv_bom: false` in a spec)."""
     safe = neutralize_header(neutralize_formulas(redact_frame(df)))
     with atomic(path) as tmp:
-        safe.write_csv(tmp)
+        safe.write_csv(tmp, include_bom=bom)
     return Path(path)

@@ -151,7 +151,8 @@ def _reconcile(loaded: LoadedSpec, path: Path, options: ReconcileOptions,
         _tally(store, before, summary)
         summary.counts = store.status_counts()
         summary.open_reviews = store.open_review_count()
-        summary.review_csv = str(_write_review(store, review_dir))
+        summary.review_csv = str(_write_review(store, review_dir,
+                                               bom=spec.output.csv_bom))
         if summary.exit_code == EXIT_OK:
             summary.exit_code, summary.exit_reason = _verdict(summary)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
@@ -365,9 +366,9 @@ def _tally(store: ReconStore, before: list[OpenRow], summary: ReconcileSummary) 
                           sums.items(), key=lambda kv: (STAGES.index(kv[0][0]), kv[0][1]))]
 
 
-def _write_review(store: ReconStore, out_dir: Path) -> Path:
+def _write_review(store: ReconStore, out_dir: Path, *, bom: bool = True) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    return write_csv(store.review_frame(), out_dir / "needs_review.csv")
+    return write_csv(store.review_frame(), out_dir / "needs_review.csv", bom=bom)
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import Any
 import polars as pl
 
 from etl import transforms
-from etl.spec.parse import KeyId, Mapping, Spec, template_columns
+from etl.spec.model import Scalar
+from etl.spec.parse import Case, KeyId, Mapping, Spec, template_columns
 from etl.targets import Target
-from etl.transforms.money import MONEY, parse_number
+from etl.transforms.money import parse_number
 
 SEP = "\x1f"  # separates the rule name from the message inside an error cell
 ERR = "__err__"
@@ -107,7 +108,8 @@ def with_stages(lf: pl.LazyFrame, plans: list[FieldPlan]) -> pl.LazyFrame:
     return lf
 
 
-def _err(rule: str, message: pl.Expr) -> pl.Expr:
+def error_cell(rule: str, message: pl.Expr) -> pl.Expr:
+    """An error cell: the rule name, the separator, the message."""
     return pl.lit(rule + SEP) + message
 
 
@@ -115,7 +117,8 @@ def _first_error(errors: list[pl.Expr]) -> pl.Expr:
     return pl.coalesce(errors) if errors else pl.lit(None, pl.String)
 
 
-def _quoted(expr: pl.Expr) -> pl.Expr:
+def quoted(expr: pl.Expr) -> pl.Expr:
+    """The value as text in single quotes, for messages."""
     return pl.lit("'") + expr.cast(pl.String) + pl.lit("'")
 
 
@@ -134,37 +137,64 @@ def template_expr(template: str) -> pl.Expr:
     return pl.when(joined == "").then(None).otherwise(joined)
 
 
-def _base(m: Mapping) -> pl.Expr:
+def _condition(case: Case) -> pl.Expr:
+    col = pl.col(case.column).cast(pl.String)  # typed Parquet columns compare as text
+    if case.is_null is not None:
+        return col.is_null() if case.is_null else col.is_not_null()
+    if case.in_ is not None:
+        return col.is_in([str(v) for v in case.in_])
+    return col == str(case.equals)
+
+
+def _branch(
+    value: Scalar | Mapping | None, stages: Stages, common: Any
+) -> tuple[pl.Expr, list[pl.Expr]]:
+    """A `then` / `else`: a constant, or a mapping's value and errors (before typing), cast
+    to `common` when given."""
+    if isinstance(value, Mapping):
+        expr, errors, _ = _chain(value, stages)
+    else:
+        expr, errors = pl.lit(value), []
+    return (expr.cast(common) if common is not None else expr), errors
+
+
+def _base(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr]]:
+    """The mapping's value before its transforms, and the errors of its branches."""
     if m.column is not None:
-        return pl.col(m.column)
+        return pl.col(m.column), []
     if m.template is not None:
-        return template_expr(m.template)
-    if m.when is not None:
-        chain: Any = pl
-        for case in m.when:
-            col = pl.col(case.column).cast(pl.String)  # typed Parquet columns compare as text
-            if case.is_null is not None:
-                cond = col.is_null() if case.is_null else col.is_not_null()
-            elif case.in_ is not None:
-                cond = col.is_in([str(v) for v in case.in_])
-            else:
-                cond = col == str(case.equals)
-            chain = chain.when(cond).then(pl.lit(case.then))
-        return chain.otherwise(pl.lit(m.else_))
-    return pl.lit(m.constant)
+        return template_expr(m.template), []
+    if m.when is None:
+        return pl.lit(m.constant), []
+    # One when/then chain for the value and one for the error: a branch's error only counts
+    # on the rows that take it (an organization's name is not split into first/last).
+    # Branches that are mappings may differ in type (a parsed amount, a constant true): they
+    # meet as text, and the field's typing parses the result like any other mapped text.
+    common = pl.String if m.branches() else None
+    values: Any = pl
+    errors: Any = pl
+    failing = False
+    for case in m.when:
+        cond = _condition(case)
+        value, errs = _branch(case.then, stages, common)
+        values = values.when(cond).then(value)
+        errors = errors.when(cond).then(_first_error(errs))
+        failing = failing or bool(errs)
+    value, errs = _branch(m.else_, stages, common)
+    error = errors.otherwise(_first_error(errs))
+    return values.otherwise(value), ([error] if failing or errs else [])
 
 
-def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, Stages]:
-    """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
-    stages = Stages(field)
-    value = _base(m)
-    bound = m.column is not None  # a plain column: reading it twice costs nothing
-    errors: list[pl.Expr] = []
+def _chain(m: Mapping, stages: Stages) -> tuple[pl.Expr, list[pl.Expr], bool]:
+    """Base value, transforms and value map: the value (untyped), its errors, and whether it
+    is still a plain column (reading it twice costs nothing)."""
+    value, errors = _base(m, stages)
+    bound = m.column is not None
     for name, args in m.steps():
         fn = transforms.REGISTRY[name]
         value, error = stages.apply(lambda v, fn=fn, args=args: fn(v, **args), value, bound)
         if error is not None:
-            errors.append(_err(name, error))
+            errors.append(error_cell(name, error))
         bound = False
     if m.value_map is not None:
         if not bound:
@@ -177,9 +207,9 @@ def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, p
             known = ", ".join(list(m.value_map)[:12])
             errors.append(
                 pl.when(unknown).then(
-                    _err(
+                    error_cell(
                         "value_map",
-                        pl.lit("unmapped value ") + _quoted(value) + pl.lit(f" (mapped: {known})"),
+                        pl.lit("unmapped value ") + quoted(value) + pl.lit(f" (mapped: {known})"),
                     )
                 )
             )
@@ -188,6 +218,13 @@ def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, p
         elif m.unmapped == "default":
             mapped = pl.when(unknown).then(pl.lit(m.default)).otherwise(mapped)
         value, bound = mapped, False
+    return value, errors, bound
+
+
+def plan_mapping(m: Mapping, kind: str, field: str) -> tuple[pl.Expr, pl.Expr, pl.Expr, Stages]:
+    """Value, error and raw expressions for one mapping typed as `kind`, and their stages."""
+    stages = Stages(field)
+    value, errors, bound = _chain(m, stages)
     value, type_error = _typed(value, kind, stages, bound)
     if type_error is not None:
         errors.append(type_error)
@@ -206,20 +243,21 @@ def _typed(
             "number": (parse_number, "number", {}),
         }[kind]
         value, error = stages.apply(lambda v: fn(v, **args), value, bound)
-        return value, (_err(rule, error) if error is not None else None)
+        return value, (error_cell(rule, error) if error is not None else None)
     if kind in ("int", "bool") and not bound:
         value = stages.bind(value)
     if kind == "int":
         as_int = value.cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
         bad = value.is_not_null() & as_int.is_null()
         return as_int, pl.when(bad).then(
-            _err("integer", pl.lit("not a whole number: ") + _quoted(value))
+            error_cell("integer", pl.lit("not a whole number: ") + quoted(value))
         )
     if kind == "bool":
         text = value.cast(pl.String).str.strip_chars().str.to_lowercase()
         as_bool = text.replace_strict(_BOOL, default=None, return_dtype=pl.Boolean)
         bad = value.is_not_null() & as_bool.is_null()
-        return as_bool, pl.when(bad).then(_err("boolean", pl.lit("not yes/no: ") + _quoted(value)))
+        message = error_cell("boolean", pl.lit("not yes/no: ") + quoted(value))
+        return as_bool, pl.when(bad).then(message)
     text = value.cast(pl.String).str.strip_chars()
     text = pl.when(text == "").then(None).otherwise(text)
     if kind == "tags":
@@ -268,45 +306,7 @@ def plan(spec: Spec, target: Target) -> list[FieldPlan]:
     for field, m in spec.mappings.items():
         value, error, raw, stages = plan_mapping(m, target.kind(field) or "str", field)
         plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
-    plans += _designations(spec)
-    return plans
+    # designations build on plan_mapping: their module imports this one
+    from etl.prepare.designations import designation_plans
 
-
-def _designations(spec: Spec) -> list[FieldPlan]:
-    """`designations.<i>.<code|name|id>` and `designations.<i>.amountDesignated` columns."""
-    plans: list[FieldPlan] = []
-    amounts: list[pl.Expr] = []
-    every: list[tuple[str, pl.Expr]] = []  # all designation stages (the rest amount reads them)
-    rest_index: int | None = None
-    for i, d in enumerate(spec.designations):
-        by = "code" if d.code else ("name" if d.name else "id")
-        m = d.code or d.name or d.id
-        assert m is not None
-        field = f"designations.{i}.{by}"
-        value, error, raw, stages = plan_mapping(m, "int" if by == "id" else "str", field)
-        plans.append(FieldPlan(field, value, error, raw, tuple(stages.items)))
-        every += stages.items
-        if d.amount is None:
-            rest_index = i
-            continue
-        field = f"designations.{i}.amountDesignated"
-        amount, aerror, araw, astages = plan_mapping(d.amount, "money", field)
-        amount = pl.when(value.is_not_null()).then(amount)
-        amounts.append(amount.fill_null(pl.lit(0, MONEY)))
-        plans.append(
-            FieldPlan(field, amount, aerror, araw, tuple(stages.items + astages.items))
-        )
-        every += astages.items
-    if rest_index is not None:
-        gift = pl.col(OUT + "amount")
-        total = gift - pl.sum_horizontal(amounts) if amounts else gift
-        plans.append(
-            FieldPlan(
-                f"designations.{rest_index}.amountDesignated",
-                total.round(2),
-                pl.lit(None, pl.String),
-                total.cast(pl.String),
-                tuple(every),
-            )
-        )
-    return plans
+    return plans + designation_plans(spec)

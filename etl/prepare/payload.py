@@ -113,7 +113,8 @@ def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.
         project = pl.col(prefix + by)
         amount = pl.col(prefix + "amountDesignated")
         items.append(
-            pl.when(project.is_not_null()).then(
+            # no amount: a constant project with an empty amount column, not a designation
+            pl.when(project.is_not_null() & amount.is_not_null()).then(
                 pl.concat_str(
                     [
                         pl.lit('{"' + by + '":'),

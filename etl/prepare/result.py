@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -48,6 +49,10 @@ class ValidationResult:
     control_totals: dict[str, dict[str, object]]
     warnings: list[str] = field(default_factory=list)
     payloads_sampled: bool = False  # True: `payloads` is a sample, the rest went to a sink
+    csv_bom: bool = True  # the spec's `output.csv_bom`: rejects.csv starts with a UTF-8 BOM
+    # Different donor ids with the same email or name + postal code (etl/prepare/donors.py):
+    # {"groups", "by": {signal: {"groups", "donors"}}, "sample": [...], "sample_limit", "note"}
+    possible_duplicates: dict[str, Any] | None = None
 
     @property
     def read(self) -> int:

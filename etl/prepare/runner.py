@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from etl import __version__
-from etl.prepare import mapping
+from etl.prepare import donors, mapping
 from etl.prepare.mapping import ERR, OUT, RAW
 from etl.prepare.payload import escape_needs, payload_expr, strip_empty
 from etl.prepare.result import FileInfo, ValidationResult
@@ -36,6 +36,7 @@ class FileOutcome:
     payloads: pl.DataFrame
     amounts: pl.DataFrame
     warnings: list[str]
+    duplicates: dict[str, object]  # possible duplicate donors (etl/prepare/donors.py)
 
 
 DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
@@ -147,6 +148,7 @@ class Batch:
     failures: pl.DataFrame
     payloads: pl.DataFrame
     amounts: pl.DataFrame
+    donor_keys: donors.BatchDonors  # the valid rows' donor keys, hashed
 
 
 def _validate_batch(
@@ -174,7 +176,8 @@ def _validate_batch(
     payloads = out.filter(keep).select(
         "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
     )
-    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields))
+    found = donors.from_batch(out, keep, donors.donor_fields(spec))
+    return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields), found)
 
 
 def _validate_file(
@@ -203,6 +206,7 @@ def _validate_file(
                 kept.append(batch.payloads)
             batch.payloads = batch.payloads.clear()
             parts.append(batch)
+        duplicates = donors.file_block([b.donor_keys for b in parts], src, loaded.spec, offset)
         display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
     rows = sum(b.rows for b in parts)
     rejected = sum(b.rejects.height for b in parts)
@@ -220,6 +224,7 @@ def _validate_file(
         payloads,
         pl.concat([b.amounts for b in parts]) if parts else _EMPTY_AMOUNTS,
         [f"{display}: {w}" for w in notes],
+        duplicates,
     )
 
 
@@ -314,4 +319,6 @@ def validate_pipeline(
         control_totals=_control_totals(outcomes),
         warnings=[w for o in outcomes for w in o.warnings],
         payloads_sampled=payload_sink is not None,
+        csv_bom=loaded.spec.output.csv_bom,
+        possible_duplicates=donors.combine([o.duplicates for o in outcomes]),
     )

@@ -196,13 +196,9 @@ def open_parquet(
     for c in header:
         dtype = schema[c]
         if dtype.is_nested():
-            exprs.append(
-                pl.struct(pl.col(c).alias("v"))
-                .struct.json_encode()
-                .str.slice(5)
-                .str.head(-1)
-                .alias(c)
-            )
+            text = pl.struct(pl.col(c).alias("v")).struct.json_encode().str.slice(5).str.head(-1)
+            # A null is no value, as an empty CSV cell: never the text "null".
+            exprs.append(pl.when(pl.col(c).is_null()).then(None).otherwise(text).alias(c))
         elif isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
             local = pl.col(c).dt.convert_time_zone(zone) if zone else pl.col(c)
             exprs.append(local.dt.replace_time_zone(None).alias(c))

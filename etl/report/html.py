@@ -233,6 +233,39 @@ def _prematch(block: dict[str, Any] | None) -> str:
             + f'<p class="note">{esc(note)}</p></section>')
 
 
+def _duplicates(block: dict[str, Any] | None) -> str:
+    """Possible duplicate donors: counts by signal and the sample groups, for review."""
+    if block is None:
+        return ""
+    head = '<section id="duplicates"><h2>Possible duplicate donors</h2>'
+    if not block.get("groups"):
+        return head + ('<p class="note">No two donor ids share an email, or a name and postal '
+                       "code.</p></section>")
+    by = block["by"]
+    cards = "".join([
+        _card("groups", f"{block['groups']:,}"),
+        _card("same email", f"{by['email']['groups']:,}"),
+        _card("same name + postal", f"{by['name_postal']['groups']:,}"),
+    ])
+    labels = {"email": "same email", "name_postal": "same name + postal"}
+    rows = []
+    for group in block.get("sample") or []:
+        donors = "<br>".join(
+            f"<code>{esc(d.get('id'))}</code> · record {esc(d.get('record'))} · "
+            f"<code>{esc(d.get('file'))}</code>" for d in group["donors"])
+        if group.get("more_donors"):
+            donors += f"<br>… {group['more_donors']:,} more"
+        rows.append([esc(labels.get(group["by"], group["by"])), esc(_short(group["value"])),
+                     donors])
+    shown = len(block.get("sample") or [])
+    note = (f"First {shown} of {block['groups']:,} groups; all counts are in report.json. "
+            f"{block.get('note', '')}")
+    return (head + f'<div class="cards">{cards}</div>'
+            + _table([("signal", False), ("value", False), ("donors (id · record · file)", False)],
+                     rows)
+            + f'<p class="note">{esc(note)}</p></section>')
+
+
 def render_html(result: ValidationResult, report: dict[str, Any]) -> str:
     """The whole page. `report` is the report.json content (counts, failures, timestamps)."""
     failures = report["failures"]
@@ -259,6 +292,7 @@ def render_html(result: ValidationResult, report: dict[str, Any]) -> str:
         f'<header><h1>Dry run: {esc(result.pipeline)}</h1><p class="meta">{meta}</p></header>'
         + _summary(result, report)
         + _prematch(report.get("prematch"))
+        + _duplicates(report.get("possible_duplicates"))
         + f"<section><h2>Failures by field and rule</h2>{_chart(failures)}{more}</section>"
         + f"<section><h2>Sample rejected rows</h2>{_rejects(result)}</section>"
         + f"<section><h2>Sample payloads</h2>{_payloads(result)}</section>"

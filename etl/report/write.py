@@ -73,7 +73,7 @@ def write_report(
         check_target(path)  # refuse before writing any: never half a report
     report = report if report is not None else build_report(result, prematch)
     write_json(paths.report_json, report)
-    write_csv(result.rejects, paths.rejects_csv)
+    write_csv(result.rejects, paths.rejects_csv, bom=result.csv_bom)
     if payloads_file is not None:  # already written batch by batch (PayloadWriter)
         replace(payloads_file, paths.payloads_jsonl)
     else:
@@ -127,6 +127,8 @@ def build_report(
             "payload_rows_match": result.payloads_sampled or result.payloads.height == result.valid,
         },
     }
+    if result.possible_duplicates is not None:
+        report["possible_duplicates"] = result.possible_duplicates
     if prematch is not None:
         report["prematch"] = prematch
     return report
@@ -234,6 +236,13 @@ def summary_table(result: ValidationResult, prematch: dict[str, Any] | None = No
             lines.append(f"  ... {len(amounts) - MAX_CURRENCIES} more currencies in report.json")
     if result.warnings:
         lines.append(f"  {len(result.warnings)} warning(s): see report.json")
+    dupes = result.possible_duplicates or {}
+    if dupes.get("groups"):
+        by = dupes["by"]
+        lines.append(
+            f"  possible duplicate donors: {dupes['groups']:,} group(s) (email "
+            f"{by['email']['groups']:,}, name + postal {by['name_postal']['groups']:,}), "
+            "not merged: see report.html")
     if prematch is not None:
         lines += prematch_lines(prematch)
     return "\n".join(lines)

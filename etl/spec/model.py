@@ -122,14 +122,24 @@ class Keys(_Model):
     duplicates: Literal["keep_first", "keep_last", "reject_all"] = "reject_all"
 
 
+Scalar = str | int | float | bool
+
+
 class Case(_Model):
-    """One branch of a conditional mapping: when `column` matches, the value is `then`."""
+    """One branch of a conditional mapping: when `column` matches, the value is `then`: a
+    constant, or a mapping of its own (`{column: ..., transforms: [...]}`, `{template: ...}`)."""
 
     column: str
-    equals: str | int | float | bool | None = None
+    equals: Scalar | None = None
     in_: list[str | int | float] | None = Field(None, alias="in")
     is_null: bool | None = None
-    then: str | int | float | bool
+    then: Scalar | Mapping | None = Field(
+        description="A constant (null: no value), or a column, template or transform chain as "
+        "a mapping: {column: Full Name, transforms: [trim]}")
+
+    def columns(self) -> list[str]:
+        """The tested column and what `then` reads."""
+        return [self.column] + (self.then.columns() if isinstance(self.then, Mapping) else [])
 
 
 TransformRef = str | dict[str, Any]
@@ -142,7 +152,8 @@ class Mapping(_Model):
     constant: str | int | float | bool | None = None
     template: str | None = None
     when: list[Case] | None = None
-    else_: str | int | float | bool | None = Field(None, alias="else")
+    else_: Scalar | Mapping | None = Field(
+        None, alias="else", description="The value when no case matches: a constant or a mapping")
     transforms: list[TransformRef] = Field(default_factory=list)
     value_map: dict[str, str] | None = None
     unmapped: Literal["reject", "keep", "default", "null"] = "reject"
@@ -166,7 +177,18 @@ class Mapping(_Model):
             raise ValueError("unmapped: default needs a `default:` value")
         if self.value_map is None and self.unmapped != "reject":
             raise ValueError("`unmapped` only applies with a value_map")
+        if self.when is None and self.else_ is not None:
+            raise ValueError("`else` only applies with `when`")
+        for branch in [c.then for c in self.when or []] + [self.else_]:
+            if isinstance(branch, Mapping) and branch.when is not None:
+                raise ValueError("a `then` or `else` mapping cannot have its own `when`: "
+                                 "list the combined conditions as cases of one `when`")
         return self
+
+    def branches(self) -> list[Mapping]:
+        """The `then` / `else` values that are mappings of their own (not constants)."""
+        found = [c.then for c in self.when or []] + [self.else_]
+        return [b for b in found if isinstance(b, Mapping)]
 
     def steps(self) -> list[tuple[str, dict[str, Any]]]:
         """The transform chain as (name, args) pairs."""
@@ -179,6 +201,21 @@ class Mapping(_Model):
                 out.append((name, dict(args or {})))
         return out
 
+    def all_steps(self) -> list[tuple[tuple[str | int, ...], str, dict[str, Any]]]:
+        """Every transform step of the mapping and of its `then` / `else` mappings, each with
+        its place under the mapping (for error locations): (("transforms", 0), name, args)."""
+        Place = tuple[str | int, ...]
+        found: list[tuple[Place, str, dict[str, Any]]] = [
+            (("transforms", i), name, args) for i, (name, args) in enumerate(self.steps())
+        ]
+        places: list[tuple[Place, Scalar | Mapping | None]] = [
+            (("when", k, "then"), c.then) for k, c in enumerate(self.when or [])
+        ] + [(("else",), self.else_)]
+        for place, branch in places:
+            if isinstance(branch, Mapping):
+                found += [(place + sub, name, args) for sub, name, args in branch.all_steps()]
+        return found
+
     def columns(self) -> list[str]:
         """Every source column this mapping reads."""
         cols: list[str] = []
@@ -187,12 +224,17 @@ class Mapping(_Model):
         if self.template:
             cols += template_columns(self.template)
         for case in self.when or []:
-            cols.append(case.column)
+            cols += case.columns()
+        if isinstance(self.else_, Mapping):
+            cols += self.else_.columns()
         for name, args in self.steps():
             for arg in transforms.COLUMN_ARGS.get(name, ()):
                 value = args.get(arg)
                 cols += [value] if isinstance(value, str) else list(value or [])
         return cols
+
+
+Case.model_rebuild()
 
 
 class Designation(_Model):
@@ -285,6 +327,9 @@ class Output(_Model):
 
     dir: str | None = Field(None, description="Default: reports/<pipeline name>")
     payload_sample: int | None = Field(None, ge=0, description="Write only the first N payloads")
+    csv_bom: bool = Field(
+        True, description="Start rejects.csv with a UTF-8 byte-order mark, so that Excel "
+        "opens accented names correctly; false for programs that do not expect one")
 
 
 Signal = Literal["reference", "email"]

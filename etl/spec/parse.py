@@ -136,8 +136,8 @@ def _semantic_errors(
             err(("rules", field, "earliest"), f"earliest applies to date fields; {field} is "
                 f"{target.kind(field)}")
     for field, mapping in spec.mappings.items():
-        for i, (name, args) in enumerate(mapping.steps()):
-            loc: Loc = ("mappings", field, "transforms", i)
+        for place, name, args in mapping.all_steps():  # with the `then` / `else` mappings'
+            loc: Loc = ("mappings", field, *place)
             if name not in transforms.REGISTRY:
                 close = transforms.suggest(name, sorted(transforms.REGISTRY))
                 err(

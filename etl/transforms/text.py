@@ -47,15 +47,23 @@ def lower(expr: pl.Expr) -> Step:
     return Step(as_text(expr).str.to_lowercase())
 
 
-# Name particles kept lower-case when they are neither the first nor the last word:
-# "maria de la cruz" -> "Maria de la Cruz", but "de la cruz" -> "De la Cruz" and "ana de" ->
-# "Ana De". "le"/"do" are left out: they are common Vietnamese family names.
+# Surname particles kept lower-case when they are neither the first nor the last word:
+# "maria de la cruz" -> "Maria de la Cruz", "JOHANN VON NEUMANN" -> "Johann von Neumann". As the
+# first word a particle keeps the case it was written in: "de la Cruz" and "van Beethoven" stay
+# so, "De Luca" stays so (only the person knows); a value with no case to keep ("DE LA CRUZ",
+# "de la cruz": "del smith" may be Del Smith) starts with a capital, "De la Cruz". The last
+# word is a name ("Ana De"). "le", "bin" and "ibn" are particles only as written: "Le" and
+# "Bin" are also family and given names (Vietnamese, Chinese), so only one written in lower case
+# in a cased value stays lower; "do" is never one.
 # fmt: off
 _PARTICLES = (
     "da", "das", "de", "del", "della", "den", "der", "di", "dos", "du", "la", "van", "von",
 )
+_AS_WRITTEN = ("le", "bin", "ibn")
 # fmt: on
 _PARTICLE_FIXES = {f" {p.title()} ": f" {p} " for p in _PARTICLES}
+# A particle written in lower case at the start, followed by another word.
+_LOWER_FIRST = r"^(" + "|".join(_PARTICLES + _AS_WRITTEN) + r")\s+\S"
 # After title-casing a string padded with one space each side: Mc + letter at a word start, and
 # the generational suffixes II/III/IV as whole words.
 _NAME_FIXES = {
@@ -66,7 +74,8 @@ _NAME_FIXES = {
 
 @transform("title")
 def title(expr: pl.Expr) -> Step:
-    """Title-case names: O'Brien, McDonald, Mary-Jane, Maria de la Cruz, John Smith III.
+    """Title-case names: O'Brien, McDonald, Mary-Jane, Maria de la Cruz, de la Cruz, John
+    Smith III.
 
     A value already written with an inner capital ("DeLuca", "MacArthur", "LaToya") is kept.
     """
@@ -75,9 +84,28 @@ def title(expr: pl.Expr) -> Step:
     fixed = padded.str.replace_many(_NAME_FIXES).str.strip_prefix(" ").str.strip_suffix(" ")
     # A particle match consumes the space after it, so a second pass catches "de la".
     fixed = fixed.str.replace_many(_PARTICLE_FIXES).str.replace_many(_PARTICLE_FIXES)
-    cased = F("text").str.contains(r"\p{Ll}\p{Lu}\p{Ll}")  # lower, upper, lower: deliberate
+    # Each step reads the one before as a struct field: computed once, not once per use.
     scope = pl.struct(text=as_text(expr)).struct.with_fields(
-        value=pl.when(cased).then(F("text")).otherwise(fixed)
+        fixed=fixed, cased=F("text").str.contains(r"\p{Lu}")
+    )
+    # Only a value that was cased at all has a case to keep ("de la cruz" has none).
+    scope = scope.struct.with_fields(
+        first=pl.when(F("cased")).then(F("text").str.extract(_LOWER_FIRST, 1))
+    )
+    for word in _AS_WRITTEN:  # lower inside only where a cased value wrote it lower
+        inside = f" {word} "
+        written = F("cased") & F("text").str.contains(inside, literal=True)
+        scope = scope.struct.with_fields(fixed=pl.when(written)
+                                         .then(F("fixed").str.replace_all(
+                                             inside.title(), inside, literal=True))
+                                         .otherwise(F("fixed")))
+    # The first word is an ASCII particle: the titled text has it at the same place.
+    kept = pl.concat_str([F("first"), F("fixed").str.slice(F("first").str.len_chars())])
+    deliberate = F("text").str.contains(r"\p{Ll}\p{Lu}\p{Ll}")  # lower, upper, lower
+    scope = scope.struct.with_fields(
+        value=pl.when(deliberate).then(F("text"))
+        .when(F("first").is_not_null()).then(kept)
+        .otherwise(F("fixed"))
     )
     return step_result(scope, error=False)
 
