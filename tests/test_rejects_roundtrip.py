@@ -1,0 +1,99 @@
+"""Fix the cells of rejects.csv and feed the file back (issue 13): the tool's `_` columns and
+formula guards are left out on reading, the BOM is skipped, the rows keep their keys."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from etl.cli.app import main as cli
+from etl.prepare.runner import validate_pipeline
+from etl.report.write import write_report
+from etl.spec.parse import load_spec
+
+TODAY = dt.date(2026, 11, 24)
+SPEC = """
+    name: t
+    target: contact_transaction
+    source: {{path: {path}}}
+    keys: {{source: S, id: {{column: id}}}}
+    mappings:
+      firstName: first
+      lastName: last
+      phone: phone
+      email: {{column: email, transforms: [normalize_email]}}
+"""
+DIRTY = ("id,first,last,phone,email\n"
+         "C1,Zoë,Núñez,+1 718 824 6926,zoe@\n"
+         "C2,Ann,Lee,,ann@example.org\n"
+         "C3,=Bob,-Day,@home,bob@@x\n"
+         "C4,'Kim,O'Hara,-5,kim@\n")
+FIXES = {"C1": "zoe@example.org", "C3": "bob@example.org", "C4": "kim@example.org"}
+
+
+def _payloads(write, spec_name: str, path: str, out: Path) -> tuple[dict[str, str], Path]:
+    loaded = load_spec(write(spec_name, SPEC.format(path=path)))
+    result = validate_pipeline(loaded, today=TODAY)
+    paths = write_report(result, out)
+    docs = [json.loads(p) for p in result.payloads["_payload"].to_list()]
+    return {d["referenceId"]: d for d in docs}, paths.rejects_csv
+
+
+def test_fixed_rejects_give_the_payloads_of_the_fixed_original_rows(write, tmp_path) -> None:
+    write("dirty.csv", DIRTY)
+    first, rejects = _payloads(write, "a.yaml", "dirty.csv", tmp_path / "r1")
+    assert set(first) == {"C2"}
+    raw = rejects.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the file a spreadsheet user edits
+    assert "'+1 718 824 6926" in raw.decode("utf-8-sig")  # guarded as written
+
+    # The user fixes the email cells in a spreadsheet: everything else stays as written.
+    with rejects.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    head = rows[0]
+    for row in rows[1:]:
+        row[head.index("email")] = FIXES[row[head.index("id")]]
+    fixed = tmp_path / "fixed.csv"
+    with fixed.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+    again, still = _payloads(write, "b.yaml", str(fixed), tmp_path / "r2")
+    # What the fixed original rows give, read from a plain file.
+    lines = DIRTY.splitlines()
+    plain = [lines[0]] + [",".join([*ln.split(",")[:4], FIXES[ln.split(",")[0]]])
+                          for ln in lines[1:] if ln.split(",")[0] in FIXES]
+    write("orig.csv", "\n".join(plain) + "\n")
+    expected, _ = _payloads(write, "c.yaml", "orig.csv", tmp_path / "r3")
+
+    assert set(again) == {"C1", "C3", "C4"}  # the original referenceIds
+    assert again == expected
+    assert again["C1"]["phone"] == "+1 718 824 6926"
+    assert again["C3"]["firstName"] == "=Bob" and again["C3"]["phone"] == "@home"
+    assert again["C4"]["firstName"] == "'Kim"  # a quote the tool did not add is data: kept
+    assert again["C4"]["phone"] == "-5"
+    assert still.read_bytes().decode("utf-8-sig").count("\n") == 1  # no rejects left
+
+
+def test_the_cli_validates_a_rejects_file_fed_back(write, tmp_path, monkeypatch) -> None:
+    """Unfixed rejects through `etl validate`: no "_record has more than one occurrence"
+    (exit 3); the same rows are rejected again for the same reasons."""
+    write("dirty.csv", DIRTY)
+    _, rejects = _payloads(write, "a.yaml", "dirty.csv", tmp_path / "r1")
+    spec = write("b.yaml", SPEC.format(path=str(rejects)))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["validate", str(spec)])
+    assert res.exit_code != 3, res.output
+    assert "more than one occurrence" not in res.output
+    assert "3" in res.output and "rejected" in res.output
+
+
+def test_a_plain_file_with_a_record_column_is_not_a_rejects_file(write, tmp_path) -> None:
+    """Only the tool's three marker columns together make a rejects file: a source with a
+    `_error` and `_value` of its own keeps its quotes and columns."""
+    write("s.csv", "id,first,last,phone,email,_error,_value\nC1,A,B,'+1,a@example.org,x,y\n")
+    docs, _ = _payloads(write, "a.yaml", "s.csv", tmp_path / "r")
+    assert docs["C1"]["phone"] == "'+1"
