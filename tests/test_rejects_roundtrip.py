@@ -91,9 +91,9 @@ def test_the_cli_validates_a_rejects_file_fed_back(write, tmp_path, monkeypatch)
     assert "3" in res.output and "rejected" in res.output
 
 
-def test_a_plain_file_with_a_record_column_is_not_a_rejects_file(write, tmp_path) -> None:
-    """Only the tool's three marker columns together make a rejects file: a source with a
-    `_error` and `_value` of its own keeps its quotes and columns."""
-    write("s.csv", "id,first,last,phone,email,_error,_value\nC1,A,B,'+1,a@example.org,x,y\n")
+def test_a_plain_file_keeps_its_quotes(write, tmp_path) -> None:
+    """Only a file with the tool's marker columns (`_source_file`, `_record`, `_error`) is
+    read as a rejects file: a source's own `'+1` is data."""
+    write("s.csv", "id,first,last,phone,email\nC1,A,B,'+1,a@example.org\n")
     docs, _ = _payloads(write, "a.yaml", "s.csv", tmp_path / "r")
     assert docs["C1"]["phone"] == "'+1"
