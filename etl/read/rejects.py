@@ -26,7 +26,7 @@ _GUARDED = "^" + QUOTE + FORMULA_START.removeprefix("^")
 
 def is_rejects(header: list[str]) -> bool:
     """Is this header the header of a rejects.csv the tool wrote?"""
-    return MARKERS <= set(header)
+    return set(header) >= MARKERS
 
 
 def source_positions(header: list[str]) -> list[int]:
