@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
+
 from etl.report.cost import cost_line, estimate
 from etl.run.dry_run import dry_run
 from etl.spec.parse import load_spec
@@ -55,3 +57,27 @@ def test_the_dry_run_report_carries_the_plan(write, tmp_path) -> None:
     assert saved["requests"]["writes"] == {"POST /api/Contact/Batch": 3}
     assert saved["requests"]["total"] == 3 + 1 + 3
     assert "requests: 7 requests, under a minute at 4,000 requests/hour" in dry.summary
+
+
+def test_etl_run_says_the_plan_before_it_sends(tmp_path, sandbox) -> None:
+    """The first thing `etl run` says about sending is the plan, and the writes it counts are
+    the batch writes the run then makes."""
+    from etl.run.submit import RunOptions, run_pipeline
+
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / "c.csv").write_text("id,first,last\n" + "".join(
+        f"C{i},Ann,Lee\n" for i in range(7)), encoding="utf-8")
+    (folder / "c.yaml").write_text(SPEC.format(batch=3, extra="").replace("    ", ""),
+                                   encoding="utf-8")
+    said: list[str] = []
+    opts = RunOptions(token=sandbox.api_key, base_url=sandbox.base_url, backoff_base=0.01,
+                      notify=said.append)
+    run_pipeline(open_pipeline(folder / "c.yaml", out_dir=folder / "reports"), opts)
+    plans = [m for m in said if m.startswith("plan: ")]
+    assert plans == [said[0]], said
+    assert plans[0].startswith("plan: 7 requests, under a minute at 4,000 requests/hour")
+    assert "POST /api/Contact/Batch 3" in plans[0]
+    batch_writes = [r for r in sandbox.state.requests()
+                    if r.method == "POST" and r.path.endswith("/Contact/Batch")]
+    assert len(batch_writes) == 3
