@@ -97,3 +97,15 @@ def test_a_plain_file_keeps_its_quotes(write, tmp_path) -> None:
     write("s.csv", "id,first,last,phone,email\nC1,A,B,'+1,a@example.org\n")
     docs, _ = _payloads(write, "a.yaml", "s.csv", tmp_path / "r")
     assert docs["C1"]["phone"] == "'+1"
+
+
+def test_a_half_rejects_file_is_named_not_a_polars_error(write, tmp_path, monkeypatch) -> None:
+    """A rejects.csv whose `_error` column was deleted is no rejects file any more: the
+    message names the clashing column, not "has more than one occurrence"."""
+    write("s.csv", "id,first,last,phone,email,_source_file,_record\nC1,A,B,1,a@x.org,f,1\n")
+    spec = write("a.yaml", SPEC.format(path="s.csv"))
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(cli, ["validate", str(spec)])
+    assert res.exit_code == 3, res.output
+    assert "'_source_file', '_record'" in res.output and "rename" in res.output
+    assert "more than one occurrence" not in res.output
