@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from click.testing import CliRunner
+from sandbox_fixtures import sandbox_fixture, sandbox_server_fixture  # noqa: F401
 
 from etl.cli.app import main as cli
 from etl.prepare.runner import validate_pipeline
@@ -109,3 +110,58 @@ def test_a_half_rejects_file_is_named_not_a_polars_error(write, tmp_path, monkey
     assert res.exit_code == 3, res.output
     assert "'_source_file', '_record'" in res.output and "rename" in res.output
     assert "more than one occurrence" not in res.output
+
+
+GIFTS = ("GiftID,DonorID,First,Last,GiftDate,Amount,PayMethod,Currency\n"
+         "G1,D1,Ann,Lee,2024-01-02,10.00,Check,USD\n"
+         'G2,D2,Bo,Li,2024-01-03,"7.073,96",Check,EUR\n'
+         "G3,D3,=Cy,Ma,05/01/2024,12.50,Check,USD\n")
+GIFT_FIXES = {"G2": ("Amount", "7073.96"), "G3": ("GiftDate", "2024-01-05")}
+
+
+def test_etl_run_sends_the_fixed_rejects_with_their_transaction_ids(tmp_path, sandbox) -> None:
+    """Run a dirty gift file, fix its rejects.csv, run it: CRM+ receives, under the original
+    transactionIds, exactly the payloads the fixed original rows give."""
+    from gift_spec import GIFT_MAPPINGS
+
+    from etl.run.submit import RunOptions, run_pipeline
+    from etl.spec.pipeline import open_pipeline
+
+    def spec(name: str, path: str) -> Path:
+        out = tmp_path / name
+        out.write_text(f"name: gifts\ntarget: gift_transaction\nsource: {{path: {path}}}\n"
+                       f"keys: {{source: LegacyCRM, id: {{column: GiftID}}}}\n{GIFT_MAPPINGS}\n"
+                       "load: {requests_per_hour: 1000000}\n", encoding="utf-8")
+        return out
+
+    def go(path: Path) -> None:
+        opts = RunOptions(token=sandbox.api_key, base_url=sandbox.base_url, backoff_base=0.01,
+                          skip_crm_check=True)
+        run_pipeline(open_pipeline(path, out_dir=tmp_path / f"rep-{path.stem}"), opts)
+
+    (tmp_path / "gifts.csv").write_text(GIFTS, encoding="utf-8")
+    go(spec("a.yaml", "gifts.csv"))
+    assert {h["transactionId"] for h in sandbox.state.held_gifts()} == {"G1"}
+    rejects = tmp_path / "rep-a" / "rejects.csv"
+    with rejects.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[1:]:
+        column, value = GIFT_FIXES[row[0]]
+        row[rows[0].index(column)] = value
+    with (tmp_path / "fixed.csv").open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    go(spec("b.yaml", "fixed.csv"))
+
+    lines = GIFTS.splitlines()
+    for gift, (column, value) in GIFT_FIXES.items():
+        i = next(n for n, ln in enumerate(lines) if ln.startswith(gift + ","))
+        cells = next(csv.reader([lines[i]]))
+        cells[lines[0].split(",").index(column)] = value
+        lines[i] = ",".join(cells)
+    (tmp_path / "orig.csv").write_text("\n".join(lines[:1] + lines[2:]) + "\n", encoding="utf-8")
+    result = validate_pipeline(load_spec(spec("c.yaml", "orig.csv")), today=TODAY)
+    expected = {d["transactionId"]: d for d in map(json.loads, result.payloads["_payload"])}
+    got = {h["transactionId"]: {k: v for k, v in h.items() if k != "batch"}
+           for h in sandbox.state.held_gifts() if h["transactionId"] != "G1"}
+    assert got == expected and set(got) == {"G2", "G3"}
+    assert got["G3"]["contact"]["firstname"] == "=Cy"  # the guard did not go out
