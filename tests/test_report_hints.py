@@ -28,3 +28,15 @@ def test_rejected_amounts_are_read_less_valid_with_separators() -> None:
                         "CAD": {"read": "-25.00", "valid": "0.00"}})
     assert rows == [("USD", "1,234,579.50", "1,234,567.50", "12.00"),
                     ("CAD", "-25.00", "0.00", "-25.00")]
+
+
+def test_the_terminal_summary_shows_rejected_amounts_with_separators() -> None:
+    from etl.report.write import summary_table
+    from test_report import make_result
+
+    result = make_result()
+    result.control_totals = {"amounts": {"USD": {"read": "1234579.50", "valid": "1234567.50"}}}
+    lines = summary_table(result).splitlines()
+    head = next(i for i, ln in enumerate(lines) if "control totals" in ln)
+    assert lines[head].split() == ["control", "totals", "read", "valid", "rejected"]
+    assert lines[head + 1].split() == ["USD", "1,234,579.50", "1,234,567.50", "12.00"]
