@@ -31,8 +31,9 @@ def test_rejected_amounts_are_read_less_valid_with_separators() -> None:
 
 
 def test_the_terminal_summary_shows_rejected_amounts_with_separators() -> None:
-    from etl.report.write import summary_table
     from test_report import make_result
+
+    from etl.report.write import summary_table
 
     result = make_result()
     result.control_totals = {"amounts": {"USD": {"read": "1234579.50", "valid": "1234567.50"}}}
