@@ -101,3 +101,53 @@ mappings:
                    "--window-size=1200,1600", url)
     assert png.returncode == 0, png.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_report_is_one_to_approve_from(chromium: str, tmp_path: Path) -> None:
+    """What a person approves from, as Chromium shows it: amounts read / valid / rejected per
+    currency with thousands separators, rejects grouped by rule with the donor's key columns
+    and a hint, a link to rejects.csv, payload samples collapsed, the request plan."""
+    (tmp_path / "gifts.csv").write_text(
+        "GiftID,Donor,GiftDate,Amount,Currency\n"
+        "G1,D1,2024-01-05,1234567.50,USD\n"
+        'G2,D2,2024-01-06,"7.073,96",EUR\n'
+        "G3,D3,2024-01-07,2500.00, CC\n"
+        "G4,D4,05/01/2024,12.00,USD\n"
+        "G5,D5,2024-01-08,10.00,EUR\n", encoding="utf-8")
+    (tmp_path / "gifts.yaml").write_text("""name: approve
+target: gift_transaction
+source: {path: gifts.csv}
+keys: {source: Test, id: {column: GiftID}}
+mappings:
+  amount: {column: Amount, transforms: [parse_amount]}
+  giftDate: {column: GiftDate, transforms: [{parse_date: {formats: ["%Y-%m-%d"]}}]}
+  giftType: {constant: Check}
+  currencyCode: Currency
+  contact.referenceId: Donor
+rules:
+  currencyCode: {one_of: [USD, EUR, CAD]}
+load: {batch_size: 2, requests_per_hour: 5000, reserve_share: 0.2}
+""", encoding="utf-8")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "gifts.yaml"), "--out",
+                                       str(out)], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    dom = _browser(chromium, tmp_path / "profile", "--dump-dom",
+                   (out / "report.html").resolve().as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    # control totals: USD read 1,234,579.50, valid 1,234,567.50, rejected 12.00
+    assert "1,234,579.50" in html and "1,234,567.50" in html and "12.00" in html
+    assert "<th class=\"n\">rejected</th>" in html
+    # rejects by rule, with the donor's columns and the hints
+    for rule in ("parse_amount", "parse_date", "one_of"):
+        assert f"<h3>{rule}: 1 failure(s)</h3>" in html
+    assert "<th>GiftID</th><th>Donor</th>" in html
+    assert "7.073,96 needs decimal: ','" in html
+    assert "&#x27; CC&#x27; needs trim" in html or "' CC' needs trim" in html
+    assert "05/01/2024 is in none of the formats tried (%Y-%m-%d)" in html
+    assert '<a href="rejects.csv">rejects.csv</a>' in html
+    assert "<details><summary>2 payload sample(s)</summary>" in html
+    # the plan: 2 valid rows -> 1 batch write (batch_size 2) + QueryOptions + 1 page = 3 requests
+    assert 'id="plan"' in html and "3 requests, under a minute at 4,000 requests/hour" in html
+    assert html.count("<script") == 0

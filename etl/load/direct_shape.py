@@ -77,13 +77,3 @@ def request_bound(payloads: list[str]) -> tuple[int, int]:
     email = pl.Series("p", payloads, dtype=pl.String).str.json_path_match("$.email")
     with_email = int((email.is_not_null() & (email.str.strip_chars() != "")).sum())
     return len(payloads), with_email
-
-
-def duration(hours: float) -> str:
-    """A request count's time at the budget, as a person reads it ("about 12 min")."""
-    minutes = hours * 60
-    if minutes < 1:
-        return "under a minute"
-    if minutes < 120:
-        return f"about {minutes:.0f} min"
-    return f"about {hours:.1f} h"

@@ -67,6 +67,10 @@ class SourceFile:
             raise self.on_error(exc) from None
 
 
+# The meta columns every frame gets (`SourceFile`) and the ones validation adds.
+RESERVED = frozenset({"_source_file", "_record", "_line", "_shape_error", "_row"})
+
+
 def check_header(path: Path, header: list[str], needed: list[str]) -> None:
     """SourceError on duplicate names or a column the spec needs that the header lacks."""
     seen: set[str] = set()
@@ -77,6 +81,12 @@ def check_header(path: Path, header: list[str], needed: list[str]) -> None:
             path=path,
             line=1,
         )
+    taken = [h for h in header if h in RESERVED]
+    if taken:
+        raise SourceError(
+            f"column names the reader uses for its own: {', '.join(map(repr, taken))}; rename "
+            "them (a rejects.csv fed back keeps all of _source_file, _record and _error, and is "
+            "then read without them)", path=path, line=1)
     missing = [c for c in needed if c not in header]
     if missing and len(header) == 1:
         guess = next((sep for sep in (",", ";", "\t", "|") if sep in header[0]), None)

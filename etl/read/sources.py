@@ -26,6 +26,7 @@ from etl.read.csvlayout import csv_meta, record_layout, unclosed_quote
 from etl.read.excel import open_excel
 from etl.read.ndjson import open_ndjson
 from etl.read.nulls import null_exprs
+from etl.read.rejects import is_rejects, source_positions, unguard_exprs, unguard_name
 from etl.read.sourcefile import SourceFile, check_header
 from etl.read.textfile import first_bad_utf8, line_of, text_checks, utf8_file
 from etl.spec.parse import LoadedSpec, Source
@@ -142,8 +143,14 @@ def _open_csv_text(
         else:
             header = list(source.columns or [])
             width = max(width, len(header))
+        full_width = len(header)
+        positions = list(range(len(header)))
+        from_rejects = is_rejects(header)
+        if from_rejects:  # a rejects.csv fed back: the source rows again (etl/read/rejects.py)
+            positions = source_positions(header)
+            header = [unguard_name(header[i]) for i in positions]
+            notes.append("a rejects file: the tool's _ columns and formula guards left out")
         check_header(Path(display), header, needed)
-        index = {name: i for i, name in enumerate(header)}
         schema = {f"c{i}": pl.String for i in range(width)}
 
         def scan() -> pl.LazyFrame:
@@ -154,7 +161,9 @@ def _open_csv_text(
                 missing_columns="insert",
                 null_values=exact or None,
                 **opts,
-            ).select([pl.col(f"c{index[c]}").alias(c) for c in header])
+            ).select([pl.col(f"c{i}").alias(c) for i, c in zip(positions, header, strict=True)])
+            if from_rejects:
+                frame = frame.with_columns(unguard_exprs(header))
             return frame if exact else frame.with_columns(null_exprs(header, source))
 
         def on_error(exc: Exception) -> SourceError:
@@ -167,7 +176,7 @@ def _open_csv_text(
         layout = record_layout(data, source.delimiter, source.quote_char)
         meta = csv_meta(layout, rows, 1 if source.header else 0, width, notes)
         yield SourceFile(
-            path, display, header, digest, size, notes, scan, meta, on_error, len(header)
+            path, display, header, digest, size, notes, scan, meta, on_error, full_width
         )
 
 

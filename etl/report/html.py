@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from etl.prepare.result import ValidationResult
+from etl.report.approve import amount_rows, plan_lines, rejects_by_rule
+from etl.report.cost import cost_line
 
 SAMPLE_REJECTS = 50
 SAMPLE_PAYLOADS = 10
@@ -56,6 +58,7 @@ pre { background: var(--bg); border: 1px solid var(--line); border-radius: 6px; 
 svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif;
   fill: #1f2328; }
 ul.warn li { color: #9a6700; }
+h3 { font-size: 14px; margin: 12px 0 6px; } summary { cursor: pointer; margin: 6px 0; }
 """
 
 
@@ -133,17 +136,9 @@ def _summary(result: ValidationResult, report: dict[str, Any]) -> str:
     ]
     amounts = result.control_totals.get("amounts") or {}
     if isinstance(amounts, dict) and amounts:
-        keys: list[str] = []
-        for totals in amounts.values():
-            keys += [k for k in (totals if isinstance(totals, dict) else {}) if k not in keys]
-        rows = [
-            [esc(cur)] + [esc(_or_dash((t if isinstance(t, dict) else {}).get(k))) for k in keys]
-            for cur, t in amounts.items()
-        ]
-        parts += [
-            "<h2>Control totals by currency</h2>",
-            _table([("currency", False)] + [(k, True) for k in keys], rows, "narrow"),
-        ]
+        rows = [[esc(c) for c in row] for row in amount_rows(amounts)]
+        head = [("currency", False), ("read", True), ("valid", True), ("rejected", True)]
+        parts += ["<h2>Control totals by currency</h2>", _table(head, rows, "narrow")]
     if result.warnings:
         parts.append(f'<p class="bad-t">{len(result.warnings)} warning(s): see Warnings below.</p>')
     return "".join(parts) + "</section>"
@@ -181,14 +176,42 @@ def _chart(failures: list[dict[str, Any]]) -> str:
     return svg + f'viewBox="0 0 {width} {height}">' + "".join(items) + "</svg>"
 
 
-def _rejects(result: ValidationResult) -> str:
+def _rejects(result: ValidationResult, report: dict[str, Any]) -> str:
+    if result.rejects.height == 0:
+        return '<p class="ok-t">No rejected rows.</p>'
+    keys = report.get("key_columns") or []
+    link = ('<p><a href="rejects.csv">rejects.csv</a>: every rejected row, to fix and feed '
+            "back through the same spec.</p>")
+    parts = [link]
+    for group in rejects_by_rule(result, keys):
+        head = [(k, False) for k in group["samples"][0]["keys"]] if group["samples"] else []
+        head += [("record", True), ("field", False), ("value", False), ("hint", False)]
+        rows = [[esc(_short(v)) for v in s["keys"].values()]
+                + [esc(_or_dash(s["record"])), esc(_or_dash(s["field"])),
+                   f"<code>{esc(_short(repr(s['value']) if s['value'] else '—'))}</code>",
+                   esc(s["hint"])] for s in group["samples"]]
+        parts.append(f"<h3>{esc(_or_dash(group['rule']))}: {group['count']:,} failure(s)</h3>"
+                     + _table(head, rows))
     cols = [c for c in REJECT_COLUMNS if c in result.rejects.columns]
     sample = result.rejects.head(SAMPLE_REJECTS).select(cols).rows()
-    if not sample:
-        return '<p class="ok-t">No rejected rows.</p>'
     rows = [[esc(_short(v)) for v in row] for row in sample]
     note = f"First {len(rows):,} of {result.rejects.height:,}; all of them are in rejects.csv."
-    return _table([(c, c == "_record") for c in cols], rows) + f'<p class="note">{esc(note)}</p>'
+    parts.append(f"<details><summary>Rejected rows as written ({len(rows):,})</summary>"
+                 + _table([(c, c == "_record") for c in cols], rows)
+                 + f'<p class="note">{esc(note)}</p></details>')
+    return "".join(parts)
+
+
+def _plan(plan: dict[str, Any] | None) -> str:
+    """The requests the run will need and the time at the spec's budget."""
+    if not plan:
+        return ""
+    rows = [[esc(what), esc(n)] for what, n in plan_lines(plan)]
+    return ('<section id="plan"><h2>Request plan</h2>'
+            f"<p><b>{esc(cost_line(plan).split(' (')[0])}</b></p>"
+            + _table([("requests", False), ("count", True)], rows, "narrow")
+            + '<p class="note">Upper bounds where the API leaves room; a refused bulk read '
+            "falls back to per-row lookups, which are not counted.</p></section>")
 
 
 def _payloads(result: ValidationResult) -> str:
@@ -202,7 +225,8 @@ def _payloads(result: ValidationResult) -> str:
             pretty = "" if text is None else str(text)
         out.append(f"<pre>{esc(pretty)}</pre>")
     note = f"First {len(out)} of {result.valid:,} payloads."
-    return "".join(out) + f'<p class="note">{esc(note)}</p>'
+    return (f"<details><summary>{len(out)} payload sample(s)</summary>" + "".join(out)
+            + f'<p class="note">{esc(note)}</p></details>')
 
 
 def _prematch(block: dict[str, Any] | None) -> str:
@@ -291,10 +315,11 @@ def render_html(result: ValidationResult, report: dict[str, Any]) -> str:
         f"<title>Dry run: {esc(result.pipeline)}</title><style>{CSS}</style></head><body><main>"
         f'<header><h1>Dry run: {esc(result.pipeline)}</h1><p class="meta">{meta}</p></header>'
         + _summary(result, report)
+        + _plan(report.get("requests"))
         + _prematch(report.get("prematch"))
         + _duplicates(report.get("possible_duplicates"))
         + f"<section><h2>Failures by field and rule</h2>{_chart(failures)}{more}</section>"
-        + f"<section><h2>Sample rejected rows</h2>{_rejects(result)}</section>"
+        + f"<section><h2>Rejects by rule</h2>{_rejects(result, report)}</section>"
         + f"<section><h2>Sample payloads</h2>{_payloads(result)}</section>"
         + f"<section><h2>Warnings</h2>{warnings}</section>"
         + "</main></body></html>\n"

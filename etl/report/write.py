@@ -26,6 +26,7 @@ from etl.base.csvsafe import write_csv
 from etl.base.redact import redact_frame
 from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
 from etl.prepare.result import ReportPaths, ValidationResult
+from etl.report.approve import amount_rows
 from etl.report.html import render_html
 
 
@@ -227,11 +228,9 @@ def summary_table(result: ValidationResult, prematch: dict[str, Any] | None = No
             lines.append(f"  {label:<{width}}  {reason['count']:>11,}")
     amounts = result.control_totals.get("amounts") or {}
     if isinstance(amounts, dict) and amounts:
-        lines.append(f"  {'control totals':<14}  {'read':>16}  {'valid':>16}")
-        for currency, totals in list(amounts.items())[:MAX_CURRENCIES]:
-            t = totals if isinstance(totals, dict) else {}
-            read, valid = _show(t.get("read")), _show(t.get("valid"))
-            lines.append(f"  {_show(currency):<14}  {read:>16}  {valid:>16}")
+        lines.append(f"  {'control totals':<14}  {'read':>16}  {'valid':>16}  {'rejected':>16}")
+        for currency, read, valid, rejected in amount_rows(amounts)[:MAX_CURRENCIES]:
+            lines.append(f"  {_show(currency):<14}  {read:>16}  {valid:>16}  {rejected:>16}")
         if len(amounts) > MAX_CURRENCIES:
             lines.append(f"  ... {len(amounts) - MAX_CURRENCIES} more currencies in report.json")
     if result.warnings:

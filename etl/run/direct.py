@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from etl.base.errors import EtlError, SpecError
 from etl.load.direct import DirectLoader, DirectRow, DirectSettings, DirectStats, last_sent
-from etl.load.direct_shape import duration, request_bound, unsupported_fields
+from etl.load.direct_shape import request_bound, unsupported_fields
+from etl.report.cost import duration, estimate
 from etl.spec.parse import LoadedSpec
 
 if TYPE_CHECKING:
@@ -65,10 +66,10 @@ def announce(rows: list[DirectRow], loaded: LoadedSpec, per_hour: float | None,
     request bound."""
     load = loaded.spec.load
     count, with_email = request_bound([r.payload for r in rows])
-    bound = 2 * count + with_email
-    if per_hour:
-        rate = per_hour * (1 - load.reserve_share)
-        at = f"{duration(bound / rate)} at {rate:,.0f} requests/hour"
+    plan = estimate(loaded.spec, count, with_email=with_email, per_hour=per_hour)
+    bound = sum(plan["writes"].values())  # Find, Find, POST per row
+    if plan["requests_per_hour"]:
+        at = f"{duration(plan['hours'])} at {plan['requests_per_hour']:,} requests/hour"
     else:
         at = "no request budget set (--unlimited)"
     notify(f"direct create: up to {bound:,} requests for {count:,} rows (Find by reference "

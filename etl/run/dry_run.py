@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from etl.prepare.runner import validate_pipeline
+from etl.report.approve import key_columns
+from etl.report.cost import cost_line, estimate
 from etl.report.write import DryRun, PayloadWriter, build_report, summary_table, write_report
 from etl.run.direct import check_spec as check_direct
 from etl.spec.pipeline import Pipeline
@@ -55,6 +57,10 @@ def dry_run(
 
         prematch = predict(pipeline, result, match)
     report = build_report(result, prematch)
+    contacts = ((prematch or {}).get("cache") or {}).get("contacts")
+    report["key_columns"] = key_columns(pipeline.spec)  # the rejects' donor columns (HTML)
+    report["requests"] = estimate(pipeline.spec, result.valid, contacts=contacts)
     paths = write_report(result, out, payload_limit=limit, prematch=prematch,
                          payloads_file=spooled, report=report)
-    return DryRun(result, paths, report, summary_table(result, prematch))
+    summary = summary_table(result, prematch) + "\n  requests: " + cost_line(report["requests"])
+    return DryRun(result, paths, report, summary)

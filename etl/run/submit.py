@@ -27,6 +27,7 @@ from etl.load.ledger_guard import LedgerUnknown
 from etl.load.plan import Plan, plan_rows
 from etl.load.plan import batches as plan_batches
 from etl.load.sender import Batch, Sender, SendSettings, Stopped, money
+from etl.report.cost import cost_line, estimate
 from etl.report.write import DryRun
 from etl.run import direct as direct_path
 from etl.run import prematch
@@ -183,6 +184,8 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             except direct_path.DirectRefused as exc:
                 ledger.finish_run(run_id, exc.exit_code, str(exc), {})
                 raise
+        elif batches:  # what the run will cost, before it spends anything (etl/report/cost.py)
+            options.notify("plan: " + cost_line(estimate(spec, len(plan.sends), per_hour=per_hour)))
         budget = RequestBudget(requests_per_hour=per_hour, reserve_share=spec.load.reserve_share,
                                burst=2)
         client = CrmClient(options.base_url, options.token, timeout=spec.load.timeout_seconds,
