@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         Report,
         RunSummary,
         reconcile,
+        run,
         validate,
     )
     from etl.base.errors import EtlError
@@ -54,9 +55,10 @@ class CallablePackage(types.ModuleType):
         return run_spec(spec, **options)
 
 
-from etl import run  # noqa: E402 - a docstring-only package; made callable below
+if not TYPE_CHECKING:  # mypy: `etl.run` is the function (etl.api.run)
+    from etl import run  # a docstring-only package: cheap; made callable below
 
-run.__class__ = CallablePackage
+    run.__class__ = CallablePackage
 
 
 def __getattr__(name: str) -> Any:
