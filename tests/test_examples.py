@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -103,3 +104,18 @@ def test_the_wheel_carries_types_seed_and_samples(tmp_path: Path) -> None:
     assert "Name: virtuous-etl" in text and "Classifier: Typing :: Typed" in text
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "etl = etl.cli.app:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    installed = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(installed), str(wheel)], check=True, timeout=120, capture_output=True)
+    probe = (
+        "import sys, etl, etl.samples\n"
+        f"assert etl.__file__.startswith({str(installed)!r}), etl.__file__\n"
+        "root = etl.samples.sample_root()\n"
+        f"assert str(root).startswith({str(installed)!r}), root\n"
+        "spec = etl.samples.sample_spec('legacy_gifts')\n"
+        "print(etl.validate(spec, out='out').report['counts']['read'])\n")
+    ran = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(installed)},
+                         check=False)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.split()[-1] == "3000"  # the installed samples read from site-packages

@@ -3,18 +3,20 @@
 In a checkout they are `pipelines/` and `sample_data/` at the top; a wheel carries copies as
 `etl/samples/pipelines` and `etl/samples/sample_data` (setup.py). The pipelines name their data
 as `../sample_data/...`, so both folders sit side by side under `sample_root()`.
-Imports nothing of etl: any layer may use it.
+Imports nothing of etl but etl.base: any layer may use it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from etl.base.errors import EtlError
+
 SAMPLE_PIPELINES = ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop")
 
 
-class SamplesMissing(FileNotFoundError):
-    """Neither the installed copies nor a checkout's folders are there."""
+class SamplesMissing(EtlError):
+    """Neither the installed copies nor a checkout's folders are there (exit 2)."""
 
 
 def sample_root() -> Path:
