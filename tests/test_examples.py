@@ -51,6 +51,10 @@ def test_dagster_example_imports_each_organization_with_its_own_key(
     example = _load(ROOT / "examples" / "dagster_orgs" / "definitions.py", "dagster_orgs_defs")
     assert sorted(a.key.path[-1] for a in example.defs.resolve_all_asset_specs()) == [
         "crm_import_grace_community", "crm_import_hope_foundation"]  # the shipped config loads
+    shipped = example.load_organizations()
+    assert len({o.requests_per_hour for o in shipped}) == 2  # a budget per organization
+    assert len({o.state_dir for o in shipped}) == 2  # and a ledger folder per organization
+    assert all(s.is_file() for o in shipped for s in o.specs)
     with running_sandbox(rate_limit="none", api_key="a" * 32) as one, \
             running_sandbox(rate_limit="none", api_key="b" * 32) as two, \
             dagster.instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
