@@ -98,7 +98,7 @@ def test_a_running_sandbox_holds_each_gift_on_the_contact_sent_before(tmp_path):
 
 
 def test_the_sandbox_outcome_shows_needs_update_where_the_import_parked_a_gift(tmp_path):
-    contacts, gifts = _specs(tmp_path, donors=2, gifts_each=1)
+    _, gifts = _specs(tmp_path, donors=2, gifts_each=1)
     result = _invoke("rehearse", str(gifts), "--out", str(tmp_path / "out"), "--json")
     assert result.exit_code == 1  # a gift left in needs update is not a clean rehearsal
     (pipe,) = json.loads(result.output)["pipelines"]
@@ -131,3 +131,60 @@ def test_sandbox_url_needs_the_key_in_the_environment(tmp_path):
     result = _invoke("rehearse", str(contacts), "--sandbox-url", "http://127.0.0.1:9",
                      env={"ETL_SANDBOX_API_KEY": ""})
     assert result.exit_code == 2 and "ETL_SANDBOX_API_KEY" in result.output
+
+
+def test_run_reconcile_ledger_webhooks_share_one_running_sandbox(tmp_path):
+    contacts, gifts = _specs(tmp_path, donors=2, gifts_each=1)
+    with running_sandbox(rate_limit="none") as sb:
+        env = {"ETL_SANDBOX_API_KEY": sb.api_key, "VIRTUOUS_API_TOKEN": ""}
+        url = ("--sandbox-url", sb.base_url)
+        for spec in (contacts, gifts):
+            ran = _invoke("run", str(spec), *url, "-q", env=env)
+            assert ran.exit_code == 0, ran.output
+        sb.run_batch()
+        done = _invoke("reconcile", str(gifts), *url, "--force", "--after-batch", env=env)
+        assert done.exit_code == 0, done.output
+        status = _invoke("webhooks", "status", "--spec", str(gifts), *url, env=env)
+        assert status.exit_code == 0, status.output
+        (gift,) = sb.state.gifts_for("LegacyCRM", "G1-0")
+        assert gift["contactId"] == sb.state.directory.by_reference("LegacyCRM", "D1")["id"]
+    runs = _invoke("ledger", "runs", "--spec", str(gifts), *url)
+    assert runs.exit_code == 0 and "exit 0" in runs.output and "\"accepted\": 2" in runs.output
+
+
+def test_ledger_without_sandbox_points_at_the_sandbox_ledger(tmp_path):
+    contacts, _ = _specs(tmp_path, donors=1)
+    with running_sandbox(rate_limit="none") as sb:
+        ran = _invoke("run", str(contacts), "--sandbox-url", sb.base_url, "-q",
+                      env={"ETL_SANDBOX_API_KEY": sb.api_key})
+    assert ran.exit_code == 0, ran.output
+    result = _invoke("ledger", "runs", "--spec", str(contacts))
+    assert result.exit_code == 1
+    sandbox_ledger = tmp_path / ".ledger" / "r_contacts.sandbox.sqlite"
+    assert f"a sandbox ledger exists at {sandbox_ledger}: add --sandbox" in result.output
+    assert "no ledger at " in result.output
+
+
+def test_reconcile_sandbox_without_a_url_says_how_to_name_one(tmp_path):
+    contacts, _ = _specs(tmp_path, donors=1)
+    result = _invoke("reconcile", str(contacts), "--sandbox",
+                     env={"ETL_SANDBOX_API_KEY": "k"})
+    assert result.exit_code == 2 and "--sandbox-url" in result.output
+
+
+def test_run_in_its_own_sandbox_is_paced_by_the_sandbox_rate(tmp_path, monkeypatch):
+    from etl.run import submit
+
+    seen = []
+    real = submit.run_pipeline
+
+    def spy(pipeline, options):
+        seen.append((options.requests_per_hour, options.unlimited))
+        return real(pipeline, options)
+
+    monkeypatch.setattr("etl.cli.run.run_pipeline", spy)
+    contacts, _ = _specs(tmp_path, donors=1)
+    for rate, expected in (("none", (None, True)), ("20/second", (72000.0, False))):
+        result = _invoke("run", str(contacts), "--sandbox", "--sandbox-rate", rate, "-q")
+        assert result.exit_code == 0, result.output
+        assert seen.pop() == expected

@@ -88,14 +88,14 @@ def open_rehearsal(specs: Sequence[Path], out_dir: Path, shared: bool) -> list[P
 def render(result: Rehearsal, out_dir: Path, echo: Callable[[str], None]) -> None:
     """The short human table: per pipeline, rows by final state and by sandbox outcome."""
     echo(f"\nrehearsal ({result.elapsed_seconds:.1f}s, sandbox {result.sandbox_url})")
-    echo(f"{'pipeline':<24} {'read':>7} {'rejected':>8} {'sent':>7}  final states | "
-         "sandbox import")
     for p in result.pipelines:
-        counts = p.run.counts
-        states = ", ".join(f"{k} {v:,}" for k, v in sorted(p.states.items())) or "-"
-        outcomes = ", ".join(f"{k} {v:,}" for k, v in sorted(p.sandbox_outcomes.items())) or "-"
-        echo(f"{p.name:<24} {counts.get('read', 0):>7,} {counts.get('rejected', 0):>8,} "
-             f"{counts.get('sent', 0):>7,}  {states} | {outcomes}")
+        def line(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()) if v) or "-"
+
+        echo(f"\n{p.name} (exit {p.run.exit_code})")
+        echo(f"  run            {line(p.run.counts)}")
+        echo(f"  final state    {line(p.states)}")
+        echo(f"  sandbox import {line(p.sandbox_outcomes)}")
     echo(f"\nrows with their CRM ids: {out_dir / REPORT}; each pipeline's report: "
          f"{out_dir}/<pipeline>/report.html")
 

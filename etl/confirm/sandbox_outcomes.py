@@ -9,8 +9,8 @@ rehearsal can show it next to each row. Sandbox-only: a real run never fills thi
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
