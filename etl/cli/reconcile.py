@@ -81,7 +81,8 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
               help="Write the summary as JSON to this file.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
-              sandbox: bool, sandbox_url: str | None, window_hours: float, min_interval_hours: float, force: bool,
+              sandbox: bool, sandbox_url: str | None, window_hours: float,
+              min_interval_hours: float, force: bool,
               after_batch: bool, out_dir: Path | None, json_summary: Path | None,
               quiet: bool) -> None:
     """Confirm accepted rows in CRM+ (webhooks first, then polling); list what needs review.

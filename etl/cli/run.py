@@ -83,7 +83,8 @@ from etl.spec.pipeline import Pipeline, open_pipeline
               "CRM+ whether it holds gifts of this source (only if you know it does not).")
 def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
-        sandbox_url: str | None, sandbox_run_batch: bool, quiet: bool, json_summary: Path | None, new_only: bool | None,
+        sandbox_url: str | None, sandbox_run_batch: bool, quiet: bool,
+        json_summary: Path | None, new_only: bool | None,
         archive: Path | None, quarantine: Path | None, min_age: float | None,
         max_reject_rate: float | None, max_failed: int | None, recover_ledger: bool,
         skip_crm_check: bool) -> None:
