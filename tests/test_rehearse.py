@@ -144,6 +144,11 @@ def test_run_reconcile_ledger_webhooks_share_one_running_sandbox(tmp_path):
         sb.run_batch()
         done = _invoke("reconcile", str(gifts), *url, "--force", "--after-batch", env=env)
         assert done.exit_code == 0, done.output
+        ledger = tmp_path / ".ledger" / "r_gifts.sandbox.sqlite"
+        with closing(sqlite3.connect(ledger)) as db:  # reconcile kept the import's outcomes
+            assert db.execute("SELECT key, outcome FROM sandbox_outcomes").fetchall() == [
+                ("gift_transaction:LegacyCRM:G0-0", "created"),
+                ("gift_transaction:LegacyCRM:G1-0", "created")]
         status = _invoke("webhooks", "status", "--spec", str(gifts), *url, env=env)
         assert status.exit_code == 0, status.output
         (gift,) = sb.state.gifts_for("LegacyCRM", "G1-0")

@@ -111,6 +111,8 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
         notify=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     try:
         pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox, out_dir=out_dir)
+        if sandbox_url is not None and pipeline.ledger_path.exists():
+            _record_sandbox_outcomes(pipeline, base_url, token)
         summary = run_reconcile(pipeline, options)
     except EtlError as exc:
         fail(exc)
@@ -125,6 +127,21 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     if summary.exit_code == 4:
         click.echo(f"error: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
+
+
+def _record_sandbox_outcomes(pipeline: Any, base_url: str, token: str) -> None:
+    """A running sandbox tells what its import did with each row (sandbox-only knowledge,
+    docs/sandbox.md): keep it in the ledger's sandbox_outcomes table."""
+    import httpx
+
+    from etl.confirm.reconcile import key_prefix
+    from etl.confirm.sandbox_outcomes import fetch_outcomes, record_outcomes
+
+    try:
+        outcomes = fetch_outcomes(base_url, token)
+    except httpx.HTTPError as exc:
+        raise TransientError(f"the sandbox at {base_url} did not answer: {exc}") from None
+    record_outcomes(pipeline.ledger_path, outcomes, key_prefix(pipeline))
 
 
 def _render(s: Any) -> None:
