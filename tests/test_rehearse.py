@@ -75,6 +75,8 @@ def test_contacts_then_gifts_end_with_every_gift_on_its_contact(tmp_path):
     assert all(r["crm_id"] for p in pipes.values() for r in p["rows"])
     assert report["batch"]["giftsCreated"] == 12 and report["batch"]["needsUpdate"] == 0
     assert "r_gifts" in result.output and "created 12" in result.output
+    page = (out / "rehearsal.html").read_text()
+    assert "<h2>r_gifts</h2>" in page and "G5-1" in page and '"r_gifts/report.html"' in page
 
 
 def test_a_running_sandbox_holds_each_gift_on_the_contact_sent_before(tmp_path):

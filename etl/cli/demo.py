@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from etl.base.safe_write import write_json
-from etl.cli.rehearse import REPORT, open_rehearsal, render
+from etl.cli.rehearse import open_rehearsal, render, write_report
 from etl.run.rehearse import Rehearsal, rehearse
 from etl.run.submit import RunSummary
 
@@ -44,6 +43,6 @@ def run_demo(root: Path, out_dir: Path, say: Callable[[str], None]) -> Demo:
                           sb.api_key, notify=say)
         url = sb.base_url
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / REPORT, result.to_json())
+    write_report(out_dir, result.to_json())
     render(result, out_dir, say)
     return Demo([p.run for p in result.pipelines], result.batch or {}, url, result)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 import httpx
@@ -19,7 +20,7 @@ import httpx
 from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_USAGE
 from etl.base.redact import secret_from_env
-from etl.base.safe_write import write_json
+from etl.base.safe_write import write_json, write_text
 from etl.cli.common import fail
 from etl.run.rehearse import Rehearsal, rehearse
 from etl.spec.pipeline import Pipeline, open_pipeline
@@ -85,6 +86,14 @@ def open_rehearsal(specs: Sequence[Path], out_dir: Path, shared: bool) -> list[P
     return pipelines
 
 
+def write_report(out_dir: Path, data: dict[str, Any]) -> None:
+    """rehearsal.json (every row) and rehearsal.html (the same, to read)."""
+    from etl.cli.rehearse_html import rehearsal_html
+
+    write_json(out_dir / REPORT, data)
+    write_text(out_dir / "rehearsal.html", rehearsal_html(data))
+
+
 def render(result: Rehearsal, out_dir: Path, echo: Callable[[str], None]) -> None:
     """The short human table: per pipeline, rows by final state and by sandbox outcome."""
     echo(f"\nrehearsal ({result.elapsed_seconds:.1f}s, sandbox {result.sandbox_url})")
@@ -96,8 +105,8 @@ def render(result: Rehearsal, out_dir: Path, echo: Callable[[str], None]) -> Non
         echo(f"  run            {line(p.run.counts)}")
         echo(f"  final state    {line(p.states)}")
         echo(f"  sandbox import {line(p.sandbox_outcomes)}")
-    echo(f"\nrows with their CRM ids: {out_dir / REPORT}; each pipeline's report: "
-         f"{out_dir}/<pipeline>/report.html")
+    echo(f"\nrows with their CRM ids: {out_dir / REPORT} and {out_dir / 'rehearsal.html'}; "
+         f"each pipeline's report: {out_dir}/<pipeline>/report.html")
 
 
 @click.command()
@@ -141,7 +150,7 @@ def rehearse_command(specs: tuple[Path, ...], sandbox_url: str | None, sandbox_r
     out_dir.mkdir(parents=True, exist_ok=True)
     data = result.to_json()
     try:
-        write_json(out_dir / REPORT, data)
+        write_report(out_dir, data)
     except EtlError as exc:
         fail(exc)
     if as_json:
