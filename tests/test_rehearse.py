@@ -195,3 +195,23 @@ def test_run_in_its_own_sandbox_is_paced_by_the_sandbox_rate(tmp_path, monkeypat
         result = _invoke("run", str(contacts), "--sandbox", "--sandbox-rate", rate, "-q")
         assert result.exit_code == 0, result.output
         assert seen.pop() == expected
+
+
+def test_an_unreadable_sandbox_rate_is_a_usage_error(tmp_path):
+    contacts, _ = _specs(tmp_path, donors=1)
+    result = _invoke("rehearse", str(contacts), "--sandbox-rate", "fast")
+    assert result.exit_code == 2 and "--sandbox-rate" in result.output
+
+
+def test_a_spec_error_names_the_file_and_sends_nothing(tmp_path):
+    contacts, gifts = _specs(tmp_path, donors=1)
+    gifts.write_text("name: broken\n")
+    result = _invoke("rehearse", str(contacts), str(gifts), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "gifts.yaml" in result.output
+    assert not (tmp_path / "out" / "rehearsal.json").exists()
+
+
+def test_the_same_spec_twice_is_refused(tmp_path):
+    contacts, _ = _specs(tmp_path, donors=1)
+    result = _invoke("rehearse", str(contacts), str(contacts))
+    assert result.exit_code == 2 and "a second spec named 'r_contacts'" in result.output

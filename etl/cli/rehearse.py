@@ -58,14 +58,16 @@ def _sandbox(url: str | None, rate: str, say: Callable[[str], None]) -> Iterator
     if url is not None:
         yield sandbox_target(url)
         return
+    from etl.sandbox.ratelimit import parse_rate
     from etl.sandbox.server import running_sandbox
 
     try:
-        with running_sandbox(rate_limit=rate) as sb:
-            say(f"sandbox started at {sb.base_url} (rate limit {rate}); it stops at the end")
-            yield sb.base_url, sb.api_key
-    except ValueError as exc:  # an unreadable --sandbox-rate
+        parse_rate(rate)
+    except ValueError as exc:
         _usage(f"--sandbox-rate: {exc}")
+    with running_sandbox(rate_limit=rate) as sb:
+        say(f"sandbox started at {sb.base_url} (rate limit {rate}); it stops at the end")
+        yield sb.base_url, sb.api_key
 
 
 def open_rehearsal(specs: Sequence[Path], out_dir: Path, shared: bool) -> list[Pipeline]:
@@ -74,6 +76,9 @@ def open_rehearsal(specs: Sequence[Path], out_dir: Path, shared: bool) -> list[P
     pipelines = []
     for spec in specs:
         pipeline = open_pipeline(spec, sandbox=True)
+        if any(p.spec.name == pipeline.spec.name for p in pipelines):
+            raise EtlError(f"{spec}: a second spec named {pipeline.spec.name!r} in one "
+                           "rehearsal (each pipeline has its own report folder and ledger)")
         folder = out_dir / pipeline.spec.name
         if not shared:
             ledger = folder / "ledger.sandbox.sqlite"
