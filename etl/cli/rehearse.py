@@ -73,7 +73,7 @@ def _sandbox(url: str | None, rate: str, say: Callable[[str], None]) -> Iterator
 def open_rehearsal(specs: Sequence[Path], out_dir: Path, shared: bool) -> list[Pipeline]:
     """Each spec's Pipeline: with a shared sandbox (--sandbox-url) the spec's `.sandbox` ledger
     (it continues that sandbox); with a throwaway one, a fresh ledger under out_dir/<name>."""
-    pipelines = []
+    pipelines: list[Pipeline] = []
     for spec in specs:
         pipeline = open_pipeline(spec, sandbox=True)
         if any(p.spec.name == pipeline.spec.name for p in pipelines):
