@@ -157,6 +157,24 @@ def test_run_reconcile_ledger_webhooks_share_one_running_sandbox(tmp_path):
         assert gift["contactId"] == sb.state.directory.by_reference("LegacyCRM", "D1")["id"]
     runs = _invoke("ledger", "runs", "--spec", str(gifts), *url)
     assert runs.exit_code == 0 and "exit 0" in runs.output and "\"accepted\": 2" in runs.output
+    shown = json.loads(_invoke("ledger", "show", "--spec", str(gifts), "--sandbox").output)
+    assert shown["sandbox_outcomes"] == {"created": 2}
+
+
+def test_the_sandbox_tells_created_merged_and_needs_update_per_item():
+    with running_sandbox(rate_limit="none") as sb, sb.client() as http:
+        ann = {"referenceSource": "S", "referenceId": "D1", "firstName": "Ann", "lastName": "Lee",
+               "emailType": "Home Email", "email": "ann@example.org"}
+        for body in (ann, {**ann, "referenceId": "D2"}, {"referenceSource": "S",
+                                                         "referenceId": "D3"}):
+            assert http.post("/api/Contact/Transaction", json=body).status_code == 200
+        sb.run_batch()
+        seen = http.get("/sandbox/outcomes").json()
+        assert [(o["referenceId"], o["outcome"]) for o in seen] == [
+            ("D1", "created"), ("D2", "merged"), ("D3", "needs_update")]
+        assert seen[0]["crmId"] == seen[1]["crmId"] and seen[2]["crmId"] is None
+        assert http.get("/sandbox/outcomes", params={"after": seen[1]["seq"]}).json() == seen[2:]
+        assert http.get("/sandbox/outcomes", params={"after": "x"}).status_code == 400
 
 
 def test_ledger_without_sandbox_points_at_the_sandbox_ledger(tmp_path):

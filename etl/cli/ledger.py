@@ -95,6 +95,9 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
 
         etl ledger show 3 --spec pipelines/legacy_gifts.yaml
     """
+    from collections import Counter
+
+    from etl.confirm.sandbox_outcomes import read_outcomes
     from etl.load.ledger import LedgerError
 
     with _open(spec, ledger_path, sandbox) as led:
@@ -104,6 +107,9 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
             fail(exc)
         info["counts"] = led.counts(info["id"])
         info["summary"] = json.loads(info["summary"]) if info["summary"] else None
+        outcomes = read_outcomes(led.path)
+        if outcomes:  # a sandbox's import of this ledger's rows (sandbox only, docs/sandbox.md)
+            info["sandbox_outcomes"] = dict(Counter(o for o, _ in outcomes.values()))
         click.echo(json.dumps(info, indent=2))
 
 
