@@ -127,7 +127,19 @@ def test_demo_runs_every_sample_pipeline_against_the_sandbox(tmp_path):
     for name in ("legacy_contacts", "legacy_gifts", "nightly_gifts_drop"):
         report = json.loads((tmp_path / name / "report.json").read_text())
         assert report["counts"]["read"] == report["counts"]["valid"] + report["counts"]["rejected"]
-        assert (tmp_path / name / "ledger.sqlite").is_file()
+        assert (tmp_path / name / "ledger.sandbox.sqlite").is_file()
+    # one sandbox for all three (a rehearsal): the gifts land on the contacts sent before them,
+    # so a gift is left in "needs update" only where its donor was rejected by validation
+    rehearsal = json.loads((tmp_path / "rehearsal.json").read_text())
+    pipes = {p["name"]: p for p in rehearsal["pipelines"]}
+    assert list(pipes) == ["legacy_contacts", "legacy_gifts", "nightly_gifts_drop"]
+    contacts_rejected = {r["key"] for r in pipes["legacy_contacts"]["rows"]
+                         if r["status"] == "rejected"}
+    gifts = pipes["legacy_gifts"]
+    assert gifts["sandbox_outcomes"]["created"] == gifts["states"]["confirmed"] > 2000
+    confirmed = [r for r in gifts["rows"] if r["status"] == "confirmed"]
+    assert confirmed and all(r["crm_id"] for r in confirmed)
+    assert gifts["sandbox_outcomes"].get("needs_update", 0) <= len(contacts_rejected)
 
 
 @pytest.mark.parametrize("limit", [None, "2"])

@@ -34,6 +34,7 @@ class LazyGroup(click.Group):
         "sandbox": "etl.sandbox.cli:sandbox",
         "reconcile": "etl.cli.reconcile:reconcile",
         "webhooks": "etl.cli.reconcile:webhooks",
+        "rehearse": "etl.cli.rehearse:rehearse_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from pathlib import Path
@@ -24,6 +25,11 @@ def _open(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> Any:
     try:
         path = ledger_path or open_pipeline(spec, sandbox=sandbox).ledger_path  # type: ignore[arg-type]
         if not path.exists():
+            other = None if ledger_path or sandbox else open_pipeline(
+                spec, sandbox=True).ledger_path  # type: ignore[arg-type]
+            if other is not None and other.exists():
+                raise click.ClickException(f"no ledger at {path}; a sandbox ledger exists at "
+                                           f"{other}: add --sandbox")
             raise click.ClickException(f"no ledger at {path} (nothing was run yet)")
         return Ledger(path, readonly=True)
     except EtlError as exc:
@@ -36,13 +42,21 @@ _where = [
     click.option("--ledger", "ledger_path", type=click.Path(dir_okay=False, path_type=Path),
                  help="The ledger file."),
     click.option("--sandbox", is_flag=True, help="The spec's sandbox ledger."),
+    click.option("--sandbox-url", metavar="URL",
+                 help="Same as --sandbox (the ledger is local; accepted so one flag works on "
+                      "every command)."),
 ]
 
 
 def _with_where(f: Any) -> Any:
+    @functools.wraps(f)
+    def command(*args: Any, sandbox_url: str | None = None, **kwargs: Any) -> Any:
+        kwargs["sandbox"] = kwargs.get("sandbox") or sandbox_url is not None
+        return f(*args, **kwargs)
+
     for option in reversed(_where):
-        f = option(f)
-    return f
+        command = option(command)
+    return command
 
 
 @click.group()
@@ -81,6 +95,9 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
 
         etl ledger show 3 --spec pipelines/legacy_gifts.yaml
     """
+    from collections import Counter
+
+    from etl.confirm.sandbox_outcomes import read_outcomes
     from etl.load.ledger import LedgerError
 
     with _open(spec, ledger_path, sandbox) as led:
@@ -90,6 +107,9 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
             fail(exc)
         info["counts"] = led.counts(info["id"])
         info["summary"] = json.loads(info["summary"]) if info["summary"] else None
+        outcomes = read_outcomes(led.path)
+        if outcomes:  # a sandbox's import of this ledger's rows (sandbox only, docs/sandbox.md)
+            info["sandbox_outcomes"] = dict(Counter(o for o, _ in outcomes.values()))
         click.echo(json.dumps(info, indent=2))
 
 

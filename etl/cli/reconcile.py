@@ -29,6 +29,11 @@ SANDBOX_KEY_ENV = "ETL_SANDBOX_API_KEY"
 SECRET_ENV = "ETL_WEBHOOK_SECRET"  # noqa: S105 - a variable name, not a secret
 
 
+SANDBOX_URL = click.option(
+    "--sandbox-url", metavar="URL",
+    help=f"A running `etl sandbox` (key in {SANDBOX_KEY_ENV}); implies --sandbox.")
+
+
 def _usage(message: str) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(2)
@@ -41,7 +46,9 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
     except ValueError as exc:
         _usage(str(exc))
     if sandbox and (urlsplit(base_url).hostname or "") not in LOCAL_HOSTS:
-        _usage("--sandbox: --base-url must be a local sandbox (http://127.0.0.1:PORT)")
+        _usage("--sandbox: name the running sandbox with --sandbox-url http://127.0.0.1:PORT "
+               "(the sandbox of `etl run --sandbox` is gone when that run ends: keep one up "
+               "with `etl sandbox`, or rehearse every step at once with `etl rehearse`)")
     token = secret_from_env(token_env) or (secret_from_env(SANDBOX_KEY_ENV) if sandbox else "")
     if not token:
         _usage(f"set the API key in the environment variable {token_env} "
@@ -60,6 +67,7 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
 @click.option("--sandbox", is_flag=True,
               help=f"The spec's sandbox ledger; --base-url is a running `etl sandbox` (key from "
                    f"--token-env or {SANDBOX_KEY_ENV}).")
+@SANDBOX_URL
 @click.option("--window", "window_hours", type=click.FloatRange(min=0), default=30.0,
               show_default=True, help="Hours after sending before an unseen row needs review.")
 @click.option("--min-interval", "min_interval_hours", type=click.FloatRange(min=0), default=1.0,
@@ -73,7 +81,8 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
               help="Write the summary as JSON to this file.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
-              sandbox: bool, window_hours: float, min_interval_hours: float, force: bool,
+              sandbox: bool, sandbox_url: str | None, window_hours: float,
+              min_interval_hours: float, force: bool,
               after_batch: bool, out_dir: Path | None, json_summary: Path | None,
               quiet: bool) -> None:
     """Confirm accepted rows in CRM+ (webhooks first, then polling); list what needs review.
@@ -87,6 +96,8 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     from etl.confirm.reconcile import ReconcileOptions
     from etl.confirm.reconcile import reconcile as run_reconcile
 
+    if sandbox_url is not None:
+        base_url, sandbox = sandbox_url, True
     base_url, token = _target(base_url, token_env, sandbox)
     if json_summary is not None:
         try:  # refuse a link or a device now, not after the work
@@ -100,6 +111,8 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
         notify=(lambda m: None) if quiet else (lambda m: click.echo(m, err=True)))
     try:
         pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox, out_dir=out_dir)
+        if sandbox_url is not None and pipeline.ledger_path.exists():
+            _record_sandbox_outcomes(pipeline, base_url, token)
         summary = run_reconcile(pipeline, options)
     except EtlError as exc:
         fail(exc)
@@ -114,6 +127,21 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     if summary.exit_code == 4:
         click.echo(f"error: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
+
+
+def _record_sandbox_outcomes(pipeline: Any, base_url: str, token: str) -> None:
+    """A running sandbox tells what its import did with each row (sandbox-only knowledge,
+    docs/sandbox.md): keep it in the ledger's sandbox_outcomes table."""
+    import httpx
+
+    from etl.confirm.reconcile import key_prefix
+    from etl.confirm.sandbox_outcomes import fetch_outcomes, record_outcomes
+
+    try:
+        outcomes = fetch_outcomes(base_url, token)
+    except httpx.HTTPError as exc:
+        raise TransientError(f"the sandbox at {base_url} did not answer: {exc}") from None
+    record_outcomes(pipeline.ledger_path, outcomes, key_prefix(pipeline))
 
 
 def _render(s: Any) -> None:
@@ -193,9 +221,11 @@ def _registration_failed(exc: Exception) -> None:
 @click.option("--base-url", default=DEFAULT_BASE_URL, show_default=True)
 @click.option("--token-env", default=TOKEN_ENV, show_default=True)
 @click.option("--public-url", help="The URL CRM+ calls (default: http://HOST:PORT/webhook).")
+@SANDBOX_URL
 def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: bool,
           secret_env: str, insecure: bool, max_body: int, max_models: int, max_per_minute: int,
-          register: bool, base_url: str, token_env: str, public_url: str | None) -> None:
+          register: bool, base_url: str, token_env: str, public_url: str | None,
+          sandbox_url: str | None) -> None:
     """Run the webhook receiver in the foreground until Ctrl-C.
 
     Example:
@@ -209,6 +239,8 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
     from etl.confirm.webhook_receiver import make_server
     from etl.confirm.webhook_register import receiver_config, subscribe
 
+    if sandbox_url is not None:
+        base_url, sandbox = sandbox_url, True
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("etl.webhooks").setLevel(logging.INFO)  # no request URLs, no bodies
     secret = _secret(secret_env, insecure)
@@ -235,7 +267,7 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
                + f" (ledger {cfg.ledger_path})", err=True)
     if register:
         assert secret is not None
-        api, token = _target(base_url, token_env, False)
+        api, token = _target(base_url, token_env, sandbox_url is not None)
         try:
             made = asyncio.run(subscribe(api, token, cfg.ledger_path, url, cfg.kind, secret))
         except EtlError as exc:
@@ -256,8 +288,9 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
 @click.option("--token-env", default=TOKEN_ENV, show_default=True)
 @click.option("--secret-env", default=SECRET_ENV, show_default=True,
               help="With --check: compare CRM+'s secret with this one (never shown).")
+@SANDBOX_URL
 def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, base_url: str,
-           token_env: str, secret_env: str) -> None:
+           token_env: str, secret_env: str, sandbox_url: str | None) -> None:
     """Show the stored webhook subscription and the deliveries received.
 
     Exit codes: 0 shown (and, with --check, CRM+ shows it active as stored); 1 it is missing,
@@ -269,6 +302,8 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
     """
     from etl.confirm.webhook_register import check_subscriptions, receiver_config, webhook_status
 
+    if sandbox_url is not None:
+        base_url, sandbox = sandbox_url, True
     try:
         pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox)
         cfg = receiver_config(pipeline, insecure=True)
@@ -279,7 +314,7 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
         sys.exit(1 if check else 0)
     problems = 0
     if check:
-        api, token = _target(base_url, token_env, False)
+        api, token = _target(base_url, token_env, sandbox_url is not None)
         try:
             checks = asyncio.run(check_subscriptions(api, token, cfg.ledger_path,
                                                      secret_from_env(secret_env) or None))

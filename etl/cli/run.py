@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from etl.base.errors import EtlError, SourceError
 from etl.base.redact import secret_from_env
@@ -50,6 +51,9 @@ from etl.spec.pipeline import Pipeline, open_pipeline
 @click.option("--sandbox", is_flag=True, help="Run against a local sandbox started for the run.")
 @click.option("--sandbox-rate", default="5000/hour", show_default=True,
               help="The sandbox's rate limit (e.g. 20/second, none).")
+@click.option("--sandbox-url", metavar="URL",
+              help="Run against a running `etl sandbox` (key in ETL_SANDBOX_API_KEY), with the "
+                   "spec's sandbox ledger; several specs then rehearse together.")
 @click.option("--sandbox-run-batch", is_flag=True,
               help="With --sandbox: run the sandbox's nightly batch at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
@@ -79,7 +83,8 @@ from etl.spec.pipeline import Pipeline, open_pipeline
               "CRM+ whether it holds gifts of this source (only if you know it does not).")
 def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
-        sandbox_run_batch: bool, quiet: bool, json_summary: Path | None, new_only: bool | None,
+        sandbox_url: str | None, sandbox_run_batch: bool, quiet: bool,
+        json_summary: Path | None, new_only: bool | None,
         archive: Path | None, quarantine: Path | None, min_age: float | None,
         max_reject_rate: float | None, max_failed: int | None, recover_ledger: bool,
         skip_crm_check: bool) -> None:
@@ -101,7 +106,13 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     """
     from etl.load.client import check_base_url
 
-    token = "" if sandbox else secret_from_env(token_env)
+    if sandbox_url is not None:  # a shared sandbox: its key, its pace, the .sandbox ledger
+        from etl.cli.rehearse import sandbox_target
+
+        base_url, token = sandbox_target(sandbox_url)
+        sandbox = False
+    else:
+        token = "" if sandbox else secret_from_env(token_env)
     if not sandbox and not token:
         click.echo(f"error: set the API key in the environment variable {token_env} "
                    "(or name another with --token-env)", err=True)
@@ -127,8 +138,12 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
                          min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed,
                          recover_ledger=recover_ledger, skip_crm_check=skip_crm_check)
     try:
-        pipeline = open_pipeline(spec, ledger_path=ledger_path, sandbox=sandbox, out_dir=out_dir)
-        if sandbox:
+        pipeline = open_pipeline(spec, ledger_path=ledger_path,
+                                 sandbox=sandbox or sandbox_url is not None, out_dir=out_dir)
+        if sandbox_url is not None:
+            _pace_by_sandbox(options)
+            summary = run_pipeline(pipeline, options)[1]
+        elif sandbox:
             summary = _run_in_sandbox(pipeline, options, sandbox_rate, sandbox_run_batch, say)
         else:
             summary = run_pipeline(pipeline, options)[1]
@@ -166,6 +181,18 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     write_json(path, data)  # redacted, atomic, never through a link or a device
 
 
+def _pace_by_sandbox(options: RunOptions) -> None:
+    """A sandbox run is paced by the sandbox's limit, not by the spec's budget for the real
+    API (`--sandbox-rate none`: not paced at all)."""
+    from etl.confirm.sandbox_outcomes import sandbox_pace
+
+    try:
+        per_hour = sandbox_pace(options.base_url, options.token)
+    except httpx.HTTPError as exc:
+        raise EtlError(f"the sandbox at {options.base_url} did not answer: {exc}") from None
+    options.requests_per_hour, options.unlimited = per_hour, per_hour is None
+
+
 def _run_in_sandbox(pipeline: Pipeline, options: RunOptions, rate: str, run_batch: bool,
                     say: Any) -> RunSummary:
     from etl.sandbox.server import running_sandbox
@@ -173,6 +200,7 @@ def _run_in_sandbox(pipeline: Pipeline, options: RunOptions, rate: str, run_batc
     with running_sandbox(rate_limit=rate, organization_name=pipeline.spec.organization) as sb:
         say(f"sandbox started at {sb.base_url} (rate limit {rate})")
         options.base_url, options.token = sb.base_url, sb.api_key
+        _pace_by_sandbox(options)
         summary = run_pipeline(pipeline, options)[1]
         if run_batch:
             summary.sandbox_batch = sb.run_batch()

@@ -64,15 +64,29 @@ class Batch:
         if name in self.wanted:
             self.events.append((name, copy.deepcopy(record)))
 
-    def _needs_update(self, entry: dict[str, Any], reason: str,
-                      queue: str = MATCH_NEEDED) -> None:
+    @staticmethod
+    def _key(entry: dict[str, Any]) -> dict[str, Any]:
         payload = entry["payload"]
         if entry["kind"] == "gift":
             source, ident = gift_key(payload)
-            key = {"transactionSource": source, "transactionId": ident}
-        else:
-            source, ident = contact_key(payload)
-            key = {"referenceSource": source, "referenceId": ident}
+            return {"transactionSource": source, "transactionId": ident}
+        reference = contact_key(payload)
+        source, ident = reference if reference else (None, None)
+        return {"referenceSource": source, "referenceId": ident}
+
+    def _outcome(self, entry: dict[str, Any], outcome: str, crm_id: Any = None,
+                 reason: str | None = None) -> None:
+        """Record the per-item outcome (GET /sandbox/outcomes; docs/sandbox.md)."""
+        self.state.add_to("outcomes", {
+            "kind": entry["kind"], **self._key(entry), "outcome": outcome,
+            "crmId": None if crm_id is None else str(crm_id), "reason": reason,
+            "at": self.now})
+
+    def _needs_update(self, entry: dict[str, Any], reason: str,
+                      queue: str = MATCH_NEEDED) -> None:
+        payload = entry["payload"]
+        key = self._key(entry)
+        self._outcome(entry, "needs_update", reason=reason)
         self.state.add_to("needs_update", {
             "queue": queue, "kind": entry["kind"], **key, "reason": reason,
             "receivedAt": entry["receivedAt"], "import": entry.get("import") or {},
@@ -105,10 +119,13 @@ class Batch:
         if found is not None:
             directory.merge(found, payload, reference, self.now)
             self.state.save_contact(found)
+            self._outcome(entry, "merged", found["id"])
             self.summary["contactsUpdated"] += 1
             self._event("contactUpdate", found)
         elif can_create(payload.get("firstName"), payload.get("lastName"), payload.get("name")):
-            self._created(directory.create(payload, reference, self.now))
+            created = directory.create(payload, reference, self.now)
+            self._created(created)
+            self._outcome(entry, "created", created["id"])
         else:
             self._needs_update(entry, "no matching contact, and no firstName + lastName or name "
                                       "to create one")
@@ -146,6 +163,7 @@ class Batch:
             "kind": "gift", "transactionSource": source, "transactionId": ident,
             "existingGiftId": existing["id"], "receivedAt": entry["receivedAt"]})
         self.summary["duplicatesSkipped"] += 1
+        self._outcome(entry, "duplicate", existing["id"])
         return True
 
     def gift(self, entry: dict[str, Any]) -> None:
@@ -159,7 +177,8 @@ class Batch:
         if contact is None:
             self._needs_update(entry, reason)
             return
-        self.create_gift(entry, contact["id"])
+        gift = self.create_gift(entry, contact["id"])
+        self._outcome(entry, "created", gift["id"])
 
     def create_gift(self, entry: dict[str, Any], contact_id: int) -> dict[str, Any]:
         gift = make_gift(self.state.next_gift_id, entry["payload"], contact_id, self.now,
@@ -173,7 +192,9 @@ class Batch:
         """Staff import one parked item: "imported", "duplicate", or why it cannot be."""
         if entry["kind"] == "contact":
             payload = entry["payload"]
-            self._created(self.state.directory.create(payload, contact_key(payload), self.now))
+            created = self.state.directory.create(payload, contact_key(payload), self.now)
+            self._created(created)
+            self._outcome(entry, "imported", created["id"])
             return "imported"
         if self._duplicate(entry):
             return "duplicate"
@@ -185,7 +206,8 @@ class Batch:
             if found is None:
                 return reason + "; give contactId"
             contact_id = found["id"]
-        self.create_gift(entry, contact_id)
+        gift = self.create_gift(entry, contact_id)
+        self._outcome(entry, "imported", gift["id"])
         return "imported"
 
 

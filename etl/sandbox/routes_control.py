@@ -2,6 +2,9 @@
 
     POST /sandbox/run-batch            the nightly batch now; answers its summary
     GET  /sandbox/health
+    GET  /sandbox/rate-limit           the budget it enforces: {"spec", "requestsPerHour"|null}
+    GET  /sandbox/outcomes?after=SEQ   per item the batch (or staff) imported: created, merged,
+                                       needs_update, duplicate, imported, with its CRM id
     GET  /sandbox/imports              what waits in Match Needed / Update Needed
     POST /sandbox/imports/import       staff import parked items (then they are records)
     POST /sandbox/imports/delete       staff delete parked items (they never become records)
@@ -19,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from etl.sandbox.ratelimit import parse_rate
 from etl.sandbox.respond import ApiError, json_object
 
 SELECTORS = (("transactionSource", "transactionId"), ("referenceSource", "referenceId"))
@@ -57,6 +61,20 @@ async def health(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def rate_limit(request: Request) -> Response:
+    spec = _rt(request).limiter.spec
+    parsed = parse_rate(spec)
+    per_hour = None if parsed is None else parsed[0] * 3600.0 / parsed[1]
+    return JSONResponse({"spec": spec, "requestsPerHour": per_hour})
+
+
+async def outcomes(request: Request) -> Response:
+    after = request.query_params.get("after", "0")
+    if not after.isdigit():
+        raise ApiError(400, "INVALID_REQUEST", "after must be a sequence number")
+    return JSONResponse(_rt(request).state.outcomes(int(after)))
+
+
 async def imports(request: Request) -> Response:
     return JSONResponse([_summary(d) for d in _rt(request).state.needs_update()])
 
@@ -82,6 +100,8 @@ async def imports_delete(request: Request) -> Response:
 ROUTES = [
     Route("/sandbox/run-batch", run_batch, methods=["POST"]),
     Route("/sandbox/health", health, methods=["GET"]),
+    Route("/sandbox/rate-limit", rate_limit, methods=["GET"]),
+    Route("/sandbox/outcomes", outcomes, methods=["GET"]),
     Route("/sandbox/imports", imports, methods=["GET"]),
     Route("/sandbox/imports/import", imports_import, methods=["POST"]),
     Route("/sandbox/imports/delete", imports_delete, methods=["POST"]),

@@ -76,7 +76,8 @@ class SandboxState:
         self._gift_index: dict[Key, list[int]] = {}
         self.next_gift_id = FIRST_GIFT_ID
         self._lists: dict[str, list[dict[str, Any]]] = {
-            "needs_update": [], "duplicates": [], "rejected": [], "deliveries": []}
+            "needs_update": [], "duplicates": [], "rejected": [], "deliveries": [],
+            "outcomes": []}
         self._webhooks: dict[int, dict[str, Any]] = {}
         self._seq = 0
 
@@ -159,7 +160,7 @@ class SandboxState:
             return entries
 
     def add_to(self, name: str, doc: dict[str, Any]) -> None:
-        """Append to needs_update / duplicates / rejected / deliveries."""
+        """Append to needs_update / duplicates / rejected / deliveries / outcomes."""
         with self.transaction():
             doc = {"seq": self.next_seq(), **doc}
             self._lists[name].append(doc)
@@ -313,6 +314,12 @@ class SandboxState:
 
     def duplicates(self) -> list[dict[str, Any]]:
         return self._list("duplicates")
+
+    def outcomes(self, after: int = 0) -> list[dict[str, Any]]:
+        """What the batch (or staff) did with each imported item, after sequence `after`:
+        `kind`, its key, `outcome` (created, merged, needs_update, duplicate, imported) and
+        `crmId`. Sandbox-only knowledge: CRM+ shows it to staff, not through its API."""
+        return [d for d in self._list("outcomes") if d["seq"] > after]
 
     def rejected(self) -> list[dict[str, Any]]:
         """Items a batch in `accept_valid` mode dropped silently (the client was not told)."""

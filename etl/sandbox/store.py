@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 TABLES = (
-    "requests", "held", "contacts", "gifts", "needs_update", "duplicates", "rejected",
+    "requests", "held", "contacts", "gifts", "needs_update", "duplicates", "rejected", "outcomes",
     "webhooks", "deliveries", "received",
 )
 
