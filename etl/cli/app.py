@@ -282,9 +282,10 @@ def demo(out_dir: Path) -> None:
     """
     from etl.cli.demo import run_demo
     from etl.cli.render import render_summary
+    from etl.samples import sample_root
 
-    root = Path(__file__).resolve().parents[2]  # etl/cli/app.py -> the repository
     try:
+        root = sample_root()  # the installed copy in a wheel, else the checkout's folders
         outcome = run_demo(root, out_dir, lambda message: click.echo(message))
     except EtlError as exc:
         fail(exc)
