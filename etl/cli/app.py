@@ -3,7 +3,11 @@ one library function, and renders the result; `EtlError`s become a message and a
 
 Exit codes: 0 all good; 1 rows rejected (over --max-reject-rate) or failed; 2 spec or usage
 error; 3 a source file cannot be read; 4 credentials refused (or the wrong organization);
-5 interrupted (Ctrl-C / SIGTERM); 6 another run holds the ledger's lock.
+5 interrupted (Ctrl-C / SIGTERM); 6 another run holds the ledger's lock; 141 stdout's reader
+went away (`etl transforms | head -1`): stopped quietly, as a command killed by SIGPIPE.
+
+`-` (or /dev/stdout) for an output path means standard output; `--json` prints one JSON document
+to stdout (the human text then goes to stderr).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REJECTS
 from etl.base.redact import redacting_output, secret_from_env
-from etl.cli.common import fail
+from etl.cli.common import EXIT_PIPE, fail, quiet_broken_pipe
 
 
 class LazyGroup(click.Group):
@@ -49,14 +53,24 @@ class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # One edge for the terminal: everything printed (click, rich, logging, usage errors)
         # passes through the redactor, so a registered secret never reaches it.
-        with redacting_output():
-            return super().main(*args, **kwargs)
+        try:
+            with redacting_output():
+                return super().main(*args, **kwargs)
+        finally:
+            try:  # the last of stdout, inside the try: a reader that left is no error
+                sys.stdout.flush()
+            except BrokenPipeError:
+                quiet_broken_pipe()
+                sys.exit(EXIT_PIPE)
 
     def invoke(self, ctx: click.Context) -> object:
         # Every command, one place: an unwritable --out or ledger path, a missing folder or a full
         # disk is a message and exit 2, never a traceback.
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            quiet_broken_pipe()
+            ctx.exit(EXIT_PIPE)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)

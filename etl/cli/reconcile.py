@@ -8,6 +8,7 @@ need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 cr
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ import click
 
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env
-from etl.base.safe_write import check_target, write_json
+from etl.base.safe_write import check_target, is_stdout, write_json
 from etl.cli.common import TOKEN_ENV, fail
 from etl.confirm.webhook_parse import MAX_MODELS
 from etl.confirm.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
@@ -70,12 +71,14 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of needs_review.csv (default: the spec's report folder).")
 @click.option("--json-summary", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the summary as JSON to this file.")
+              help="Write the summary as JSON to this file (`-` or /dev/stdout: to stdout).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON document on stdout (as --json-summary -).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
               sandbox: bool, window_hours: float, min_interval_hours: float, force: bool,
               after_batch: bool, out_dir: Path | None, json_summary: Path | None,
-              quiet: bool) -> None:
+              as_json: bool, quiet: bool) -> None:
     """Confirm accepted rows in CRM+ (webhooks first, then polling); list what needs review.
 
     Example:
@@ -88,6 +91,7 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     from etl.confirm.reconcile import reconcile as run_reconcile
 
     base_url, token = _target(base_url, token_env, sandbox)
+    json_summary = Path("-") if as_json and json_summary is None else json_summary
     if json_summary is not None:
         try:  # refuse a link or a device now, not after the work
             check_target(json_summary)
@@ -104,29 +108,31 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     except EtlError as exc:
         fail(exc)
     if json_summary:
-        json_summary.parent.mkdir(parents=True, exist_ok=True)
+        if not is_stdout(json_summary):
+            json_summary.parent.mkdir(parents=True, exist_ok=True)
         try:
             write_json(json_summary, summary.to_json())
         except EtlError as exc:
             fail(exc)
     if not quiet:
-        _render(summary)
+        _render(summary, err=is_stdout(json_summary))
     if summary.exit_code == 4:
         click.echo(f"error: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
 
 
-def _render(s: Any) -> None:
-    click.echo(f"reconcile {s.pipeline}: {s.open_before} rows were open (accepted or in doubt)")
+def _render(s: Any, err: bool = False) -> None:
+    echo = functools.partial(click.echo, err=err)  # stderr when stdout carries the JSON
+    echo(f"reconcile {s.pipeline}: {s.open_before} rows were open (accepted or in doubt)")
     via = ", ".join(f"{k} {v}" for k, v in s.confirmed.items())
-    click.echo(f"  confirmed {sum(s.confirmed.values())}{f' ({via})' if via else ''}, needs review "
+    echo(f"  confirmed {sum(s.confirmed.values())}{f' ({via})' if via else ''}, needs review "
                f"{s.needs_review} (duplicates {s.duplicates}), back to pending {s.to_pending}, "
                f"still waiting {s.waiting}")
-    click.echo(f"  poll: {'yes' if s.polled else 'no'} ({s.poll.get('reason')}"
+    echo(f"  poll: {'yes' if s.polled else 'no'} ({s.poll.get('reason')}"
                + (f"; {s.poll.get('mode')}, {s.requests} requests" if s.polled else "") + ")")
     for t in s.totals:
-        click.echo(f"  {t['stage']:<13} {t['currency'] or '-':<4} {t['rows']:>8} {t['amount']:>14}")
-    click.echo(f"  ledger: {s.ledger}\n  needs review: {s.open_reviews} rows in {s.review_csv}"
+        echo(f"  {t['stage']:<13} {t['currency'] or '-':<4} {t['rows']:>8} {t['amount']:>14}")
+    echo(f"  ledger: {s.ledger}\n  needs review: {s.open_reviews} rows in {s.review_csv}"
                f"\n{s.exit_reason}")
 
 

@@ -244,7 +244,9 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
             exit_code, reason = EXIT_ROWS, hold or recorder.tripped or ""
         elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *prematch.OK_STATUSES)
                                           for s in counts):
-            exit_code, reason = EXIT_ROWS, _not_accepted(counts)
+            exit_code, reason = EXIT_ROWS, "finished: " + _not_accepted(counts, dry.result.rejected)
+        elif exit_code == EXIT_OK:
+            reason = "finished: " + _not_accepted(counts, dry.result.rejected)
         doubt = counts.get("in_doubt", 0)
         new_doubt = ledger.sent_in_doubt(run_id)
         if doubt:
@@ -285,11 +287,23 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
     return summary
 
 
-def _not_accepted(counts: dict[str, int]) -> str:
-    """The end-of-run reason: what was not accepted, by status ("2 failed, 163 rejected")."""
-    parts = [f"{n:,} {status}" for status, n in sorted(counts.items())
-             if status not in (*OK_STATUSES, *prematch.OK_STATUSES)]
-    return "finished: rows not accepted: " + ", ".join(parts)
+def _not_accepted(counts: dict[str, int], invalid: int) -> str:
+    """The end-of-run line says what happened: "163 rejected by validation; 2,837 of 2,837 sent
+    were accepted; 2 refused by CRM+, 1 in doubt". Validation rejects (never sent) are told
+    apart from CRM+ refusals: both carry the ledger status `rejected`."""
+    counts = dict(counts)
+    rejected = counts.pop("rejected", 0)
+    refused = max(0, rejected - invalid)
+    accepted = counts.pop("accepted", 0)
+    doubt, failed = counts.pop("in_doubt", 0), counts.pop("failed", 0)
+    sent = accepted + refused + doubt + failed
+    parts = [f"{rejected - refused:,} rejected by validation"] if rejected - refused else []
+    parts.append(f"{accepted:,} of {sent:,} sent were accepted" if sent else "nothing sent")
+    others = [f"{n:,} {what}" for n, what in ((refused, "refused by CRM+"), (doubt, "in doubt"),
+                                              (failed, "failed")) if n]
+    others += [f"{n:,} {status.replace('_', ' ')}" for status, n in sorted(counts.items())
+               if n and status not in ("confirmed", *prematch.OK_STATUSES)]
+    return "; ".join(parts + ([", ".join(others)] if others else []))
 
 
 class _Interrupt:
