@@ -98,18 +98,25 @@ class Progress:
         self.bar.stop()
 
 
+def _table(console: Any, title: str) -> Any:
+    """A rich table; off a terminal (a log, a pipe) plain ASCII lines, no box-drawing glyphs."""
+    from rich import box
+    from rich.table import Table
+
+    return Table(title=title, box=box.HEAVY_HEAD if console.is_terminal else box.ASCII)
+
+
 def render_summary(summary: RunSummary, *, stderr: bool = False) -> None:
     """The end of a run, on stdout (stderr when stdout carries JSON). Off a terminal rich
     prints plain tables: no colour, no control codes."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(stderr=stderr)
     console.print(f"run {summary.run_id} of {summary.pipeline}, organization: "
                   f"{summary.organization or '(not contacted)'}", highlight=False)
     _render_files(console, summary)
     if summary.counts:
-        counts = Table(title="rows by status")
+        counts = _table(console, "rows by status")
         counts.add_column("status")
         counts.add_column("rows", justify="right")
         for status, n in sorted(summary.counts.items()):
@@ -140,9 +147,8 @@ def render_summary(summary: RunSummary, *, stderr: bool = False) -> None:
 
 def _render_totals(console: Any, summary: RunSummary) -> None:
     """Control totals by currency: read -> valid -> sent -> accepted (now or earlier)."""
-    from rich.table import Table
 
-    totals = Table(title="control totals: read -> valid -> sent -> accepted")
+    totals = _table(console, "control totals: read -> valid -> sent -> accepted")
     for name in ("stage", "currency", "rows", "amount"):
         totals.add_column(name, justify="right" if name in ("rows", "amount") else "left")
     ct = summary.control_totals
@@ -165,11 +171,10 @@ def _render_totals(console: Any, summary: RunSummary) -> None:
 
 def _render_files(console: Any, summary: RunSummary) -> None:
     """Per-file outcomes of a drop folder, oldest first."""
-    from rich.table import Table
 
     if not summary.files:
         return
-    files = Table(title="files (oldest first)")
+    files = _table(console, "files (oldest first)")
     for name in ("file", "outcome", "rows", "detail"):
         files.add_column(name, overflow="fold")
     for f in summary.files:

@@ -1,0 +1,155 @@
+"""Scripting the CLI: `-` is stdout, quiet on a broken pipe, --json, progress lines and JSON logs
+when not on a terminal, an end-of-run line that says what happened. Through the real command
+(a subprocess wherever a pipe or a non-terminal matters)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from etl.cli.render import duration
+
+# Six contacts, one without a last name (rejected by validation); one row a request, paced
+# fast, so that a run takes a few seconds and shows progress.
+SPEC = """\
+name: ok
+target: contact_transaction
+source: {path: d.csv}
+keys: {source: S, id: {column: id}}
+mappings: {firstName: f, lastName: l}
+rules: {lastName: {required: true}}
+load: {batch_size: 1, requests_per_hour: 7200}
+"""
+ROWS = "id,f,l\n1,A,B\n2,C,D\n3,E,\n4,G,H\n5,I,J\n6,K,L\n"
+ETA = re.compile(r"ETA (\?|\d+s|\d+m|\d+h\d\dm)\b")
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    (tmp_path / "d.csv").write_text(ROWS, encoding="utf-8")
+    path = tmp_path / "p.yaml"
+    path.write_text(SPEC, encoding="utf-8")
+    return path
+
+
+def etl(*args: str, cwd: Path, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUOUS_API_TOKEN"}
+    return subprocess.run([sys.executable, "-m", "etl", *args], cwd=cwd, stdout=stdout,
+                          stderr=subprocess.PIPE, text=True, env=env, timeout=120, check=False)
+
+
+def sandbox_run(spec: Path, *extra: str) -> subprocess.CompletedProcess:
+    return etl("run", str(spec), "--sandbox", "--sandbox-rate", "none", *extra, cwd=spec.parent)
+
+
+def test_json_summary_dash_goes_to_stdout_and_creates_no_file(spec):
+    proc = sandbox_run(spec, "--json-summary", "-")
+    assert proc.returncode == 1, proc.stderr  # one row rejected by validation
+    summary = json.loads(proc.stdout)  # stdout holds the JSON document and nothing else
+    # a superset of what --json-summary FILE always held
+    for key in ("run_id", "pipeline", "ledger", "organization", "exit_code", "exit_reason",
+                "counts", "totals", "requests", "control_totals", "finished_at"):
+        assert key in summary
+    assert summary["counts"] == {"accepted": 5, "rejected": 1}
+    assert not (spec.parent / "-").exists()
+    assert "rows by status" in proc.stderr  # the human tables moved to stderr
+
+
+def test_json_summary_dev_stdout_is_stdout_not_a_refusal(spec):
+    proc = sandbox_run(spec, "--json-summary", "/dev/stdout", "-q")
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["run_id"] == 1
+    assert Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()
+
+
+def test_run_json_flag_prints_one_document(spec):
+    proc = sandbox_run(spec, "--json")
+    assert json.loads(proc.stdout)["exit_reason"].startswith("finished: 1 rejected")
+
+
+def test_ledger_export_dash_writes_csv_to_stdout(spec):
+    assert sandbox_run(spec, "-q").returncode == 1
+    proc = etl("ledger", "export", "1", "--spec", str(spec), "--sandbox", "--out", "-",
+               cwd=spec.parent)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("id,run_id,source_file,record,key")
+    assert len(lines) == 7  # header + six source rows
+    assert not (spec.parent / "-").exists()
+
+
+def test_ledger_runs_json(spec):
+    assert sandbox_run(spec, "-q").returncode == 1
+    proc = etl("ledger", "runs", "--spec", str(spec), "--sandbox", "--json", cwd=spec.parent)
+    runs = json.loads(proc.stdout)
+    assert [r["id"] for r in runs] == [1]
+    assert runs[0]["counts"] == {"accepted": 5, "rejected": 1}
+
+
+@pytest.mark.parametrize("command", [["transforms"], ["schema"],
+                                     ["fields", "gift_transaction"]])
+def test_a_reader_that_leaves_early_is_no_error(tmp_path, command):
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes (`| head -1` that finished)
+    try:
+        proc = etl(*command, cwd=tmp_path, stdout=write)
+    finally:
+        os.close(write)
+    assert proc.returncode == 141  # as a command killed by SIGPIPE; quiet
+    assert proc.stderr == ""
+
+
+def test_pipe_into_head_is_quiet(tmp_path):
+    shell = f"{sys.executable} -m etl transforms | head -1; echo rc=${{PIPESTATUS[0]}}"
+    proc = subprocess.run(["bash", "-c", shell], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.stderr == ""
+    assert len(proc.stdout.splitlines()) == 2
+    assert re.search(r"rc=(0|141)$", proc.stdout.strip())
+
+
+def test_progress_lines_when_not_on_a_terminal(spec):
+    proc = sandbox_run(spec, "--progress-every", "0.2")
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("sending:")]
+    assert lines, proc.stderr
+    assert all(ETA.search(line) and "requests" in line and "budget left" in line
+               for line in lines)
+    assert "━" not in proc.stdout and "┃" not in proc.stdout  # plain tables off a terminal
+    assert "| accepted" in proc.stdout or "accepted |" in proc.stdout
+
+
+def test_log_format_json_is_one_object_a_line(spec):
+    proc = sandbox_run(spec, "--log-format", "json", "--progress-every", "0.2")
+    records = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert records and all({"ts", "level", "event", "message"} <= set(r) for r in records)
+    events = {r["event"] for r in records}
+    assert {"message", "progress", "finished"} <= events
+    progress = next(r for r in records if r["event"] == "progress")
+    assert {"rows", "requests", "budget_remaining", "eta_seconds"} <= set(progress)
+    assert records[-1]["exit_code"] == 1
+
+
+def test_end_of_run_line_tells_validation_rejects_from_crm(spec):
+    proc = sandbox_run(spec)
+    assert proc.stdout.strip().splitlines()[-1] == (
+        "finished: 1 rejected by validation; 5 of 5 sent were accepted")
+    assert "not accepted" not in proc.stdout
+
+
+def test_end_of_run_line_when_everything_was_accepted(spec):
+    (spec.parent / "d.csv").write_text("id,f,l\n1,A,B\n2,C,D\n", encoding="utf-8")
+    proc = sandbox_run(spec)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "finished: 2 of 2 sent were accepted"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (45, "45s"), (2552, "43m"),
+                                               (3900, "1h05m"), (7200, "2h00m"), (None, "?")])
+def test_eta_reads_like_a_person_would_say_it(seconds, text):
+    assert duration(seconds) == text
