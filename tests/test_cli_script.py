@@ -153,3 +153,19 @@ def test_end_of_run_line_when_everything_was_accepted(spec):
                                                (3900, "1h05m"), (7200, "2h00m"), (None, "?")])
 def test_eta_reads_like_a_person_would_say_it(seconds, text):
     assert duration(seconds) == text
+
+
+def test_validate_shows_progress_on_a_big_file_when_piped(spec):
+    big = spec.parent / "big.csv"
+    with big.open("w", encoding="utf-8") as fh:
+        fh.write("id,f,l\n" + "".join(f"{i},F,{'L' if i % 10 else ''}\n" for i in range(210_000)))
+    big_spec = spec.parent / "big.yaml"
+    big_spec.write_text(SPEC.replace("d.csv", "big.csv"), encoding="utf-8")
+    proc = etl("validate", str(big_spec), "--progress-every", "0.1", "--json",
+               "--max-reject-rate", "1", cwd=spec.parent)
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("validating big.csv:")]
+    assert lines, proc.stderr  # one batch of rows at a time: 100,000 rows
+    last = re.fullmatch(r"validating big\.csv: ([\d,]+) rows read, ([\d,]+) rejected", lines[-1])
+    assert last and int(last[1].replace(",", "")) > 99_000 and "," in last[2]
+    assert json.loads(proc.stdout)["counts"]["rejected"] == 21_000  # stdout: the JSON alone

@@ -113,7 +113,11 @@ def main() -> None:
     help="Write only the first N payloads (default: all, or output.payload_sample).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report.json summary instead.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report.json summary on stdout instead of the table.")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Not on a terminal: a line of rows read/rejected this often (big files).")
 @click.option(
     "--refresh-match",
     is_flag=True,
@@ -168,6 +172,7 @@ def validate(
     ledger_path: Path | None,
     sandbox_ledger: bool,
     new_only: bool,
+    progress_every: float,
 ) -> None:
     """Dry run: read, transform and validate; write a report; send nothing.
 
@@ -175,6 +180,7 @@ def validate(
 
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
+    from etl.cli.render import ValidateProgress
     from etl.run.dry_run import dry_run
     from etl.spec.pipeline import open_pipeline
 
@@ -201,13 +207,13 @@ def validate(
             if not quiet:
                 click.echo("no new files: the next `etl run` would read nothing")
             sys.exit(EXIT_OK)
-        outcome = dry_run(
-            pipeline,
-            payload_limit=payload_limit,
-            match=match,
-            files=files,
-            keep_payloads=False,
-        )
+        progress = None if quiet else ValidateProgress(progress_every)
+        try:
+            outcome = dry_run(pipeline, payload_limit=payload_limit, match=match, files=files,
+                              keep_payloads=False, on_rows=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     except EtlError as exc:
         fail(exc)
     if as_json:

@@ -75,6 +75,29 @@ class LineProgress:
         pass
 
 
+class ValidateProgress:
+    """`etl validate` on a big file: rows read and rejected, batch by batch; a live line on a
+    terminal, else a line at most every `every` seconds."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every, self.last = every, time.monotonic()
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, file: str, rows: int, rejected: int) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < self.every:
+            return
+        self.last = now
+        line = f"validating {file}: {rows:,} rows read, {rejected:,} rejected"
+        sys.stderr.write(f"\r\x1b[2K{line}" if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
 class Progress:
     """Rows, requests, budget left and ETA on stderr (only on a terminal)."""
 
