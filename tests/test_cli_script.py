@@ -169,3 +169,21 @@ def test_validate_shows_progress_on_a_big_file_when_piped(spec):
     last = re.fullmatch(r"validating big\.csv: ([\d,]+) rows read, ([\d,]+) rejected", lines[-1])
     assert last and int(last[1].replace(",", "")) > 99_000 and "," in last[2]
     assert json.loads(proc.stdout)["counts"]["rejected"] == 21_000  # stdout: the JSON alone
+
+
+def test_transforms_and_fields_json(tmp_path):
+    listed = json.loads(etl("transforms", "--json", cwd=tmp_path).stdout)
+    by_name = {t["name"]: t for t in listed}
+    assert by_name["collapse_whitespace"]["arguments"] == []
+    assert by_name["collapse_whitespace"]["doc"].startswith("Trim, and collapse")
+    assert by_name["coalesce"]["arguments"] == ["columns: 'list[str]'"]
+    kinds = json.loads(etl("fields", "gift_transaction", "--json", cwd=tmp_path).stdout)
+    assert kinds["transactionSource"] == "keys.source" and "designations" in kinds
+
+
+def test_webhooks_status_json(spec):
+    assert sandbox_run(spec, "-q").returncode == 1
+    proc = etl("webhooks", "status", "--spec", str(spec), "--sandbox", "--json", cwd=spec.parent)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["subscriptions"] == [] and info["deliveries"] == [] and info["problems"] == 0

@@ -240,7 +240,8 @@ def schema() -> None:
 
 @main.command()
 @click.argument("target", type=click.Choice(["contact_transaction", "gift_transaction"]))
-def fields(target: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {field: kind} as JSON.")
+def fields(target: str, as_json: bool) -> None:
     """List the payload fields a target accepts, with their kinds.
 
     Example:
@@ -250,6 +251,14 @@ def fields(target: str) -> None:
     from etl.targets import get_target
 
     t = get_target(target)
+    if as_json:
+        kinds = {t.source_field: "keys.source", t.id_field: "keys.id",
+                 **{n: k for n, k in t.fields.items() if n not in (t.source_field, t.id_field)},
+                 "customFields.<Name>": "str"}
+        if target == "gift_transaction":
+            kinds["designations"] = "section: list of {code|name|id, amount}"
+        click.echo(json.dumps(kinds, indent=2, default=str))
+        return
     click.echo(f"{t.source_field}  (from keys.source)\n{t.id_field}  (from keys.id)")
     for name, kind in t.fields.items():
         if name not in (t.source_field, t.id_field):
@@ -260,7 +269,9 @@ def fields(target: str) -> None:
 
 
 @main.command("transforms")
-def list_transforms() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print [{name, arguments, doc}] as JSON.")
+def list_transforms(as_json: bool) -> None:
     """List the transforms a mapping can chain, with their arguments.
 
     Example:
@@ -271,12 +282,18 @@ def list_transforms() -> None:
 
     from etl.transforms import REGISTRY
 
+    listed = []
     for name in sorted(REGISTRY):
         fn = REGISTRY[name]
         params = list(inspect.signature(fn).parameters.values())[1:]
-        args = ", ".join(str(p) for p in params)
         doc = (fn.__doc__ or "").strip().splitlines()
-        click.echo(f"{name}({args})\n    {doc[0] if doc else ''}")
+        listed.append({"name": name, "arguments": [str(p) for p in params],
+                       "doc": doc[0] if doc else ""})
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for t in listed:
+        click.echo(f"{t['name']}({', '.join(t['arguments'])})\n    {t['doc']}")
 
 
 @main.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import sys
 from pathlib import Path
@@ -262,8 +263,10 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
 @click.option("--token-env", default=TOKEN_ENV, show_default=True)
 @click.option("--secret-env", default=SECRET_ENV, show_default=True,
               help="With --check: compare CRM+'s secret with this one (never shown).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print subscriptions, checks and deliveries as one JSON document.")
 def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, base_url: str,
-           token_env: str, secret_env: str) -> None:
+           token_env: str, secret_env: str, as_json: bool) -> None:
     """Show the stored webhook subscription and the deliveries received.
 
     Exit codes: 0 shown (and, with --check, CRM+ shows it active as stored); 1 it is missing,
@@ -281,7 +284,9 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
     except EtlError as exc:
         fail(exc)
     if not cfg.ledger_path.exists():
-        click.echo(f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received")
+        message = f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received"
+        click.echo(json.dumps({"ledger": str(cfg.ledger_path), "subscriptions": [],
+                               "deliveries": [], "note": message}) if as_json else message)
         sys.exit(1 if check else 0)
     problems = 0
     if check:
@@ -296,6 +301,13 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
             ok = seen.found and seen.active and not seen.differences(row["payload_url"], cfg.kind)
             problems += not ok
     info = webhook_status(cfg.ledger_path)
+    if as_json:
+        problems += check and not info["subscriptions"]
+        checks_out = ([{"id": row["id"], "result": seen.line()} for row, seen in checks]
+                      if check else [])
+        click.echo(json.dumps({**info, "checks": checks_out, "problems": problems}, indent=2,
+                              default=str))
+        sys.exit(1 if problems else 0)
     click.echo(f"ledger: {info['ledger']}")
     for sub in info["subscriptions"]:
         state = "current" if sub["current"] else "not current"
