@@ -61,11 +61,13 @@ def test_json_summary_dash_goes_to_stdout_and_creates_no_file(spec):
     assert "rows by status" in proc.stderr  # the human tables moved to stderr
 
 
-def test_json_summary_dev_stdout_is_stdout_not_a_refusal(spec):
+def test_json_summary_dev_stdout_is_stdout_and_the_link_stays(spec):
+    before = os.lstat("/dev/stdout")
     proc = sandbox_run(spec, "--json-summary", "/dev/stdout", "-q")
     assert proc.returncode == 1, proc.stderr
     assert json.loads(proc.stdout)["run_id"] == 1
-    assert Path("/dev/stdout").is_symlink() or Path("/dev/stdout").is_char_device()
+    after = os.lstat("/dev/stdout")  # never replaced by a regular file (the tests may run as root)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino)
 
 
 def test_run_json_flag_prints_one_document(spec):
@@ -81,6 +83,16 @@ def test_ledger_export_dash_writes_csv_to_stdout(spec):
     lines = proc.stdout.lstrip("\ufeff").splitlines()
     assert lines[0].startswith("id,run_id,source_file,record,key")
     assert len(lines) == 7  # header + six source rows
+    assert not (spec.parent / "-").exists()
+
+
+def test_ledger_export_parquet_to_stdout_is_bytes(spec):
+    assert sandbox_run(spec, "-q").returncode == 1
+    proc = subprocess.run([sys.executable, "-m", "etl", "ledger", "export", "1", "--spec",
+                           str(spec), "--sandbox", "--format", "parquet", "--out", "-"],
+                          cwd=spec.parent, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout[:4] == b"PAR1" and proc.stdout[-4:] == b"PAR1"
     assert not (spec.parent / "-").exists()
 
 
