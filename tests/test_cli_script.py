@@ -199,3 +199,24 @@ def test_webhooks_status_json(spec):
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["subscriptions"] == [] and info["deliveries"] == [] and info["problems"] == 0
+
+
+def test_reconcile_json_is_stdout_and_the_text_goes_to_stderr(tmp_path):
+    from test_reconcile import gids, write_gifts
+
+    from etl.sandbox.server import running_sandbox
+
+    spec = write_gifts(tmp_path, gids(3))
+    with running_sandbox(rate_limit="none") as sb:
+        env = {**os.environ, "VIRTUOUS_API_TOKEN": sb.api_key}
+        common = {"cwd": tmp_path, "capture_output": True, "text": True, "env": env,
+                  "timeout": 120, "check": False}
+        sent = subprocess.run([sys.executable, "-m", "etl", "run", str(spec), "--base-url",
+                               sb.base_url, "-q"], **common)
+        assert sent.returncode == 0, sent.stderr
+        sb.run_batch()
+        proc = subprocess.run([sys.executable, "-m", "etl", "reconcile", str(spec),
+                               "--base-url", sb.base_url, "--force", "--json"], **common)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["confirmed"] == {"bulk": 3}
+    assert "rows were open" in proc.stderr
