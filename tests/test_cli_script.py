@@ -220,3 +220,18 @@ def test_reconcile_json_is_stdout_and_the_text_goes_to_stderr(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["confirmed"] == {"bulk": 3}
     assert "rows were open" in proc.stderr
+
+
+def test_a_log_reader_that_leaves_does_not_stop_the_run(spec):
+    read, write = os.pipe()
+    os.close(read)  # stderr's reader is gone: `etl run ... 2>&1 | head -1` that finished
+    try:
+        proc = subprocess.run([sys.executable, "-m", "etl", "run", str(spec), "--sandbox",
+                               "--sandbox-rate", "none", "--progress-every", "0.1",
+                               "--json-summary", "s.json"], cwd=spec.parent, stderr=write,
+                              stdout=subprocess.DEVNULL, timeout=120, check=False)
+    finally:
+        os.close(write)
+    assert proc.returncode == 1  # the validation reject; every valid row was still sent
+    assert json.loads((spec.parent / "s.json").read_text())["counts"] == {"accepted": 5,
+                                                                           "rejected": 1}

@@ -44,16 +44,25 @@ class Log:
 
     def __init__(self, fmt: str = "text", stream: TextIO | None = None) -> None:
         self.fmt, self.stream = fmt, stream
+        self.gone = False
 
     def emit(self, event: str, message: str, level: str = "info", **fields: Any) -> None:
+        if self.gone:
+            return
         out = self.stream or sys.stderr
         if self.fmt == "json":
             record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
                       "level": level, "event": event, "message": message, **fields}
-            out.write(json.dumps(record, default=str) + "\n")
+            line = json.dumps(record, default=str) + "\n"
         else:
-            out.write(message + "\n")
-        out.flush()
+            line = message + "\n"
+        try:
+            out.write(line)
+            out.flush()
+        except (BrokenPipeError, ValueError):
+            # The log's reader went away: a message must never stop a run that is sending
+            # (the ledger records everything); stay silent from now on.
+            self.gone = True
 
 
 class LineProgress:
