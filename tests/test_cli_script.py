@@ -235,3 +235,11 @@ def test_a_log_reader_that_leaves_does_not_stop_the_run(spec):
     assert proc.returncode == 1  # the validation reject; every valid row was still sent
     assert json.loads((spec.parent / "s.json").read_text())["counts"] == {"accepted": 5,
                                                                            "rejected": 1}
+
+
+def test_a_key_twice_in_one_file_is_not_called_a_crm_refusal(spec):
+    (spec.parent / "d.csv").write_text("id,f,l\n1,A,B\n1,A,C\n2,C,D\n", encoding="utf-8")
+    proc = sandbox_run(spec)
+    last = proc.stdout.strip().splitlines()[-1]
+    # both rows of key 1 are rejected before sending; nothing was refused by CRM+
+    assert last == "finished: 2 rejected by validation; 1 of 1 sent were accepted", proc.stdout
