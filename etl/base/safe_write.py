@@ -6,6 +6,10 @@ device, secrets redacted, and reports only into a folder that is the tool's.
     with atomic(path) as tmp: ... for writers that want a path (polars)
     report_folder(path, explicit) the folder a report may go to (see below)
 
+Standard output: `-` and `/dev/stdout` (is_stdout) mean "write to sys.stdout": the text (or the
+finished temporary file) is copied there; no file named `-` is created and the /dev/stdout link
+is never replaced.
+
 Targets: a path that exists and is not a regular file (a symlink, /dev/stdout, a FIFO, a
 directory) is refused with UnsafeOutput (exit 2), never replaced or written through.
 
@@ -20,6 +24,8 @@ import json
 import os
 import secrets
 import stat
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,8 +45,19 @@ class UnsafeOutput(EtlError):
     """The tool refused to write a file or into a folder (exit 2)."""
 
 
+STDOUT_NAMES = ("-", "/dev/stdout")
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """`-` or `/dev/stdout`: the output goes to sys.stdout, never to a file of that name."""
+    return path is not None and str(path) in STDOUT_NAMES
+
+
 def check_target(path: Path) -> None:
-    """Raise UnsafeOutput when `path` exists and is not a regular file (links refused too)."""
+    """Raise UnsafeOutput when `path` exists and is not a regular file (links refused too);
+    standard output (`-`, `/dev/stdout`) is always fine."""
+    if is_stdout(path):
+        return
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
@@ -55,6 +72,9 @@ def check_target(path: Path) -> None:
 def atomic(path: str | Path) -> Iterator[Path]:
     """Yield a new temporary path next to `path`; when the block succeeds, flush it to disk and
     rename it over `path` (refused if `path` is not a regular file). Nothing is left on error."""
+    if is_stdout(path):
+        yield from _via_stdout()
+        return
     path = Path(path)
     check_target(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -70,6 +90,29 @@ def atomic(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def _via_stdout() -> Iterator[Path]:
+    """A temporary file for a writer that wants a path; its content then goes to stdout (text
+    through sys.stdout, so the redactor sees it; bytes such as Parquet to the binary stream)."""
+    fd, name = tempfile.mkstemp(prefix=".etl-stdout.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        data = tmp.read_bytes()
+        try:
+            sys.stdout.write(data.decode("utf-8"))
+            sys.stdout.flush()
+        except UnicodeDecodeError:
+            sys.stdout.flush()
+            binary = sys.__stdout__.buffer if sys.__stdout__ is not None else None
+            if binary is None:
+                raise UnsafeOutput("no binary standard output to write to; name a file") from None
+            binary.write(data)
+            binary.flush()
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def replace(src: Path, path: Path) -> None:
     """os.replace(src, path), refused when `path` exists and is not a regular file."""
     check_target(path)
@@ -77,7 +120,11 @@ def replace(src: Path, path: Path) -> None:
 
 
 def write_text(path: str | Path, text: str) -> Path:
-    """Write `text` (secrets redacted) to `path` atomically, as UTF-8."""
+    """Write `text` (secrets redacted) to `path` atomically, as UTF-8 (`-`: to stdout)."""
+    if is_stdout(path):
+        sys.stdout.write(redact(text))
+        sys.stdout.flush()
+        return Path(path)
     path = Path(path)
     with atomic(path) as tmp:
         tmp.write_text(redact(text), encoding="utf-8")

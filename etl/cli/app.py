@@ -3,7 +3,11 @@ one library function, and renders the result; `EtlError`s become a message and a
 
 Exit codes: 0 all good; 1 rows rejected (over --max-reject-rate) or failed; 2 spec or usage
 error; 3 a source file cannot be read; 4 credentials refused (or the wrong organization);
-5 interrupted (Ctrl-C / SIGTERM); 6 another run holds the ledger's lock.
+5 interrupted (Ctrl-C / SIGTERM); 6 another run holds the ledger's lock; 141 stdout's reader
+went away (`etl transforms | head -1`): stopped quietly, as a command killed by SIGPIPE.
+
+`-` (or /dev/stdout) for an output path means standard output; `--json` prints one JSON document
+to stdout (the human text then goes to stderr).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from etl.base.exitcodes import EXIT_ROWS as EXIT_REJECTS
 from etl.base.redact import redacting_output, secret_from_env
-from etl.cli.common import fail
+from etl.cli.common import EXIT_PIPE, fail, quiet_broken_pipe
 
 
 class LazyGroup(click.Group):
@@ -50,14 +54,24 @@ class LazyGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         # One edge for the terminal: everything printed (click, rich, logging, usage errors)
         # passes through the redactor, so a registered secret never reaches it.
-        with redacting_output():
-            return super().main(*args, **kwargs)
+        try:
+            with redacting_output():
+                return super().main(*args, **kwargs)
+        finally:
+            try:  # the last of stdout, inside the try: a reader that left is no error
+                sys.stdout.flush()
+            except BrokenPipeError:
+                quiet_broken_pipe()
+                sys.exit(EXIT_PIPE)
 
     def invoke(self, ctx: click.Context) -> object:
         # Every command, one place: an unwritable --out or ledger path, a missing folder or a full
         # disk is a message and exit 2, never a traceback.
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            quiet_broken_pipe()
+            ctx.exit(EXIT_PIPE)
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {where}{exc.strerror or exc}", err=True)
@@ -100,7 +114,11 @@ def main() -> None:
     help="Write only the first N payloads (default: all, or output.payload_sample).",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report.json summary instead.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report.json summary on stdout instead of the table.")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Not on a terminal: a line of rows read/rejected this often (big files).")
 @click.option(
     "--refresh-match",
     is_flag=True,
@@ -155,6 +173,7 @@ def validate(
     ledger_path: Path | None,
     sandbox_ledger: bool,
     new_only: bool,
+    progress_every: float,
 ) -> None:
     """Dry run: read, transform and validate; write a report; send nothing.
 
@@ -162,6 +181,7 @@ def validate(
 
         etl validate pipelines/legacy_contacts.yaml --out reports/contacts
     """
+    from etl.cli.render import ValidateProgress
     from etl.run.dry_run import dry_run
     from etl.spec.pipeline import open_pipeline
 
@@ -188,13 +208,13 @@ def validate(
             if not quiet:
                 click.echo("no new files: the next `etl run` would read nothing")
             sys.exit(EXIT_OK)
-        outcome = dry_run(
-            pipeline,
-            payload_limit=payload_limit,
-            match=match,
-            files=files,
-            keep_payloads=False,
-        )
+        progress = None if quiet else ValidateProgress(progress_every)
+        try:
+            outcome = dry_run(pipeline, payload_limit=payload_limit, match=match, files=files,
+                              keep_payloads=False, on_rows=progress)
+        finally:
+            if progress is not None:
+                progress.close()
     except EtlError as exc:
         fail(exc)
     if as_json:
@@ -221,7 +241,8 @@ def schema() -> None:
 
 @main.command()
 @click.argument("target", type=click.Choice(["contact_transaction", "gift_transaction"]))
-def fields(target: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print {field: kind} as JSON.")
+def fields(target: str, as_json: bool) -> None:
     """List the payload fields a target accepts, with their kinds.
 
     Example:
@@ -231,6 +252,14 @@ def fields(target: str) -> None:
     from etl.targets import get_target
 
     t = get_target(target)
+    if as_json:
+        kinds = {t.source_field: "keys.source", t.id_field: "keys.id",
+                 **{n: k for n, k in t.fields.items() if n not in (t.source_field, t.id_field)},
+                 "customFields.<Name>": "str"}
+        if target == "gift_transaction":
+            kinds["designations"] = "section: list of {code|name|id, amount}"
+        click.echo(json.dumps(kinds, indent=2, default=str))
+        return
     click.echo(f"{t.source_field}  (from keys.source)\n{t.id_field}  (from keys.id)")
     for name, kind in t.fields.items():
         if name not in (t.source_field, t.id_field):
@@ -241,7 +270,9 @@ def fields(target: str) -> None:
 
 
 @main.command("transforms")
-def list_transforms() -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print [{name, arguments, doc}] as JSON.")
+def list_transforms(as_json: bool) -> None:
     """List the transforms a mapping can chain, with their arguments.
 
     Example:
@@ -252,12 +283,18 @@ def list_transforms() -> None:
 
     from etl.transforms import REGISTRY
 
+    listed = []
     for name in sorted(REGISTRY):
         fn = REGISTRY[name]
         params = list(inspect.signature(fn).parameters.values())[1:]
-        args = ", ".join(str(p) for p in params)
         doc = (fn.__doc__ or "").strip().splitlines()
-        click.echo(f"{name}({args})\n    {doc[0] if doc else ''}")
+        listed.append({"name": name, "arguments": [str(p) for p in params],
+                       "doc": doc[0] if doc else ""})
+    if as_json:
+        click.echo(json.dumps(listed, indent=2))
+        return
+    for t in listed:
+        click.echo(f"{t['name']}({', '.join(t['arguments'])})\n    {t['doc']}")
 
 
 @main.command()

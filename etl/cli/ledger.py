@@ -13,6 +13,7 @@ import click
 
 from etl.base.errors import EtlError
 from etl.base.exitcodes import EXIT_ROWS
+from etl.base.safe_write import is_stdout
 from etl.cli.common import fail
 from etl.spec.pipeline import open_pipeline
 
@@ -71,7 +72,9 @@ def ledger() -> None:
 
 @ledger.command("runs")
 @_with_where
-def ledger_runs(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as one JSON list.")
+def ledger_runs(spec: Path | None, ledger_path: Path | None, sandbox: bool,
+                as_json: bool) -> None:
     """List the runs recorded in a ledger.
 
     Example:
@@ -79,6 +82,11 @@ def ledger_runs(spec: Path | None, ledger_path: Path | None, sandbox: bool) -> N
         etl ledger runs --spec pipelines/legacy_gifts.yaml
     """
     with _open(spec, ledger_path, sandbox) as led:
+        if as_json:
+            runs = [{**r, **{k: json.loads(r[k]) for k in ("counts", "summary")
+                             if isinstance(r.get(k), str) and r[k]}} for r in led.runs()]
+            click.echo(json.dumps(runs, indent=2, default=str))
+            return
         for r in led.runs():
             click.echo(f"{r['id']:>5}  {r['started_at']}  {r['ended_at'] or '(unfinished)':<29}  "
                        f"exit {r['exit_code']}  {r['organization'] or '-'}  {r['counts'] or '{}'}")
@@ -117,7 +125,8 @@ def ledger_show(run_id: int | None, spec: Path | None, ledger_path: Path | None,
 @click.argument("run_id", metavar="RUN", type=int)
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv",
               show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write; `-` (or /dev/stdout): to stdout.")
 @_with_where
 def ledger_export(run_id: int, fmt: str, out: Path, spec: Path | None, ledger_path: Path | None,
                   sandbox: bool) -> None:
@@ -129,7 +138,9 @@ def ledger_export(run_id: int, fmt: str, out: Path, spec: Path | None, ledger_pa
     """
     with _open(spec, ledger_path, sandbox) as led:
         try:
-            click.echo(str(led.export(run_id, out, fmt)))
+            written = led.export(run_id, out, fmt)
+            if not is_stdout(out):
+                click.echo(str(written))
         except EtlError as exc:
             fail(exc)
 

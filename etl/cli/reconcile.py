@@ -8,6 +8,8 @@ need review (needs_review.csv), or CRM+ unreachable; 2 spec or usage error; 4 cr
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import sys
 from pathlib import Path
@@ -18,7 +20,7 @@ import click
 
 from etl.base.errors import CredentialsRefused, EtlError, TransientError
 from etl.base.redact import secret_from_env
-from etl.base.safe_write import check_target, write_json
+from etl.base.safe_write import check_target, is_stdout, write_json
 from etl.cli.common import TOKEN_ENV, fail
 from etl.confirm.webhook_parse import MAX_MODELS
 from etl.confirm.webhook_receiver import MAX_BODY, MAX_PER_MINUTE
@@ -78,13 +80,15 @@ def _target(base_url: str, token_env: str, sandbox: bool) -> tuple[str, str]:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Folder of needs_review.csv (default: the spec's report folder).")
 @click.option("--json-summary", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the summary as JSON to this file.")
+              help="Write the summary as JSON to this file (`-` or /dev/stdout: to stdout).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON document on stdout (as --json-summary -).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
               sandbox: bool, sandbox_url: str | None, window_hours: float,
               min_interval_hours: float, force: bool,
               after_batch: bool, out_dir: Path | None, json_summary: Path | None,
-              quiet: bool) -> None:
+              as_json: bool, quiet: bool) -> None:
     """Confirm accepted rows in CRM+ (webhooks first, then polling); list what needs review.
 
     Example:
@@ -99,6 +103,7 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     if sandbox_url is not None:
         base_url, sandbox = sandbox_url, True
     base_url, token = _target(base_url, token_env, sandbox)
+    json_summary = Path("-") if as_json and json_summary is None else json_summary
     if json_summary is not None:
         try:  # refuse a link or a device now, not after the work
             check_target(json_summary)
@@ -117,13 +122,14 @@ def reconcile(spec: Path, base_url: str, token_env: str, ledger_path: Path | Non
     except EtlError as exc:
         fail(exc)
     if json_summary:
-        json_summary.parent.mkdir(parents=True, exist_ok=True)
+        if not is_stdout(json_summary):
+            json_summary.parent.mkdir(parents=True, exist_ok=True)
         try:
             write_json(json_summary, summary.to_json())
         except EtlError as exc:
             fail(exc)
     if not quiet:
-        _render(summary)
+        _render(summary, err=is_stdout(json_summary))
     if summary.exit_code == 4:
         click.echo(f"error: {summary.exit_reason}", err=True)
     sys.exit(summary.exit_code)
@@ -144,17 +150,18 @@ def _record_sandbox_outcomes(pipeline: Any, base_url: str, token: str) -> None:
     record_outcomes(pipeline.ledger_path, outcomes, key_prefix(pipeline))
 
 
-def _render(s: Any) -> None:
-    click.echo(f"reconcile {s.pipeline}: {s.open_before} rows were open (accepted or in doubt)")
+def _render(s: Any, err: bool = False) -> None:
+    echo = functools.partial(click.echo, err=err)  # stderr when stdout carries the JSON
+    echo(f"reconcile {s.pipeline}: {s.open_before} rows were open (accepted or in doubt)")
     via = ", ".join(f"{k} {v}" for k, v in s.confirmed.items())
-    click.echo(f"  confirmed {sum(s.confirmed.values())}{f' ({via})' if via else ''}, needs review "
+    echo(f"  confirmed {sum(s.confirmed.values())}{f' ({via})' if via else ''}, needs review "
                f"{s.needs_review} (duplicates {s.duplicates}), back to pending {s.to_pending}, "
                f"still waiting {s.waiting}")
-    click.echo(f"  poll: {'yes' if s.polled else 'no'} ({s.poll.get('reason')}"
+    echo(f"  poll: {'yes' if s.polled else 'no'} ({s.poll.get('reason')}"
                + (f"; {s.poll.get('mode')}, {s.requests} requests" if s.polled else "") + ")")
     for t in s.totals:
-        click.echo(f"  {t['stage']:<13} {t['currency'] or '-':<4} {t['rows']:>8} {t['amount']:>14}")
-    click.echo(f"  ledger: {s.ledger}\n  needs review: {s.open_reviews} rows in {s.review_csv}"
+        echo(f"  {t['stage']:<13} {t['currency'] or '-':<4} {t['rows']:>8} {t['amount']:>14}")
+    echo(f"  ledger: {s.ledger}\n  needs review: {s.open_reviews} rows in {s.review_csv}"
                f"\n{s.exit_reason}")
 
 
@@ -289,8 +296,10 @@ def serve(spec: Path, port: int, host: str, ledger_path: Path | None, sandbox: b
 @click.option("--secret-env", default=SECRET_ENV, show_default=True,
               help="With --check: compare CRM+'s secret with this one (never shown).")
 @SANDBOX_URL
+@click.option("--json", "as_json", is_flag=True,
+              help="Print subscriptions, checks and deliveries as one JSON document.")
 def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, base_url: str,
-           token_env: str, secret_env: str, sandbox_url: str | None) -> None:
+           token_env: str, secret_env: str, sandbox_url: str | None, as_json: bool) -> None:
     """Show the stored webhook subscription and the deliveries received.
 
     Exit codes: 0 shown (and, with --check, CRM+ shows it active as stored); 1 it is missing,
@@ -310,7 +319,9 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
     except EtlError as exc:
         fail(exc)
     if not cfg.ledger_path.exists():
-        click.echo(f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received")
+        message = f"no ledger yet at {cfg.ledger_path}: nothing subscribed or received"
+        click.echo(json.dumps({"ledger": str(cfg.ledger_path), "subscriptions": [],
+                               "deliveries": [], "note": message}) if as_json else message)
         sys.exit(1 if check else 0)
     problems = 0
     if check:
@@ -325,6 +336,13 @@ def status(spec: Path, ledger_path: Path | None, sandbox: bool, check: bool, bas
             ok = seen.found and seen.active and not seen.differences(row["payload_url"], cfg.kind)
             problems += not ok
     info = webhook_status(cfg.ledger_path)
+    if as_json:
+        problems += check and not info["subscriptions"]
+        checks_out = ([{"id": row["id"], "result": seen.line()} for row, seen in checks]
+                      if check else [])
+        click.echo(json.dumps({**info, "checks": checks_out, "problems": problems}, indent=2,
+                              default=str))
+        sys.exit(1 if problems else 0)
     click.echo(f"ledger: {info['ledger']}")
     for sub in info["subscriptions"]:
         state = "current" if sub["current"] else "not current"

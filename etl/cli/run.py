@@ -20,9 +20,9 @@ import httpx
 
 from etl.base.errors import EtlError, SourceError
 from etl.base.redact import secret_from_env
-from etl.base.safe_write import check_target, write_json
+from etl.base.safe_write import check_target, is_stdout, write_json
 from etl.cli.common import TOKEN_ENV, fail
-from etl.cli.render import Progress, render_summary
+from etl.cli.render import LineProgress, Log, Progress, render_summary
 from etl.run.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
@@ -58,7 +58,17 @@ from etl.spec.pipeline import Pipeline, open_pipeline
               help="With --sandbox: run the sandbox's nightly batch at the end.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json-summary", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the run summary as JSON to this file (also when the run fails).")
+              help="Write the run summary as JSON to this file (also when the run fails); "
+                   "`-` or /dev/stdout: to stdout (the tables then go to stderr).")
+# -- scripting: --json, --progress-every, --log-format (cli/render.py) --
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the run summary as one JSON document on stdout (as --json-summary -).")
+@click.option("--progress-every", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Not on a terminal: a progress line (rows, requests, budget, ETA) this often.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
+              show_default=True,
+              help="Messages on stderr as text, or one JSON object a line (for log shippers).")
 @click.option("--new-only/--all-files", "new_only", default=None,
               help="Read only files not processed before, by content (default: on for a glob "
                    "source, a drop folder) / read every file the source names.")
@@ -87,7 +97,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         json_summary: Path | None, new_only: bool | None,
         archive: Path | None, quarantine: Path | None, min_age: float | None,
         max_reject_rate: float | None, max_failed: int | None, recover_ledger: bool,
-        skip_crm_check: bool) -> None:
+        skip_crm_check: bool, as_json: bool, progress_every: float, log_format: str) -> None:
     """Validate (exactly as `etl validate`), then submit the valid rows to CRM+.
 
     Rows already accepted by an earlier run are never sent again; a crashed run resumes.
@@ -124,13 +134,20 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     except (ValueError, EtlError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    progress = None if quiet or not sys.stderr.isatty() else Progress()
+    if as_json and json_summary is None:
+        json_summary = Path("-")
+    to_stdout = is_stdout(json_summary)
+    log = Log(log_format)
+    progress: Progress | LineProgress | None = None
+    if not quiet:
+        progress = (Progress() if sys.stderr.isatty() and log_format == "text"
+                    else LineProgress(log, progress_every))
 
     def say(message: str) -> None:
-        if progress is not None:
+        if isinstance(progress, Progress):
             progress.bar.console.print(message, markup=False, highlight=False)
         elif not quiet:
-            click.echo(message, err=True)
+            log.emit("message", message)
 
     options = RunOptions(token=token, base_url=base_url, in_doubt=in_doubt, notify=say,
                          on_progress=progress.update if progress else None,
@@ -163,8 +180,12 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         _write_json(json_summary, summary.to_json())
     except EtlError as exc:  # the target became a link or a device meanwhile
         fail(exc)
-    if not quiet:
-        render_summary(summary)
+    if not quiet and log_format == "json":
+        log.emit("finished", summary.exit_reason, level="info" if summary.exit_code == 0
+                 else "error", exit_code=summary.exit_code, run_id=summary.run_id,
+                 counts=summary.counts)
+    elif not quiet:
+        render_summary(summary, stderr=to_stdout)
     if summary.exit_code in (EXIT_CREDENTIALS, EXIT_INTERRUPTED):
         click.echo(f"error: {summary.exit_reason}", err=True)
     elif quiet and summary.exit_code != 0:  # quiet is for cron: a failure still says why
@@ -177,7 +198,8 @@ def _write_json(path: Path | None, data: dict[str, Any]) -> None:
     if path is None:
         return
     data = {**data, "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not is_stdout(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     write_json(path, data)  # redacted, atomic, never through a link or a device
 
 

@@ -186,8 +186,10 @@ def _validate_file(
     offset: int,
     today: dt.date,
     sink: Callable[[pl.DataFrame], None] | None,
+    on_rows: Callable[[str, int, int], None] | None = None,
 ) -> FileOutcome:
-    """Validate one file batch by batch; payloads go to `sink` when there is one."""
+    """Validate one file batch by batch; payloads go to `sink` when there is one; `on_rows`
+    hears (file, rows so far, rejected so far) after every batch (progress on big files)."""
     parts: list[Batch] = []
     kept: list[pl.DataFrame] = []
     valid = 0
@@ -198,6 +200,8 @@ def _validate_file(
             batch = _validate_batch(raw, src.header, loaded, offset + seen, today, wide)
             seen += batch.rows
             valid += batch.payloads.height
+            if on_rows is not None:
+                on_rows(src.display, seen, seen - valid)
             if sink is not None:
                 sink(batch.payloads)
                 room = SAMPLE_ROWS - sum(k.height for k in kept)
@@ -295,6 +299,7 @@ def validate_pipeline(
     today: dt.date | None = None,
     files: list[Path] | None = None,
     payload_sink: Callable[[pl.DataFrame], None] | None = None,
+    on_rows: Callable[[str, int, int], None] | None = None,
 ) -> ValidationResult:
     """The dry run: read every source file (or only `files`, in that order), transform, validate
     and build payloads. With `payload_sink`, payloads go to it batch by batch and the result
@@ -303,7 +308,7 @@ def validate_pipeline(
     outcomes: list[FileOutcome] = []
     offset = 0
     for path in resolve_files(loaded) if files is None else files:
-        outcome = _validate_file(path, loaded, offset, today, payload_sink)
+        outcome = _validate_file(path, loaded, offset, today, payload_sink, on_rows)
         offset += outcome.info.rows
         outcomes.append(outcome)
     return ValidationResult(

@@ -15,6 +15,8 @@ from etl.run.direct import check_spec as check_direct
 from etl.spec.pipeline import Pipeline
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from etl.match import MatchOptions
 
 
@@ -25,6 +27,7 @@ def dry_run(
     files: list[Path] | None = None,
     match: MatchOptions | None = None,
     keep_payloads: bool = True,
+    on_rows: Callable[[str, int, int], None] | None = None,
 ) -> DryRun:
     """Validate the pipeline's sources (or only `files`) and write report.json, rejects.csv,
     payloads.jsonl, HTML into `pipeline.report_dir()`. With a `match:` section the report
@@ -44,7 +47,8 @@ def dry_run(
         writer = PayloadWriter(spool, limit)
     try:
         result = validate_pipeline(
-            pipeline, files=files, payload_sink=writer.write if writer else None
+            pipeline, files=files, payload_sink=writer.write if writer else None,
+            on_rows=on_rows,
         )
     except BaseException:
         if writer:  # no half-written payloads left behind

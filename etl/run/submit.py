@@ -241,13 +241,17 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
         if loader is not None:  # the --max-failed gate, counted by the direct path
             recorder.failed, recorder.tripped = loader.stats.failed, loader.stats.tripped
         counts = ledger.counts(run_id)
+        # rejected before sending: validation, and a key twice in one run (status "rejected")
+        unsent = dry.result.rejected + sum(r[6] == "DUPLICATE_KEY_IN_RUN" for r in plan.rows)
         if exit_code == EXIT_OK and interrupted.fired:
             exit_code, reason = EXIT_INTERRUPTED, "interrupted: stopped sending"
         elif exit_code == EXIT_OK and (hold or recorder.tripped):
             exit_code, reason = EXIT_ROWS, hold or recorder.tripped or ""
         elif exit_code == EXIT_OK and any(s not in (*OK_STATUSES, *prematch.OK_STATUSES)
                                           for s in counts):
-            exit_code, reason = EXIT_ROWS, _not_accepted(counts)
+            exit_code, reason = EXIT_ROWS, "finished: " + _not_accepted(counts, unsent)
+        elif exit_code == EXIT_OK:
+            reason = "finished: " + _not_accepted(counts, unsent)
         doubt = counts.get("in_doubt", 0)
         new_doubt = ledger.sent_in_doubt(run_id)
         if doubt:
@@ -288,11 +292,24 @@ async def _submit(dry: DryRun, loaded: LoadedSpec, ledger_path: Path, options: R
     return summary
 
 
-def _not_accepted(counts: dict[str, int]) -> str:
-    """The end-of-run reason: what was not accepted, by status ("2 failed, 163 rejected")."""
-    parts = [f"{n:,} {status}" for status, n in sorted(counts.items())
-             if status not in (*OK_STATUSES, *prematch.OK_STATUSES)]
-    return "finished: rows not accepted: " + ", ".join(parts)
+def _not_accepted(counts: dict[str, int], unsent: int) -> str:
+    """The end-of-run line says what happened: "163 rejected by validation; 2,837 of 2,837 sent
+    were accepted; 2 refused by CRM+, 1 in doubt". Validation rejects (never sent) are told
+    apart from CRM+ refusals: both carry the ledger status `rejected`."""
+    counts = dict(counts)
+    rejected = counts.pop("rejected", 0)
+    refused = max(0, rejected - unsent)
+    accepted = counts.pop("accepted", 0)
+    doubt, failed = counts.pop("in_doubt", 0), counts.pop("failed", 0)
+    sent = accepted + refused + doubt + failed
+    parts = [f"{rejected - refused:,} rejected by validation"] if rejected - refused else []
+    # (a duplicate key counts with them: both are found before anything is sent)
+    parts.append(f"{accepted:,} of {sent:,} sent were accepted" if sent else "nothing sent")
+    others = [f"{n:,} {what}" for n, what in ((refused, "refused by CRM+"), (doubt, "in doubt"),
+                                              (failed, "failed")) if n]
+    others += [f"{n:,} {status.replace('_', ' ')}" for status, n in sorted(counts.items())
+               if n and status not in ("confirmed", *prematch.OK_STATUSES)]
+    return "; ".join(parts + ([", ".join(others)] if others else []))
 
 
 class _Interrupt:
