@@ -233,3 +233,43 @@ def test_the_same_spec_twice_is_refused(tmp_path):
     contacts, _ = _specs(tmp_path, donors=1)
     result = _invoke("rehearse", str(contacts), str(contacts))
     assert result.exit_code == 2 and "a second spec named 'r_contacts'" in result.output
+
+
+def test_run_takes_several_specs_in_order_against_one_running_sandbox(tmp_path):
+    contacts, gifts = _specs(tmp_path, donors=4, gifts_each=2)
+    with running_sandbox(rate_limit="none") as sb:
+        env = {"ETL_SANDBOX_API_KEY": sb.api_key}
+        result = _invoke("run", str(contacts), str(gifts), "--sandbox-url", sb.base_url,
+                         "--out", str(tmp_path / "out"), "--json", env=env)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)  # the JSON alone on stdout; messages on stderr
+        assert [r["pipeline"] for r in summary["runs"]] == ["r_contacts", "r_gifts"]
+        assert summary["exit_code"] == 0 and summary["runs"][1]["counts"] == {"accepted": 8}
+        assert (tmp_path / "out" / "contacts" / "report.json").exists()  # one folder a spec
+        assert (tmp_path / "out" / "gifts" / "report.json").exists()
+        sb.run_batch()  # the gifts find the contacts sent before them in the same sandbox
+        assert all(len(sb.state.gifts_for("LegacyCRM", f"G{i}-{j}")) == 1
+                   for i in range(4) for j in range(2))
+        assert not sb.state.parked()
+
+
+def test_run_stops_at_the_first_spec_that_fails_for_another_reason_than_rows(tmp_path):
+    contacts, gifts = _specs(tmp_path)
+    contacts.write_text(CONTACTS.replace("normalize_email", "normalize_emial"))
+    with running_sandbox(rate_limit="none") as sb:
+        env = {"ETL_SANDBOX_API_KEY": sb.api_key}
+        result = _invoke("run", str(contacts), str(gifts), "--sandbox-url", sb.base_url,
+                         "--json", env=env)
+        assert result.exit_code == 2
+        summary = json.loads(result.stdout)
+        assert len(summary["runs"]) == 1 and "normalize_emial" in summary["runs"][0]["exit_reason"]
+        assert not sb.state.held_gifts()  # the gifts never ran: their contacts were not sent
+
+
+def test_several_specs_refuse_a_throwaway_sandbox_and_one_ledger(tmp_path):
+    contacts, gifts = _specs(tmp_path)
+    result = _invoke("run", str(contacts), str(gifts), "--sandbox")
+    assert result.exit_code == 2 and "etl rehearse" in result.output
+    result = _invoke("run", str(contacts), str(gifts), "--ledger", str(tmp_path / "l.sqlite"),
+                     env={"VIRTUOUS_API_TOKEN": "t" * 24})
+    assert result.exit_code == 2 and "one spec" in result.output

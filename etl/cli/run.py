@@ -26,6 +26,8 @@ from etl.cli.render import LineProgress, Log, Progress, render_summary
 from etl.run.submit import (
     EXIT_CREDENTIALS,
     EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_ROWS,
     EXIT_SOURCE,
     EXIT_USAGE,
     RunOptions,
@@ -36,7 +38,8 @@ from etl.spec.pipeline import Pipeline, open_pipeline
 
 
 @click.command()
-@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("specs", metavar="SPEC...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--base-url", default="https://api.virtuoussoftware.com", show_default=True,
               help="CRM+ host; plain http only to localhost/127.0.0.1.")
 @click.option("--token-env", default=TOKEN_ENV, show_default=True,
@@ -91,7 +94,7 @@ from etl.spec.pipeline import Pipeline, open_pipeline
 @click.option("--skip-crm-check", is_flag=True,
               help="Send a first time although the ledger shows nothing sent, without asking "
               "CRM+ whether it holds gifts of this source (only if you know it does not).")
-def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
+def run(specs: tuple[Path, ...], base_url: str, token_env: str, ledger_path: Path | None,
         out_dir: Path | None, in_doubt: str | None, sandbox: bool, sandbox_rate: str,
         sandbox_url: str | None, sandbox_run_batch: bool, quiet: bool,
         json_summary: Path | None, new_only: bool | None,
@@ -101,6 +104,10 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     """Validate (exactly as `etl validate`), then submit the valid rows to CRM+.
 
     Rows already accepted by an earlier run are never sent again; a crashed run resumes.
+    Several specs run one after the other, in order (contacts before the gifts that name them):
+    a spec whose rows are rejected (exit 1) does not stop the next; any other failure does.
+    Their reports go to --out/<pipeline name>, the JSON summary lists every run, and the exit
+    code is the first failure's (else 1 if any run had rows not accepted, else 0).
 
     Example:
 
@@ -109,6 +116,8 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         etl run pipelines/legacy_gifts.yaml
 
         etl run pipelines/legacy_gifts.yaml --sandbox --sandbox-run-batch
+
+        etl run pipelines/legacy_contacts.yaml pipelines/legacy_gifts.yaml --quiet
 
         etl run pipelines/nightly_gifts_drop.yaml --quiet --archive /srv/drops/archive
         --quarantine /srv/drops/quarantine --max-reject-rate 0.05 --max-failed 50
@@ -134,6 +143,14 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
     except (ValueError, EtlError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+    if len(specs) > 1 and ledger_path is not None:
+        click.echo("error: --ledger names one feed's ledger; give one spec with it", err=True)
+        sys.exit(EXIT_USAGE)
+    if len(specs) > 1 and sandbox:
+        click.echo("error: --sandbox starts a sandbox for each run, so gifts would not find the "
+                   "contacts sent before them: use `etl rehearse SPEC...` or --sandbox-url",
+                   err=True)
+        sys.exit(EXIT_USAGE)
     if as_json and json_summary is None:
         json_summary = Path("-")
     to_stdout = is_stdout(json_summary)
@@ -154,6 +171,45 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
                          new_only=new_only, archive=archive, quarantine=quarantine,
                          min_age=min_age, max_reject_rate=max_reject_rate, max_failed=max_failed,
                          recover_ledger=recover_ledger, skip_crm_check=skip_crm_check)
+    runs: list[dict[str, Any]] = []
+    codes: list[int] = []
+    try:
+        for spec in specs:
+            out = out_dir / spec.stem if out_dir is not None and len(specs) > 1 else out_dir
+            data, code = _run_one(spec, options, ledger_path, out, sandbox, sandbox_url,
+                                  sandbox_rate, sandbox_run_batch, say, quiet, log, log_format,
+                                  to_stdout)
+            runs.append(data)
+            codes.append(code)
+            if code not in (EXIT_OK, EXIT_ROWS):
+                break
+    except KeyboardInterrupt:
+        runs.append({"exit_code": EXIT_INTERRUPTED, "exit_reason": "interrupted",
+                     "spec": str(specs[len(runs)] if len(runs) < len(specs) else specs[-1])})
+        codes.append(EXIT_INTERRUPTED)
+        click.echo("interrupted", err=True)
+    finally:
+        if progress:
+            progress.close()
+    try:
+        _write_json(json_summary, runs[0] if len(specs) == 1 else {
+            "exit_code": _overall(codes), "runs": runs})
+    except EtlError as exc:  # the target became a link or a device meanwhile
+        fail(exc)
+    sys.exit(_overall(codes))
+
+
+def _overall(codes: list[int]) -> int:
+    """The first failure's code; else 1 when a run had rows not accepted; else 0."""
+    worse = [c for c in codes if c not in (EXIT_OK, EXIT_ROWS)]
+    return worse[0] if worse else (EXIT_ROWS if EXIT_ROWS in codes else EXIT_OK)
+
+
+def _run_one(spec: Path, options: RunOptions, ledger_path: Path | None, out_dir: Path | None,
+             sandbox: bool, sandbox_url: str | None, sandbox_rate: str, sandbox_run_batch: bool,
+             say: Any, quiet: bool, log: Log, log_format: str,
+             to_stdout: bool) -> tuple[dict[str, Any], int]:
+    """One spec's run: (its JSON summary, its exit code). Errors are printed, not raised."""
     try:
         pipeline = open_pipeline(spec, ledger_path=ledger_path,
                                  sandbox=sandbox or sandbox_url is not None, out_dir=out_dir)
@@ -166,20 +222,8 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
             summary = run_pipeline(pipeline, options)[1]
     except EtlError as exc:
         code = EXIT_SOURCE if isinstance(exc, SourceError) else exc.exit_code
-        _write_json(json_summary, {"exit_code": code, "exit_reason": str(exc), "spec": str(spec)})
-        fail(exc)
-    except KeyboardInterrupt:
-        _write_json(json_summary, {"exit_code": EXIT_INTERRUPTED, "exit_reason": "interrupted",
-                                   "spec": str(spec)})
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if progress:
-            progress.close()
-    try:
-        _write_json(json_summary, summary.to_json())
-    except EtlError as exc:  # the target became a link or a device meanwhile
-        fail(exc)
+        click.echo(f"error: {exc}", err=True)
+        return {"exit_code": code, "exit_reason": str(exc), "spec": str(spec)}, code
     if not quiet and log_format == "json":
         log.emit("finished", summary.exit_reason, level="info" if summary.exit_code == 0
                  else "error", exit_code=summary.exit_code, run_id=summary.run_id,
@@ -190,7 +234,7 @@ def run(spec: Path, base_url: str, token_env: str, ledger_path: Path | None,
         click.echo(f"error: {summary.exit_reason}", err=True)
     elif quiet and summary.exit_code != 0:  # quiet is for cron: a failure still says why
         click.echo(f"etl run: {summary.exit_reason}", err=True)
-    sys.exit(summary.exit_code)
+    return summary.to_json(), summary.exit_code
 
 
 def _write_json(path: Path | None, data: dict[str, Any]) -> None:
