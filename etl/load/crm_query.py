@@ -5,8 +5,10 @@
                                  "value": "LegacyCRM", "secondaryValue": null, "values": null}]}],
      "sortBy": "Id", "descending": false}
 
-Conditions in one group are AND-ed; groups are OR-ed (docs.virtuous.org, query-contacts-by-
-filters; animalaidunlimited/virtuous-ts `build-gift-query.ts`). Parameter names are the CRM's
+The body shape follows docs.virtuous.org (query-contacts-by-filters) and animalaidunlimited/
+virtuous-ts `build-gift-query.ts`. The tool sends ONE group, and reads the conditions in it as
+AND-ed (the public clients combine "Transaction Source" and "Transaction Id" that way); how
+several groups combine is not published, so nothing here relies on it. Parameter names are the CRM's
 display names ("Transaction Source", "Batch", "Last Modified Date"), spelled per organization and
 listed by `GET /api/Gift/QueryOptions` / `GET /api/Contact/QueryOptions`:
 `{"options": [{"parameter", "type", "operatorOptions": [{"operator", ...}]}]}`. A name the
