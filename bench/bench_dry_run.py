@@ -87,6 +87,64 @@ t2 = time.perf_counter()
 print(f"FLOOR rows={df.height} cols={df.width} import_s={t1 - t0:.4f} read_s={t2 - t1:.4f}")
 """
 
+# The I/O floor: what any tool that reads this file and writes these payloads must pay. A fresh
+# interpreter reads the file with polars (a legacy encoding decoded strictly first, as a correct
+# tool must), builds the payload's fields as one nested struct per row with light casts, and
+# writes them with `write_ndjson`. No checks, no rejects, no report. argv: kind, path, encoding,
+# out file.
+IO_FLOOR = r"""
+import io, sys, time
+t0 = time.perf_counter()
+import polars as pl
+t1 = time.perf_counter()
+kind, path, encoding, out = sys.argv[1:5]
+if encoding.lower().replace("_", "-") in ("utf-8", "utf8", "utf-8-sig"):
+    df = pl.read_csv(path, infer_schema=False)
+else:
+    with open(path, encoding=encoding, newline="") as fh:
+        df = pl.read_csv(io.BytesIO(fh.read().encode()), infer_schema=False)
+c = pl.col
+money = lambda name: c(name).str.replace_all(r"[$,\s]", "").cast(pl.Float64, strict=False)
+if kind == "gifts":
+    fields = [
+        pl.lit("LegacyCRM").alias("transactionSource"), c("GiftID").alias("transactionId"),
+        money("Amount").alias("amount"),
+        c("GiftDate").str.to_date("%m/%d/%Y", strict=False).alias("giftDate"),
+        c("PayMethod").alias("giftType"), c("Currency").str.to_uppercase().alias("currencyCode"),
+        c("Segment").alias("segment"), c("CheckNo").alias("checkNumber"), c("Memo").alias("notes"),
+        (c("Anonymous") == "Y").alias("isPrivate"),
+        pl.struct(c("DonorID").alias("referenceId"), c("DonorFirst").alias("firstname"),
+                  c("DonorLast").alias("lastname"),
+                  c("DonorEmail").str.to_lowercase().alias("email")).alias("contact"),
+        # concat_arr, not concat_list: polars 2.1's concat_list of structs costs 1.8 s per 1M
+        # rows, concat_arr 0.09 s, and both write the same JSON array.
+        pl.concat_arr(
+            pl.struct(c("Fund").alias("code"), money("Amount").alias("amountDesignated")),
+            pl.struct(c("Fund2").alias("code"), money("Fund2Amount").alias("amountDesignated")),
+        ).alias("designations"),
+    ]
+else:
+    fields = [
+        pl.lit("LegacyCRM").alias("referenceSource"), c("DonorID").alias("referenceId"),
+        c("DonorType").alias("contactType"), c("OrgName").alias("name"), c("Title").alias("title"),
+        c("FirstName").alias("firstName"), c("LastName").alias("lastName"),
+        c("Email").str.to_lowercase().alias("email"),
+        pl.when(c("Email").is_not_null()).then(pl.lit("Home Email")).alias("emailType"),
+        c("Phone").alias("phone"),
+        pl.when(c("Phone").is_not_null()).then(pl.lit("Home Phone")).alias("phoneType"),
+        c("Address1").alias("address1"), c("Address2").alias("address2"), c("City").alias("city"),
+        c("State").str.to_uppercase().alias("state"), c("Zip").str.zfill(5).alias("postal"),
+        c("Country").alias("country"),
+        c("Tags").str.replace_all("|", ";", literal=True).alias("tags"),
+        pl.lit("LEGACY-MIGRATION").alias("originSegmentCode"),
+    ]
+payloads = df.select(fields)
+payloads.write_ndjson(out)
+t2 = time.perf_counter()
+print(f"FLOOR rows={payloads.height} cols={df.width} import_s={t1 - t0:.4f} "
+      f"read_s={t2 - t1:.4f}")
+"""
+
 
 @dataclass
 class Dataset:
@@ -167,16 +225,13 @@ def measure(cmd: list[str], log: Path) -> dict[str, Any]:
     return result
 
 
-def repeat(cmd: list[str], n: int, log_stem: Path, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
-    runs = []
-    for k in range(n):
-        log = log_stem.with_name(f"{log_stem.name}.{k}.log")
-        r = measure(cmd, log)
-        runs.append(r)
-        if r["rc"] not in ok:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
-            return {"ok": False, "rc": r["rc"], "runs": runs, "log": str(log),
-                    "error": "\n".join(tail)}
+def summarize(runs: list[dict[str, Any]], log: Path, ok: tuple[int, ...]) -> dict[str, Any]:
+    """Median wall, largest peak of a command's runs; or why it failed."""
+    bad = [r for r in runs if r["rc"] not in ok]
+    if bad:
+        tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+        return {"ok": False, "rc": bad[0]["rc"], "runs": runs, "log": str(log),
+                "error": "\n".join(tail)}
     walls = [r["wall_s"] for r in runs]
     out: dict[str, Any] = {
         "ok": True,
@@ -190,6 +245,45 @@ def repeat(cmd: list[str], n: int, log_stem: Path, ok: tuple[int, ...] = (0,)) -
     if "read_s" in runs[0]:
         out["read_median_s"] = statistics.median(r["read_s"] for r in runs)
     return out
+
+
+def repeat(cmd: list[str], n: int, log_stem: Path, ok: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """`cmd` n times in a row (stops at the first failure)."""
+    runs = []
+    for k in range(n):
+        log = log_stem.with_name(f"{log_stem.name}.{k}.log")
+        runs.append(measure(cmd, log))
+        if runs[-1]["rc"] not in ok:
+            return summarize(runs, log, ok)
+    return summarize(runs, log, ok)
+
+
+@dataclass
+class Command:
+    argv: list[str]
+    ok: tuple[int, ...] = (0,)
+    times: int | None = None  # how many rounds it takes part in (None: all of them)
+    before: Any = None  # called before each run (clears an output folder)
+
+
+def rounds(cmds: dict[str, Command], n: int, log_dir: Path, tag: str) -> dict[str, Any]:
+    """Run the commands in turn, n rounds: floor, I/O floor, dry run, floor, ... so that a
+    change of machine load falls on all of them alike rather than on one."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in cmds}
+    logs: dict[str, Path] = {}
+    failed: set[str] = set()
+    for k in range(n):
+        for name, cmd in cmds.items():
+            if name in failed or (cmd.times is not None and k >= cmd.times):
+                continue
+            print(f"  {tag}: {name} run {k + 1}", file=sys.stderr, flush=True)
+            if cmd.before is not None:
+                cmd.before()
+            logs[name] = log_dir / f"{name}_{tag}.{k}.log"
+            runs[name].append(measure(cmd.argv, logs[name]))
+            if runs[name][-1]["rc"] not in cmd.ok:
+                failed.add(name)
+    return {name: summarize(runs[name], logs[name], cmds[name].ok) for name in cmds}
 
 
 def tool_command(template: str | None, spec: Path, out: Path, ds: Dataset) -> list[str]:
@@ -206,24 +300,66 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:.{digits}f}"
 
 
+def _median(entry: dict[str, Any], name: str) -> float | None:
+    m = entry.get(name)
+    return m["median_s"] if m and m.get("ok") else None
+
+
+def _cell(entry: dict[str, Any], name: str) -> tuple[str, str]:
+    """(median wall, peak MB) of one measurement, or why there is none."""
+    m = entry.get(name)
+    if m is None:
+        return entry.get(f"{name}_note", "skipped"), ""
+    if not m["ok"]:
+        return f"failed (exit {m['rc']})", ""
+    return _fmt(m["median_s"]), f"{m['peak_mb']:.0f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("| file | rows | size MB | floor s | floor read s | dry run s | ratio | peak MB "
-            "| floor peak MB |")
-    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    head = ("| file | rows | size MB | read floor s | I/O floor s | dry run s | × read floor "
+            "| × I/O floor | dry run peak MB | read floor peak MB | I/O floor peak MB |")
+    lines = [head, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
-        fl, tl = r["floor"], r.get("tool")
-        if tl is None:
-            dry, peak = r.get("tool_note", "skipped"), ""
-        elif not tl["ok"]:
-            dry, peak = f"failed (exit {tl['rc']})", ""
-        else:
-            dry, peak = _fmt(tl["median_s"]), f"{tl['peak_mb']:.0f}"
+        floor, floor_peak = _cell(r, "floor")
+        io, io_peak = _cell(r, "io_floor")
+        dry, peak = _cell(r, "tool")
         lines.append(
-            f"| {r['file']} | {r['rows']:,} | {r['size_mb']:.1f} | {_fmt(fl['median_s'])} "
-            f"| {_fmt(fl.get('read_median_s'))} | {dry} | {_fmt(r.get('ratio'), 1)} | {peak} "
-            f"| {fl['peak_mb']:.0f} |"
+            f"| {r['file']} | {r['rows']:,} | {r['size_mb']:.1f} | {floor} | {io} | {dry} "
+            f"| {_fmt(r.get('ratio'), 1)} | {_fmt(r.get('io_ratio'), 1)} | {peak} "
+            f"| {floor_peak} | {io_peak} |"
         )
     return "\n".join(lines)
+
+
+def second_table(rows: list[dict[str, Any]]) -> str:
+    lines = ["| file | rows | dry run s | frictionless s | frictionless ÷ dry run "
+             "| frictionless peak MB | frictionless found |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        wall, peak = _cell(r, "second")
+        found = r.get("second_counts", "")
+        lines.append(f"| {r['file']} | {r['rows']:,} | {_cell(r, 'tool')[0]} | {wall} "
+                     f"| {_fmt(r.get('second_ratio'), 1)} | {peak} | {found} |")
+    return "\n".join(lines)
+
+
+def _second_tool(kind: str, ds: Dataset, out: Path) -> tuple[Command | None, str]:
+    """frictionless (bench/second_tool.py) on the same file, or why not."""
+    try:
+        import second_tool  # bench/second_tool.py
+    except ImportError as exc:
+        return None, f"bench/second_tool.py: {exc}"
+    python, why = second_tool.ensure_venv()
+    if python is None:
+        return None, why
+    return Command(second_tool.command(kind, ds.path, python, out)), ""
+
+
+def _counts(log: Path, prefix: str) -> str:
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith(prefix):
+            return " ".join(line.split()[1:])
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,51 +373,71 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tool-cmd", default=None,
                     help="command template instead of `etl validate {spec} --out {out} --quiet`;"
                          " fields {etl} {spec} {out} {file} {python}")
-    ap.add_argument("--no-tool", action="store_true", help="measure the floor only")
+    ap.add_argument("--no-tool", action="store_true", help="measure the floors only")
+    ap.add_argument("--second-tool", type=int, default=1, metavar="N",
+                    help="runs of frictionless on files of at most 1M rows (0: none; default 1)")
     ap.add_argument("--regen", action="store_true", help="regenerate the data files")
     ap.add_argument("--results", type=Path, default=RESULTS)
     a = ap.parse_args(argv)
     sizes = a.rows or ([100_000] if a.quick else [1_000_000])
+    logs = DATA / "logs"
 
-    startup = repeat([sys.executable, "-c", "import polars"], a.repeat,
-                     DATA / "logs" / "startup")
+    startup = repeat([sys.executable, "-c", "import polars"], a.repeat, logs / "startup")
     rows_out: list[dict[str, Any]] = []
     failed = False
     for n in sizes:
         for kind in a.files:
             ds = ensure_data(kind, n, a.regen)
             size_mb = ds.path.stat().st_size / 1e6
-            print(f"{ds.path.name}: floor x{a.repeat} ...", file=sys.stderr, flush=True)
-            floor = repeat([sys.executable, "-c", FLOOR, str(ds.path), ds.floor_encoding],
-                           a.repeat, DATA / "logs" / f"floor_{kind}_{n}")
-            if not floor["ok"]:
-                failed = True
-                print(floor["error"], file=sys.stderr)
+            io_out = DATA / f"io_floor_{kind}_{n}.jsonl"
+            cmds = {
+                "floor": Command([sys.executable, "-c", FLOOR, str(ds.path), ds.floor_encoding]),
+                "io_floor": Command([sys.executable, "-c", IO_FLOOR, kind, str(ds.path),
+                                     ds.encoding, str(io_out)]),
+            }
             entry: dict[str, Any] = {
                 "file": ds.path.name, "kind": kind, "rows": n, "size_mb": size_mb,
-                "encoding": ds.encoding, "floor_encoding": ds.floor_encoding, "floor": floor,
-                "tool": None,
+                "encoding": ds.encoding, "floor_encoding": ds.floor_encoding,
             }
             spec = None if a.no_tool else write_spec(ds)
+            out = DATA / f"out_{kind}_{n}"
             if a.no_tool:
                 entry["tool_note"] = "skipped"
             elif spec is None:
                 entry["tool_note"] = f"no {ds.spec.relative_to(ROOT)}"
             else:
-                out = DATA / f"out_{kind}_{n}"
                 cmd = tool_command(a.tool_cmd, spec, out, ds)
                 entry["tool_cmd"] = cmd
-                print(f"{ds.path.name}: dry run x{a.repeat} ...", file=sys.stderr, flush=True)
-                shutil.rmtree(out, ignore_errors=True)
-                tool = repeat(cmd, a.repeat, DATA / "logs" / f"dry_run_{kind}_{n}", TOOL_OK)
-                shutil.rmtree(out, ignore_errors=True)
-                entry["tool"] = tool
-                if not tool["ok"]:
+                cmds["tool"] = Command(cmd, TOOL_OK,
+                                       before=lambda o=out: shutil.rmtree(o, ignore_errors=True))
+            if a.second_tool and n <= 1_000_000 and not a.no_tool:
+                second, why = _second_tool(kind, ds, DATA / f"second_{kind}_{n}")
+                if second is not None:
+                    second.times = a.second_tool
+                    cmds["second"] = second
+                else:
+                    entry["second_note"] = why
+            print(f"{ds.path.name}: {', '.join(cmds)} x{a.repeat} ...", file=sys.stderr,
+                  flush=True)
+            measured = rounds(cmds, a.repeat, logs, f"{kind}_{n}")
+            shutil.rmtree(out, ignore_errors=True)
+            io_out.unlink(missing_ok=True)
+            entry.update(measured)
+            for name, m in measured.items():
+                if not m["ok"]:
                     failed = True
-                    print(f"dry run failed (exit {tool['rc']}), log {tool['log']}:\n"
-                          f"{tool['error']}", file=sys.stderr)
-                elif floor["ok"]:
-                    entry["ratio"] = tool["median_s"] / floor["median_s"]
+                    print(f"{name} failed (exit {m['rc']}), log {m['log']}:\n{m['error']}",
+                          file=sys.stderr)
+            dry = _median(entry, "tool")
+            if dry is not None:
+                if _median(entry, "floor"):
+                    entry["ratio"] = dry / entry["floor"]["median_s"]
+                if _median(entry, "io_floor"):
+                    entry["io_ratio"] = dry / entry["io_floor"]["median_s"]
+                if _median(entry, "second"):
+                    entry["second_ratio"] = entry["second"]["median_s"] / dry
+                    entry["second_counts"] = _counts(logs / f"second_{kind}_{n}.0.log",
+                                                     "SECOND ")
             rows_out.append(entry)
 
     report = {
@@ -290,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count(), "polars": _polars_version(),
+            "load_avg_at_end": os.getloadavg(),
         },
         "repeat": a.repeat,
         "seed": SEED,
@@ -300,10 +457,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     write_results(a.results, report)
 
-    print(f"\n## Dry run vs floor ({a.repeat} runs each: median wall, max peak RSS)\n")
+    print(f"\n## Dry run vs floors ({a.repeat} rounds: median wall, max peak RSS)\n")
     print(table(rows_out))
+    if any("second" in r or "second_note" in r for r in rows_out):
+        print("\n## Beside frictionless (same files, same rounds)\n")
+        print(second_table(rows_out))
     print(f"\npython + `import polars` alone: {_fmt(startup.get('median_s'))} s, "
-          f"{_fmt(startup.get('peak_mb'), 0)} MB. Results: {a.results}")
+          f"{_fmt(startup.get('peak_mb'), 0)} MB. Load average at the end: "
+          f"{os.getloadavg()[0]:.2f}. Results: {a.results}")
     return 1 if failed else 0
 
 

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Where the dry run's time goes: wall time per stage of one `etl validate`, in-process.
+
+    python bench/profile_dry_run.py                  # 1M-row gifts and contacts (bench/data)
+    python bench/profile_dry_run.py --quick          # 100k rows
+    python bench/profile_dry_run.py --files gifts --rows 1000000
+
+It runs the CLI's dry run (`dry_run(..., keep_payloads=False)`, payloads streamed to
+payloads.jsonl) once on the generated file of bench_dry_run.py, with a timer around each named
+stage below. A stage's "self s" is its wall time minus the timed stages it called, so the
+column adds up to the whole run ("other" is what no timer covers: the CLI, Python start-up is
+not included). cProfile is no help here: nearly all the time is inside polars' `collect`.
+Prints a markdown table; writes bench/results/profile_<kind>_<rows>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import bench_dry_run as bd  # noqa: E402
+
+# (module, function, label): each function is timed wherever it is referenced from etl modules.
+STAGES = [
+    ("etl.read.textfile", "scan_digest", "read: sha256 + BOM scan"),
+    ("etl.read.textfile", "utf8_file", "read: transcode to UTF-8 (legacy encodings)"),
+    ("etl.read.csvlayout", "record_layout", "read: record layout (ragged rows)"),
+    ("etl.read.sources", "open_source", "read: open (checks, count, layout)"),
+    ("etl.read.sourcefile", "SourceFile.batches", "read: parse batches"),
+    ("etl.prepare.runner", "_file_wide", "validate: file-wide pass (ids, unique)"),
+    ("etl.prepare.runner", "_by_distinct_value", "transform: distinct-value lookups"),
+    ("etl.prepare.runner", "_compute", "transform: mappings"),
+    ("etl.prepare.validate", "_pandera_failures", "validate: pandera"),
+    ("etl.prepare.validate", "_with_values", "validate: attach raw values"),
+    ("etl.prepare.validate", "failures", "validate: rules"),
+    ("etl.prepare.runner", "_reject_rows", "rejects: rows with reasons"),
+    ("etl.prepare.payload", "escape_needs", "payload: which fields need escaping"),
+    ("etl.prepare.runner", "_validate_batch", "payload: build JSON + keys"),
+    ("etl.prepare.donors", "from_batch", "report: donor keys per batch"),
+    ("etl.prepare.donors", "file_block", "report: possible duplicate donors"),
+    ("etl.report.write", "PayloadWriter.write", "write: payloads.jsonl"),
+    ("etl.report.write", "write_report", "write: report.json, rejects.csv, HTML"),
+    ("etl.prepare.runner", "validate_pipeline", "(validate_pipeline)"),
+    ("etl.run.dry_run", "dry_run", "(dry_run)"),
+]
+
+
+class Timers:
+    def __init__(self) -> None:
+        self.total: dict[str, float] = defaultdict(float)
+        self.children: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.stack: list[str] = []
+
+    def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        timers = self
+
+        def timed_call(call: Callable[[], Any]) -> Any:
+            timers.stack.append(label)
+            t = time.perf_counter()
+            try:
+                return call()
+            finally:
+                spent = time.perf_counter() - t
+                timers.stack.pop()
+                timers.total[label] += spent
+                timers.calls[label] += 1
+                if timers.stack:
+                    timers.children[timers.stack[-1]] += spent
+
+        if _is_generator(fn):
+            @functools.wraps(fn)
+            def gen(*args: Any, **kwargs: Any) -> Any:
+                it = fn(*args, **kwargs)
+                while True:
+                    try:
+                        item = timed_call(lambda: next(it))
+                    except StopIteration:
+                        return
+                    yield item
+            return gen
+
+        @functools.wraps(fn)
+        def plain(*args: Any, **kwargs: Any) -> Any:
+            return timed_call(lambda: fn(*args, **kwargs))
+        return plain
+
+
+def _is_generator(fn: Callable[..., Any]) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(fn)
+
+
+def install(timers: Timers) -> None:
+    """Wrap every stage function, in its own module and wherever an etl module imported it."""
+    import etl.cli.app
+    import etl.run.dry_run  # noqa: F401
+
+    for module_name, qualname, label in STAGES:
+        module = importlib.import_module(module_name)
+        if "." in qualname:  # a method
+            cls_name, meth = qualname.split(".")
+            cls = getattr(module, cls_name)
+            original = cls.__dict__[meth]
+            setattr(cls, meth, timers.wrap(label, original))
+            continue
+        original = getattr(module, qualname)
+        inner = getattr(original, "__wrapped__", None)
+        if inner is not None and _is_generator(inner):  # a @contextmanager: time its set-up
+            from contextlib import contextmanager  # and tear-down, not the body it wraps
+
+            wrapped = contextmanager(timers.wrap(label, inner))
+        else:
+            wrapped = timers.wrap(label, original)
+        for mod in list(sys.modules.values()):
+            if getattr(mod, "__name__", "").startswith("etl") and \
+                    getattr(mod, qualname, None) is original:
+                setattr(mod, qualname, wrapped)
+
+
+def profile(kind: str, rows: int) -> dict[str, Any]:
+    ds = bd.ensure_data(kind, rows, regen=False)
+    spec = bd.write_spec(ds)
+    assert spec is not None
+    out = bd.DATA / f"profile_{kind}_{rows}"
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    timers = Timers()
+    install(timers)
+    from etl.run.dry_run import dry_run
+    from etl.spec.pipeline import open_pipeline
+
+    t = time.perf_counter()
+    pipeline = open_pipeline(spec, out_dir=out)
+    result = dry_run(pipeline, keep_payloads=False).result
+    wall = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    stages = []
+    for _, _, label in STAGES:
+        if label in timers.calls:
+            own = timers.total[label] - timers.children[label]
+            stages.append({"stage": label, "calls": timers.calls[label],
+                           "total_s": timers.total[label], "self_s": own})
+    covered = sum(s["self_s"] for s in stages)
+    stages.append({"stage": "other (spec, CLI glue)", "calls": 1, "total_s": wall - covered,
+                   "self_s": wall - covered})
+    return {"kind": kind, "rows": rows, "wall_s": wall, "valid": result.valid,
+            "rejected": result.rejected, "stages": stages}
+
+
+def table(report: dict[str, Any]) -> str:
+    lines = [f"### {report['kind']}, {report['rows']:,} rows: {report['wall_s']:.2f} s in-process "
+             f"({report['valid']:,} valid, {report['rejected']:,} rejected)", "",
+             "| stage | calls | self s | incl. s |", "| --- | ---: | ---: | ---: |"]
+    for s in sorted(report["stages"], key=lambda s: -s["self_s"]):
+        lines.append(f"| {s['stage']} | {s['calls']} | {s['self_s']:.2f} | {s['total_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=None)
+    ap.add_argument("--quick", action="store_true", help="100,000 rows (unless --rows)")
+    ap.add_argument("--files", nargs="+", choices=["contacts", "gifts"],
+                    default=["contacts", "gifts"])
+    a = ap.parse_args(argv)
+    rows = a.rows or (100_000 if a.quick else 1_000_000)
+    if len(a.files) > 1:  # one fresh process per file: timers and caches start clean
+        import subprocess
+
+        rc = 0
+        for kind in a.files:
+            rc |= subprocess.run([sys.executable, __file__, "--rows", str(rows), "--files",
+                                  kind]).returncode
+        return rc
+    report = profile(a.files[0], rows)
+    path = BENCH / "results" / f"profile_{a.files[0]}_{rows}.json"
+    bd.write_results(path, report)
+    print(table(report))
+    print(f"\nResults: {path.relative_to(BENCH.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
