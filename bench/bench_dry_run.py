@@ -252,6 +252,7 @@ def repeat(cmd: list[str], n: int, log_stem: Path, ok: tuple[int, ...] = (0,)) -
     runs = []
     for k in range(n):
         log = log_stem.with_name(f"{log_stem.name}.{k}.log")
+        os.sync()  # see rounds()
         runs.append(measure(cmd, log))
         if runs[-1]["rc"] not in ok:
             return summarize(runs, log, ok)
@@ -279,6 +280,9 @@ def rounds(cmds: dict[str, Command], n: int, log_dir: Path, tag: str) -> dict[st
             print(f"  {tag}: {name} run {k + 1}", file=sys.stderr, flush=True)
             if cmd.before is not None:
                 cmd.before()
+            # Flush what the previous command wrote (the I/O floor writes ~400 MB): otherwise
+            # the kernel writes it back during the next measurement and bills it there.
+            os.sync()
             logs[name] = log_dir / f"{name}_{tag}.{k}.log"
             runs[name].append(measure(cmd.argv, logs[name]))
             if runs[name][-1]["rc"] not in cmd.ok:

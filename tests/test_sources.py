@@ -280,3 +280,23 @@ def test_parquet_tz_datetimes_keep_their_wall_clock_date(tmp_path):
     source = Source(path=str(path), timezone="Europe/Berlin")
     raw = read_parquet(path, ["name", "when"], "p.parquet", source)
     assert raw.frame["when"].dt.date().to_list() == [dt.date(2020, 1, 2), dt.date(2020, 1, 1)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7])
+def test_record_layout_is_the_same_whatever_the_chunk_of_lines(write, monkeypatch, chunk):
+    """The layout pass reads the file a chunk of lines at a time (its memory stays flat): a
+    record spanning a chunk boundary, blank lines and ragged records come out the same."""
+    from etl.read import csvlayout
+
+    text = (
+        'name,addr,n\n"Ann","1 Main\nApt 2\n\nBack",1\n\nBob,x\nCy,"a,b",3,extra\n'
+        '"D""e","q\n",4\n\n\nEd,y,5\n"F","multi\nline\nthree",6\nGus,z,7\n'
+    )
+    path = write("c.csv", text.encode())
+    whole = read(path).frame.select("_record", "_line", "_shape_error", "name", "addr")
+    monkeypatch.setattr(csvlayout, "LINES", chunk)
+    assert read(path).frame.select("_record", "_line", "_shape_error", "name", "addr").equals(
+        whole)
+    assert whole["_line"].to_list() == [2, 7, 8, 9, 13, 14, 17]
+    assert whole["_shape_error"].to_list()[1:3] == [
+        "record has 2 fields, the header has 3", "record has 4 fields, the header has 3"]

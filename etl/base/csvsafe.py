@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from etl.base.redact import redact_frame
+from etl.base.redact import redact, redact_expr, redact_frame
 from etl.base.safe_write import atomic
 
 # First characters that make a spreadsheet evaluate the cell.
@@ -42,8 +42,13 @@ def neutralize_expr(column: str, *, cast: bool = False) -> pl.Expr:
     The column must be String (or `cast=True` to cast it to String first, e.g. Categorical).
     """
     value = pl.col(column).cast(pl.String) if cast else pl.col(column)
+    return neutralize_expr_of(value).alias(column)
+
+
+def neutralize_expr_of(value: pl.Expr) -> pl.Expr:
+    """A String expression with formula-like cells prefixed by `'`."""
     risky = value.str.contains(FORMULA_START) & ~value.str.contains(PLAIN_NUMBER)
-    return pl.when(risky).then(pl.lit(QUOTE) + value).otherwise(value).alias(column)
+    return pl.when(risky).then(pl.lit(QUOTE) + value).otherwise(value)
 
 
 def neutralize_formulas(df: pl.DataFrame) -> pl.DataFrame:
@@ -94,4 +99,22 @@ def write_csv(df: pl.DataFrame, path: str | Path, *, bom: bool = True) -> Path:
     safe = neutralize_header(neutralize_formulas(redact_frame(df)))
     with atomic(path) as tmp:
         safe.write_csv(tmp, include_bom=bom)
+    return Path(path)
+
+
+def write_csv_lazy(frame: pl.LazyFrame | None, path: str | Path, *, bom: bool = True) -> Path:
+    """`write_csv` for rows too many to hold: the same rules, streamed by polars from a lazy
+    frame into the file (None: an empty file, as an empty frame gives)."""
+    if frame is None:
+        return write_csv(pl.DataFrame(), path, bom=bom)
+    schema = frame.collect_schema()
+    text = [n for n, t in schema.items()
+            if t == pl.String or isinstance(t, pl.Categorical | pl.Enum)]
+    frame = frame.with_columns(
+        [neutralize_expr_of(redact_expr(pl.col(n).cast(pl.String))).alias(n) for n in text])
+    renamed = {n: redact(n) for n in schema}
+    safe = neutralize_header(pl.DataFrame(schema={renamed[n]: t for n, t in schema.items()}))
+    frame = frame.rename(dict(zip(schema, safe.columns, strict=True)))
+    with atomic(path) as tmp:
+        frame.sink_csv(tmp, include_bom=bom)
     return Path(path)

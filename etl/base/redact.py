@@ -71,6 +71,13 @@ def redact_value(value: Any) -> Any:
     return redact(value) if isinstance(value, str) else value
 
 
+def redact_expr(expr: pl.Expr) -> pl.Expr:
+    """A String expression with every registered secret masked (as `redact_frame`)."""
+    for secret in _secrets:
+        expr = expr.str.replace_all(secret, MASK, literal=True)
+    return expr
+
+
 def redact_frame(df: pl.DataFrame) -> pl.DataFrame:
     """`df` with every secret removed from its text cells and column names (vectorized)."""
     secrets = _secrets

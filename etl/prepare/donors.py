@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from etl.base.spill import Spill
 from etl.prepare import mapping
 from etl.read.sources import SourceFile
 from etl.spec.parse import Spec
@@ -160,13 +161,37 @@ def _values(src: SourceFile, spec: Spec, donor: DonorFields, rows: set[int],
             yield lf.select("_row", "_record", *[p.value.alias(p.field) for p in plans]).collect()
 
 
+class FileDonors:
+    """A file's donor hashes, batch by batch: parked on disk partitioned by key hash when the
+    file is big (`etl.base.spill`), so that only one partition is grouped at a time; and the
+    values of each batch's first groups (a bounded few rows a batch)."""
+
+    def __init__(self, rows: int, spill_rows: int, part_rows: int) -> None:
+        self.spill = Spill(1 if rows <= spill_rows else -(-rows // part_rows))
+        self.values: list[pl.DataFrame] = []
+
+    def add(self, batch: BatchDonors) -> None:
+        if batch.hashes.height:
+            self.spill.add(reduce(batch.hashes), pl.col("h_key"))
+        if batch.values is not None:
+            self.values.append(batch.values)
+
+    def groups(self) -> pl.DataFrame:
+        found = [groups(part) for part in self.spill.parts()]
+        if not found:
+            return pl.DataFrame(schema={"kind": pl.UInt8, "donors": pl.UInt32})
+        return pl.concat(found).sort("first", "kind")
+
+    def close(self) -> None:
+        self.spill.close()
+
+
 def file_block(
-    batches: list[BatchDonors], src: SourceFile, spec: Spec, offset: int
+    collected: FileDonors, src: SourceFile, spec: Spec, offset: int
 ) -> dict[str, Any]:
     """The possible duplicates of one file: counts by signal and a bounded sample."""
     donor = donor_fields(spec)
-    hashes = [b.hashes for b in batches]
-    found = groups(pl.concat(hashes)) if donor is not None and hashes else pl.DataFrame(
+    found = collected.groups() if donor is not None else pl.DataFrame(
         schema={"kind": pl.UInt8, "donors": pl.UInt32})
     counts = {k: {"groups": 0, "donors": 0} for k in KINDS}
     for kind, n, donors in found.group_by("kind").agg(pl.len(), pl.col("donors").sum()).rows():
@@ -176,8 +201,8 @@ def file_block(
         return block
     sample = found.head(SAMPLE_GROUPS).with_columns(pl.col("rows").list.head(SAMPLE_DONORS))
     rows = {r for group in sample["rows"].to_list() for r in group}
-    values = {r["_row"]: r for b in batches if b.values is not None
-              for r in b.values.iter_rows(named=True) if r["_row"] in rows}
+    values = {r["_row"]: r for v in collected.values
+              for r in v.iter_rows(named=True) if r["_row"] in rows}
     if rows - set(values):  # a group across batches: read its first rows back
         values |= {r["_row"]: r for f in _values(src, spec, donor, rows - set(values), offset)
                    for r in f.iter_rows(named=True)}

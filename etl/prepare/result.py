@@ -49,6 +49,11 @@ class ValidationResult:
     control_totals: dict[str, dict[str, object]]
     warnings: list[str] = field(default_factory=list)
     payloads_sampled: bool = False  # True: `payloads` is a sample, the rest went to a sink
+    # True: `rejects` is a sample (the rest went to a sink: rejects.csv) and `failures` too,
+    # the first few of each field and rule with their row's source columns; `failure_counts`
+    # (field, rule, count) then counts them all.
+    rejects_sampled: bool = False
+    failure_counts: pl.DataFrame | None = None
     csv_bom: bool = True  # the spec's `output.csv_bom`: rejects.csv starts with a UTF-8 BOM
     # Different donor ids with the same email or name + postal code (etl/prepare/donors.py):
     # {"groups", "by": {signal: {"groups", "donors"}}, "sample": [...], "sample_limit", "note"}

@@ -14,11 +14,18 @@ from pathlib import Path
 import polars as pl
 
 from etl import __version__
+from etl.base.spill import Spill
 from etl.prepare import donors, mapping
 from etl.prepare.mapping import ERR, OUT, RAW
 from etl.prepare.payload import escape_needs, payload_expr, strip_empty
 from etl.prepare.result import FileInfo, ValidationResult
-from etl.prepare.validate import failures, file_wide_failures
+from etl.prepare.validate import (
+    FAILURE_SCHEMA,
+    duplicate_failures,
+    failures,
+    same_id,
+    unique_failures,
+)
 from etl.read.sources import SourceFile, open_source, resolve_files
 from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
@@ -37,6 +44,7 @@ class FileOutcome:
     amounts: pl.DataFrame
     warnings: list[str]
     duplicates: dict[str, object]  # possible duplicate donors (etl/prepare/donors.py)
+    failure_counts: pl.DataFrame | None = None  # field, rule, count: when failures are sampled
 
 
 DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
@@ -118,25 +126,50 @@ BATCH_ROWS = 100_000  # rows validated at a time: bounds memory whatever the fil
 SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
 
 
+SPILL_ROWS = 2_000_000  # files above this many rows park the file-wide pass's values on disk
+SPILL_PART_ROWS = 500_000  # about this many rows a partition: what the check holds at a time
+
+
 def _file_wide(src: SourceFile, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
     """Pass one over the file, reading only the columns of the id and of `unique` fields, and
-    keeping only those values and the record numbers: a few bytes a row."""
+    keeping only those values and the row numbers. A big file parks them on disk partitioned by
+    value (`etl.base.spill`), so that memory stays flat: only one partition is checked at a
+    time, and only the failures are kept."""
     spec = loaded.spec
     target = get_target(spec.target)
-    unique = {f for f, r in spec.rules.items() if r.unique}
+    unique = sorted(f for f, r in spec.rules.items() if r.unique)
     plans = [
         p for p in mapping.plan(spec, target) if p.field == target.id_field or p.field in unique
     ]
+    fields = [p.field for p in plans]
     columns = sorted({c for p in plans for c in p.sources()} & set(src.header))
-    parts = []
-    # Batch by batch, so that only these few columns are ever held for the whole file.
-    for batch in src.batches(BATCH_ROWS, columns or src.header[:1], full=False):
-        lf = mapping.with_stages(batch.lazy(), plans)
-        part = lf.select([p.value.alias(p.field) for p in plans]).collect()
-        parts.append(strip_empty(part, [p.field for p in plans]))
-    empty = pl.DataFrame(schema={p.field: pl.String for p in plans})
-    frame = pl.concat(parts, rechunk=False) if parts else empty
-    return file_wide_failures(frame, spec, target.id_field, offset)
+    parts = 1 if src.meta.rows <= SPILL_ROWS else -(-src.meta.rows // SPILL_PART_ROWS)
+    checks = [(target.id_field, same_id(pl.col(target.id_field)))]
+    checks += [(f, pl.col(f)) for f in unique if f in fields]
+    spills = {field: Spill(parts) for field, _ in checks}
+    try:
+        seen = offset
+        # Batch by batch, so that only these few columns are ever held for the whole file.
+        for batch in src.batches(BATCH_ROWS, columns or src.header[:1], full=False):
+            lf = mapping.with_stages(batch.lazy(), plans)
+            part = lf.select([p.value.alias(p.field) for p in plans]).collect()
+            part = strip_empty(part, fields).with_row_index("_row", offset=seen).with_columns(
+                pl.col("_row").cast(pl.Int64))
+            seen += batch.height
+            for field, key in checks:
+                spills[field].add(part.select("_row", field), key)
+        found = [
+            duplicate_failures(rows, target.id_field, spec.keys.duplicates, offset)
+            for rows in spills[target.id_field].parts()
+        ]
+        for field, _ in checks[1:]:
+            found += [unique_failures(rows, field) for rows in spills[field].parts()]
+    finally:
+        for spill in spills.values():
+            spill.close()
+    if not found:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    return pl.concat(found, how="vertical").sort("_row")
 
 
 @dataclass
@@ -180,56 +213,128 @@ def _validate_batch(
     return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields), found)
 
 
+SAMPLE_REJECTS = 100  # rejected rows kept for the report when they go to a sink
+SAMPLE_FAILURES = 5  # failures kept per field and rule then (with their row's source columns)
+
+
+class Kept:
+    """What a file keeps of its batches: everything, or with sinks only bounded samples and
+    counts (payloads and rejects went to disk batch by batch)."""
+
+    def __init__(self, payloads_sampled: bool, rejects_sampled: bool) -> None:
+        self.payloads_sampled, self.rejects_sampled = payloads_sampled, rejects_sampled
+        self.payloads: list[pl.DataFrame] = []
+        self.rejects: list[pl.DataFrame] = []
+        self.failures: list[pl.DataFrame] = []
+        self.counts: pl.DataFrame | None = None  # field, rule, count (sampled only)
+
+    def add(self, batch: Batch) -> None:
+        if self.payloads_sampled:
+            self.payloads = _head([*self.payloads, batch.payloads], SAMPLE_ROWS)
+        else:
+            self.payloads.append(batch.payloads)
+        if not self.rejects_sampled:
+            self.rejects.append(batch.rejects)
+            self.failures.append(batch.failures)
+            return
+        self.rejects = _head([*self.rejects, batch.rejects], SAMPLE_REJECTS)
+        fails = batch.failures
+        counts = fails.group_by("field", "rule").agg(pl.len().cast(pl.Int64).alias("count"))
+        self.counts = add_counts([self.counts, counts])
+        # The first failures of each field and rule, with their row's source columns (the
+        # report shows a row's key columns beside them; that row may not be in the sample).
+        first = fails.group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
+        where = ["_source_file", "_record"]
+        source = batch.rejects.drop("_field", "_rule", "_value", "_error")
+        first = first.join(source, on=where, how="left", maintain_order="left")
+        self.failures = [first_failures([*self.failures, first])]
+
+
+FAILURE_COLUMNS = ["_row", "_source_file", "_record", "field", "rule", "value", "error"]
+
+
+def add_counts(parts: list[pl.DataFrame | None]) -> pl.DataFrame | None:
+    """Failure counts (field, rule, count) added up."""
+    frames = [p for p in parts if p is not None]
+    if not frames:
+        return None
+    return pl.concat(frames).group_by("field", "rule", maintain_order=True).agg(
+        pl.col("count").sum())
+
+
+def first_failures(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """The first SAMPLE_FAILURES failures of each field and rule, in file order."""
+    return (
+        pl.concat(parts, how="diagonal_relaxed")
+        .group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
+        .select(*FAILURE_COLUMNS, pl.exclude(*FAILURE_COLUMNS))
+    )
+
+
+def _head(frames: list[pl.DataFrame], n: int) -> list[pl.DataFrame]:
+    """The first `n` rows of the frames, as one frame (columns may differ between files)."""
+    return [pl.concat(frames, how="diagonal_relaxed").head(n)] if frames else []
+
+
 def _validate_file(
     path: Path,
     loaded: LoadedSpec,
     offset: int,
     today: dt.date,
-    sink: Callable[[pl.DataFrame], None] | None,
+    sinks: Sinks,
     on_rows: Callable[[str, int, int], None] | None = None,
 ) -> FileOutcome:
-    """Validate one file batch by batch; payloads go to `sink` when there is one; `on_rows`
-    hears (file, rows so far, rejected so far) after every batch (progress on big files)."""
-    parts: list[Batch] = []
-    kept: list[pl.DataFrame] = []
-    valid = 0
+    """Validate one file batch by batch; payloads and rejects go to their sinks when there are
+    some; `on_rows` hears (file, rows so far, rejected so far) after every batch."""
+    kept = Kept(sinks.payloads is not None, sinks.rejects is not None)
+    amounts: list[pl.DataFrame] = []
+    rows = valid = rejected = 0
     with open_source(path, loaded) as src:
         wide = _file_wide(src, loaded, offset)
-        seen = 0
-        for raw in src.batches(BATCH_ROWS):
-            batch = _validate_batch(raw, src.header, loaded, offset + seen, today, wide)
-            seen += batch.rows
-            valid += batch.payloads.height
-            if on_rows is not None:
-                on_rows(src.display, seen, seen - valid)
-            if sink is not None:
-                sink(batch.payloads)
-                room = SAMPLE_ROWS - sum(k.height for k in kept)
-                kept.append(batch.payloads.head(max(room, 0)))
-            else:
-                kept.append(batch.payloads)
-            batch.payloads = batch.payloads.clear()
-            parts.append(batch)
-        duplicates = donors.file_block([b.donor_keys for b in parts], src, loaded.spec, offset)
+        found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
+        try:
+            for raw in src.batches(BATCH_ROWS):
+                batch = _validate_batch(raw, src.header, loaded, offset + rows, today, wide)
+                rows += batch.rows
+                valid += batch.payloads.height
+                rejected += batch.rejects.height
+                if on_rows is not None:
+                    on_rows(src.display, rows, rows - valid)
+                if sinks.payloads is not None:
+                    sinks.payloads(batch.payloads)
+                if sinks.rejects is not None:
+                    sinks.rejects(batch.rejects)
+                kept.add(batch)
+                amounts.append(batch.amounts)
+                found.add(batch.donor_keys)
+            duplicates = donors.file_block(found, src, loaded.spec, offset)
+        finally:
+            found.close()
         display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
-    rows = sum(b.rows for b in parts)
-    rejected = sum(b.rejects.height for b in parts)
     info = FileInfo(
         path=display, sha256=digest, size=size, rows=rows, valid=valid, rejected=rejected
     )
     # The accounting invariant: every input row is valid or rejected, never both or neither.
     if rows != valid + rejected:
         raise AssertionError(f"row accounting broken for {path}: {info}")
-    payloads = pl.concat(kept) if kept else _EMPTY_PAYLOADS
     return FileOutcome(
         info,
-        pl.concat([b.rejects for b in parts], how="diagonal_relaxed") if parts else pl.DataFrame(),
-        pl.concat([b.failures for b in parts]) if parts else _EMPTY_FAILURES,
-        payloads,
-        pl.concat([b.amounts for b in parts]) if parts else _EMPTY_AMOUNTS,
+        pl.concat(kept.rejects, how="diagonal_relaxed") if kept.rejects else pl.DataFrame(),
+        pl.concat(kept.failures, how="diagonal_relaxed") if kept.failures else _EMPTY_FAILURES,
+        pl.concat(kept.payloads) if kept.payloads else _EMPTY_PAYLOADS,
+        pl.concat(amounts) if amounts else _EMPTY_AMOUNTS,
         [f"{display}: {w}" for w in notes],
         duplicates,
+        kept.counts,
     )
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Where a dry run's payloads and rejects go batch by batch (None: kept in memory)."""
+
+    payloads: Callable[[pl.DataFrame], None] | None = None
+    rejects: Callable[[pl.DataFrame], None] | None = None
 
 
 _EMPTY_PAYLOADS = pl.DataFrame(
@@ -299,18 +404,29 @@ def validate_pipeline(
     today: dt.date | None = None,
     files: list[Path] | None = None,
     payload_sink: Callable[[pl.DataFrame], None] | None = None,
+    reject_sink: Callable[[pl.DataFrame], None] | None = None,
     on_rows: Callable[[str, int, int], None] | None = None,
 ) -> ValidationResult:
     """The dry run: read every source file (or only `files`, in that order), transform, validate
     and build payloads. With `payload_sink`, payloads go to it batch by batch and the result
-    keeps only a sample of them (`payloads_sampled`): memory stays bounded for any file size."""
+    keeps only a sample of them (`payloads_sampled`); with `reject_sink` so do the rejected
+    rows, and the result keeps a sample of them and of the failures, with the failure counts
+    (`rejects_sampled`): memory stays bounded for any file size."""
     today = today or dt.date.today()
+    sinks = Sinks(payload_sink, reject_sink)
     outcomes: list[FileOutcome] = []
     offset = 0
     for path in resolve_files(loaded) if files is None else files:
-        outcome = _validate_file(path, loaded, offset, today, payload_sink, on_rows)
+        outcome = _validate_file(path, loaded, offset, today, sinks, on_rows)
         offset += outcome.info.rows
         outcomes.append(outcome)
+    rejects = pl.concat([o.rejects for o in outcomes], how="diagonal_relaxed")
+    failures = pl.concat([o.failures for o in outcomes], how="diagonal_relaxed")
+    counts = None
+    if reject_sink is not None:
+        rejects = rejects.head(SAMPLE_REJECTS)
+        failures = first_failures([failures]) if failures.height else failures
+        counts = add_counts([o.failure_counts for o in outcomes])
     return ValidationResult(
         pipeline=loaded.spec.name,
         spec_path=str(loaded.path),
@@ -318,12 +434,14 @@ def validate_pipeline(
         tool_version=__version__,
         target=loaded.spec.target,
         files=[o.info for o in outcomes],
-        rejects=pl.concat([o.rejects for o in outcomes], how="diagonal_relaxed"),
-        failures=pl.concat([o.failures for o in outcomes]).drop("_row"),
+        rejects=rejects,
+        failures=failures.drop("_row"),
         payloads=pl.concat([o.payloads for o in outcomes]),
         control_totals=_control_totals(outcomes),
         warnings=[w for o in outcomes for w in o.warnings],
         payloads_sampled=payload_sink is not None,
+        rejects_sampled=reject_sink is not None,
+        failure_counts=counts,
         csv_bom=loaded.spec.output.csv_bom,
         possible_duplicates=donors.combine([o.duplicates for o in outcomes]),
     )

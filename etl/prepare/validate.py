@@ -123,9 +123,12 @@ def same_id(ident: pl.Expr) -> pl.Expr:
     return ident.str.strip_chars(_AROUND).str.to_lowercase()
 
 
-def _duplicate_failures(
+def duplicate_failures(
     frame: pl.DataFrame, id_field: str, policy: str, offset: int
 ) -> pl.DataFrame:
+    """Repeated ids under the duplicate policy. `frame` holds `_row` and the id of every data
+    record of one file (or all rows of some ids: a partition of a file's ids, `etl.base.spill`),
+    in file order; a row's record number is `_row` - `offset` + 1."""
     ident = pl.col(id_field)
     key = pl.col("_key")
     n = pl.len().over(key)
@@ -143,7 +146,7 @@ def _duplicate_failures(
     other_id = pl.when(rank == 0).then(ident.get(1).over(key)).otherwise(ident.first().over(key))
     # Windows over every id of a big file would group millions of singletons: find the
     # repeated ids first (a hash pass), then rank only those rows.
-    numbered = _numbered(frame, offset).select("_row", id_field, same_id(ident).alias("_key"))
+    numbered = frame.select("_row", id_field, same_id(ident).alias("_key"))
     repeated = numbered.filter(key.is_not_null() & key.is_duplicated())
     marked = repeated.select(
         "_row",
@@ -186,24 +189,13 @@ def _duplicate_failures(
     )
 
 
-def _numbered(frame: pl.DataFrame, offset: int) -> pl.DataFrame:
-    return frame.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
-
-
-def file_wide_failures(frame: pl.DataFrame, spec: Spec, id_field: str, offset: int) -> pl.DataFrame:
-    """The checks that need the whole file at once (a file is validated in batches): repeated
-    ids (the duplicate policy) and `unique` rules. `frame` holds the id field and the fields
-    with a `unique` rule for every data record of one file, in order: its row numbers are
-    `offset` + the position, its record numbers the position + 1."""
-    parts = [_duplicate_failures(frame, id_field, spec.keys.duplicates, offset)]
-    for field, rules in spec.rules.items():
-        if rules.unique and field in frame.columns:
-            col = pl.col(field)
-            repeated = col.is_not_null() & col.is_duplicated()
-            parts.append(_numbered(frame.select(field), offset).filter(repeated).select(
-                "_row", pl.lit(field).alias("field"), pl.lit("unique").alias("rule"),
-                pl.lit("is not unique in the file").alias("error")))
-    return pl.concat(parts, how="vertical")
+def unique_failures(frame: pl.DataFrame, field: str) -> pl.DataFrame:
+    """A `unique` rule: the rows of `frame` (`_row` and `field`: a file's values, or all rows of
+    some values) whose value is repeated."""
+    col = pl.col(field)
+    return frame.filter(col.is_not_null() & col.is_duplicated()).select(
+        "_row", pl.lit(field).alias("field"), pl.lit("unique").alias("rule"),
+        pl.lit("is not unique in the file").alias("error"))
 
 
 def failures(

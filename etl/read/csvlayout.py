@@ -9,74 +9,170 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from etl.spec.parse import Source
 
+LINES = 1 << 20  # lines per chunk of the layout pass: its memory, whatever the file's size
 
-def record_layout(path: Path, sep: str, quote: str | None) -> pl.DataFrame:
-    """Per CSV record: the physical line it starts on, its field count, and whether it is blank.
 
-    Counts delimiters outside quotes with vectorized string ops over the file's lines; records
-    spanning lines (quoted newlines) are stitched by the running parity of quote characters.
+def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Records:
+    """Per CSV record: the physical line it starts on, its field count, and whether it is blank,
+    kept sparsely (`Records`): only what differs from one line per record of `width` fields.
+
+    Counts delimiters outside quotes with vectorized string ops over the file's lines, a chunk
+    of lines at a time; records spanning lines (quoted newlines) are stitched by the running
+    parity of quote characters, carried from chunk to chunk with the record still open.
     """
-    lines = pl.scan_lines(path, name="l").with_row_index("line", offset=1)
-    seps = pl.col("l").str.count_matches(sep, literal=True)
-    if quote is None:
-        return lines.select(
-            pl.col("line"), (seps + 1).alias("fields"), (pl.col("l") == "").alias("blank")
-        ).collect(engine="streaming")
-    q = pl.col("l").str.count_matches(quote, literal=True)
+    records = Records(width)
+    parity = 0  # 1: the next line starts inside a quoted field
+    first_line = 1
+    for chunk in pl.scan_lines(path, name="l").collect_batches(chunk_size=LINES):
+        lines = chunk.with_row_index("line", offset=first_line)
+        first_line += chunk.height
+        if quote is None:
+            per_line = lines.select(
+                "line", pl.col("l").str.count_matches(sep, literal=True).alias("seps"),
+                (pl.col("l") == "").alias("blank"), pl.lit(True).alias("start"),
+            )
+        else:
+            per_line, parity = _quoted_lines(lines, sep, quote, parity)
+        records.add(per_line)
+    return records.close()
+
+
+def _quoted_lines(
+    lines: pl.DataFrame, sep: str, quote: str, parity: int
+) -> tuple[pl.DataFrame, int]:
+    """Per line of a chunk: does a record start on it, its separators outside quotes, blank."""
     qe = _re_escape(quote)
 
     def outside(text: pl.Expr) -> pl.Expr:  # separators outside quotes, starting outside
         closed = text.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
         return closed.str.count_matches(sep, literal=True)
 
-    # Streaming, one line at a time: only small integer columns are ever held, never the
-    # file's lines (a running sum over the lines would make polars hold them all).
+    q = pl.col("l").str.count_matches(quote, literal=True)
     df = lines.select(
-        pl.col("line"),
-        q.alias("q"),
-        pl.when(q == 0).then(seps).otherwise(outside(pl.col("l"))).alias("seps"),
+        "line", q.alias("q"), pl.col("l").str.count_matches(sep, literal=True).alias("seps"),
         (pl.col("l") == "").alias("blank"),
-    ).collect(engine="streaming")
-    inside = (pl.col("q").cum_sum() - pl.col("q")) % 2 == 1
-    df = df.with_columns(inside.alias("inside"))
-    # A line that starts inside a quoted field (rare: quoted newlines) is inside up to its first
-    # quote and outside after it; a line without quotes is all inside. Those lines are read
-    # again, and only them.
-    again = df.filter(pl.col("inside") & (pl.col("q") > 0))["line"]
-    if again.len():
-        after = pl.col("l").str.replace(f"^[^{qe}]*{qe}", "")
-        fixed = (
-            lines.filter(pl.col("line").is_in(again.implode()))
-            .select(pl.col("line"), outside(after).alias("fixed"))
-            .collect(engine="streaming")
-        )
-        df = df.join(fixed, on="line", how="left", maintain_order="left")
-    else:
-        df = df.with_columns(pl.lit(None, pl.UInt32).alias("fixed"))
-    seps_in = pl.when(pl.col("q") == 0).then(0).otherwise(pl.col("fixed"))
-    df = df.select(
-        pl.col("line"),
-        (~pl.col("inside")).alias("start"),
-        pl.when(pl.col("inside")).then(seps_in).otherwise(pl.col("seps")).alias("seps"),
-        pl.col("blank"),
     )
-    if df["start"].all():  # no record spans lines: one line, one record
-        return df.select("line", (pl.col("seps") + 1).alias("fields"), "blank")
-    rec = df.select(pl.col("start").cum_sum().alias("rec"), "line", "seps", "blank", "start")
+    inside = (pl.col("q").cum_sum() - pl.col("q") + parity) % 2 == 1
+    df = df.with_columns(inside.alias("inside"))
+    parity = (parity + int(df["q"].sum())) % 2
+    # Only lines with quotes need the regex; a line that starts inside a quoted field (rare:
+    # quoted newlines) is inside up to its first quote and outside after it, and a line without
+    # quotes is all inside (no separator of its own).
+    quoted = df["q"] > 0
+    if quoted.any():
+        fixes = lines.filter(quoted).select(
+            "line",
+            outside(pl.col("l")).alias("out"),
+            outside(pl.col("l").str.replace(f"^[^{qe}]*{qe}", "")).alias("after"),
+        )
+        df = df.join(fixes, on="line", how="left", maintain_order="left")
+        seps = (
+            pl.when(pl.col("inside")).then(pl.col("after").fill_null(0))
+            .when(pl.col("q") > 0).then(pl.col("out"))
+            .otherwise(pl.col("seps"))
+        )
+    else:
+        seps = pl.when(pl.col("inside")).then(0).otherwise(pl.col("seps"))
+    start = (~pl.col("inside")).alias("start")
+    return df.select("line", seps.alias("seps"), "blank", start), parity
+
+
+class Records:
+    """The record layout of a CSV file, kept sparsely: a few bytes per irregular record and
+    nothing per regular one (one line, `width` fields, not blank), whatever the file's size.
+
+    - `jumps`: (record, line) where a record does not start on the line after the line the
+      previous record starts on (record 0 always: its own line);
+    - `odd`: (record, fields) where the field count is not `width`;
+    - `blank`: the records that are blank lines.
+    Records are numbered from 0 as polars scans them (the header record included).
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width, self.count = width, 0
+        self._jumps: list[pl.DataFrame] = []
+        self._odd: list[pl.DataFrame] = []
+        self._blank: list[pl.Series] = []
+        self._open: pl.DataFrame | None = None  # the last record's lines: it may go on
+        self._next_line = 1  # where the next record starts when it is regular
+
+    def add(self, per_line: pl.DataFrame) -> None:
+        """A chunk of lines (line, seps, blank, start): the records that start in it, and the
+        lines that continue the record left open by the chunk before."""
+        if self._open is not None:
+            per_line = pl.concat([self._open, per_line], how="vertical_relaxed")
+        if per_line.height == 0:
+            return
+        last_start = per_line.select(pl.col("start").arg_true().last()).item()
+        if last_start is None:  # no record starts here: it all continues the open one
+            self._open = per_line
+            return
+        self._open = per_line.slice(last_start)  # may go on in the next chunk
+        self._emit(_records(per_line.slice(0, last_start)))
+
+    def close(self) -> Records:
+        if self._open is not None and self._open.height:
+            self._emit(_records(self._open))
+        self._open = None
+        return self
+
+    def _emit(self, recs: pl.DataFrame) -> None:
+        if recs.height == 0:
+            return
+        numbered = recs.with_row_index("record", offset=self.count).with_columns(
+            pl.col("record").cast(pl.Int64))
+        # Each record is taken to start on the line after the previous record's start: where
+        # that is wrong (after a record of several lines, a blank line), a jump says so.
+        expected = (pl.col("line") + 1).shift(1).fill_null(self._next_line)
+        jumps = numbered.filter((pl.col("line") != expected) | (pl.col("record") == 0))
+        odd = numbered.filter(pl.col("fields") != self.width)
+        blank = numbered.filter(pl.col("blank"))["record"]
+        if jumps.height:
+            self._jumps.append(jumps.select("record", "line"))
+        if odd.height:
+            self._odd.append(odd.select("record", "fields"))
+        if blank.len():
+            self._blank.append(blank)
+        self.count += recs.height
+        self._next_line = int(recs["line"][-1]) + 1
+
+    def jumps(self) -> pl.DataFrame:
+        return _stack(self._jumps, {"record": pl.Int64, "line": pl.Int64})
+
+    def odd(self) -> pl.DataFrame:
+        return _stack(self._odd, {"record": pl.Int64, "fields": pl.Int64})
+
+    def blank(self) -> pl.Series:
+        return pl.concat(self._blank) if self._blank else pl.Series("record", [], pl.Int64)
+
+
+def _records(per_line: pl.DataFrame) -> pl.DataFrame:
+    """Lines (line, seps, blank, start; the first one starts a record) -> one row per record:
+    line, fields, blank."""
+    if bool(per_line["start"].all()):  # one line, one record
+        return per_line.select(
+            pl.col("line").cast(pl.Int64), (pl.col("seps").cast(pl.Int64) + 1).alias("fields"),
+            "blank")
     return (
-        rec.group_by("rec", maintain_order=True)
+        per_line.with_columns(pl.col("start").cum_sum().alias("rec"))
+        .group_by("rec", maintain_order=True)
         .agg(
-            pl.col("line").first(),
-            (pl.col("seps").sum() + 1).alias("fields"),
+            pl.col("line").first().cast(pl.Int64),
+            (pl.col("seps").cast(pl.Int64).sum() + 1).alias("fields"),
             (pl.col("blank").first() & (pl.len() == 1)).alias("blank"),
         )
-        .select("line", "fields", "blank")
+        .drop("rec")
     )
+
+
+def _stack(parts: list[pl.DataFrame], schema: dict[str, Any]) -> pl.DataFrame:
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def _re_escape(ch: str) -> str:
@@ -107,41 +203,3 @@ def unclosed_quote(data: Path, source: Source, header: list[str]) -> tuple[int, 
     index = before.count(source.delimiter)
     column = f", column {header[index]!r}" if index < len(header) else ""
     return int(line), column
-
-
-def csv_meta(
-    layout: pl.DataFrame | None, rows: int, skip: int, width: int, notes: list[str]
-) -> pl.DataFrame:
-    """Per scanned row, compactly (a few bytes a row, whatever the file's size): the line it
-    starts on, its field count, and whether it is a data record. `expand_meta` turns a slice of
-    it into the `_record`, `_line` and `_shape_error` columns of a batch."""
-    if layout is None or layout.height != rows:
-        notes.append("could not check field counts per record (quoting is irregular)")
-        layout = pl.select(
-            pl.repeat(None, rows, dtype=pl.Int64).alias("line"),
-            pl.repeat(width, rows, dtype=pl.Int64).alias("fields"),
-            pl.repeat(False, rows, dtype=pl.Boolean).alias("blank"),
-        )
-    data = ~pl.col("blank") & (pl.int_range(pl.len()) >= skip)
-    meta = layout.select(
-        pl.col("line").cast(pl.UInt32),
-        pl.col("fields").cast(pl.UInt32),
-        data.alias("data"),
-    )
-    blanks = int(layout.slice(skip)["blank"].sum())
-    if blanks:
-        notes.append(f"{blanks} blank line(s) skipped")
-    return meta
-
-
-def expand_meta(meta: pl.DataFrame, before: int, expected: int) -> pl.DataFrame:
-    """`_record` (null: not data; numbered after `before` earlier records), `_line` and
-    `_shape_error` for a slice of `csv_meta`'s frame."""
-    data = pl.col("data")
-    return meta.select(
-        pl.when(data).then(data.cast(pl.Int64).cum_sum() + before).alias("_record"),
-        pl.col("line").cast(pl.Int64).alias("_line"),
-        pl.when(pl.col("fields") != expected)
-        .then(pl.format("record has {} fields, the header has " + str(expected), "fields"))
-        .alias("_shape_error"),
-    )

@@ -21,7 +21,7 @@ import polars as pl
 from etl.base.errors import SourceError
 from etl.base.filecheck import check_unchanged, file_digest, regular_stat, sniff
 from etl.read.nulls import null_exprs
-from etl.read.sourcefile import SourceFile, check_header
+from etl.read.sourcefile import DenseMeta, SourceFile, check_header
 from etl.spec.parse import Source
 
 INSTALL = "pip install 'etl[excel]'"
@@ -126,6 +126,6 @@ def open_excel(
         return SourceError(f"cannot read the sheet ({str(exc).splitlines()[0]})", path=display)
 
     yield SourceFile(
-        path, display, names, digest, size, notes, frame.lazy, meta, on_error, len(names)
+        path, display, names, digest, size, notes, frame.lazy, DenseMeta(meta), on_error, len(names)
     )
     check_unchanged(path, display, before, digest)

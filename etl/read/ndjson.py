@@ -26,7 +26,7 @@ from etl.base.errors import SourceError
 from etl.base.filecheck import check_unchanged, file_digest, regular_stat
 from etl.read.compressed import compression_of, decompressed, renamed_errors
 from etl.read.nulls import null_exprs
-from etl.read.sourcefile import SourceFile, check_header
+from etl.read.sourcefile import DenseMeta, SourceFile, check_header
 from etl.read.textfile import text_checks, utf8_file
 from etl.spec.parse import Source
 
@@ -94,7 +94,8 @@ def _open_text(
         return SourceError(f"cannot read the lines ({str(exc).splitlines()[0]})", path=display)
 
     yield SourceFile(
-        data, display, header, digest, size, notes, frame.lazy, meta, on_error, len(header)
+        data, display, header, digest, size, notes, frame.lazy, DenseMeta(meta), on_error,
+        len(header),
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from etl.base.errors import ColumnsMissing, SourceError
-from etl.read.csvlayout import expand_meta
+from etl.read.csvlayout import Records
 
 
 @dataclass
@@ -26,16 +26,12 @@ class SourceFile:
     size: int
     warnings: list[str]
     scan: Callable[[], pl.LazyFrame]  # every header column, as scanned (header row included)
-    meta: pl.DataFrame  # per scanned row: line, fields, data (see csv_meta), optional record
+    meta: Meta  # per scanned row: its line, field count, whether it is data
     on_error: Callable[[Exception], SourceError]
     width: int  # the field count every record should have
 
     def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
-        part = self.meta.slice(start, frame.height)
-        before = int(self.meta["data"].head(start).sum()) if start else 0
-        meta = expand_meta(part, before, self.width)
-        if "record" in part.columns:  # Excel: the sheet's own row number, not a count
-            meta = meta.with_columns(part["record"].cast(pl.Int64).alias("_record"))
+        meta = self.meta.columns(start, frame.height, self.width)
         if not full:
             meta = meta.select("_record")
         frame = pl.concat([frame, meta], how="horizontal").filter(
@@ -65,6 +61,80 @@ class SourceFile:
                 start += batch.height
         except pl.exceptions.PolarsError as exc:
             raise self.on_error(exc) from None
+
+
+class Meta:
+    """Per scanned row of a file: the line it starts on, its field count and whether it is a
+    data record (header rows and blank lines are not); `columns` turns a slice of rows into a
+    batch's `_record` (null: not data), `_line` and `_shape_error` columns."""
+
+    rows: int  # scanned rows
+
+    def columns(self, start: int, n: int, expected: int) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+class DenseMeta(Meta):
+    """A row per scanned row (`line`, `fields`, `data`, optional `record`: the sheet's own row
+    number): for sources read whole anyway (Excel, NDJSON)."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame, self.rows = frame, frame.height
+
+    def columns(self, start: int, n: int, expected: int) -> pl.DataFrame:
+        part = self.frame.slice(start, n)
+        before = int(self.frame["data"].head(start).sum()) if start else 0
+        data = pl.col("data")
+        meta = part.select(
+            pl.when(data).then(data.cast(pl.Int64).cum_sum() + before).alias("_record"),
+            pl.col("line").cast(pl.Int64).alias("_line"),
+            _shape_error(pl.col("fields"), expected),
+        )
+        if "record" in part.columns:  # Excel: the sheet's own row number, not a count
+            meta = meta.with_columns(part["record"].cast(pl.Int64).alias("_record"))
+        return meta
+
+
+class SparseMeta(Meta):
+    """Nothing per regular row: `rows` scanned rows, the first `skip` of them header rows, and
+    the irregular records of a CSV layout (`Records`; None: lines unknown, as in Parquet, and
+    every row has the expected field count)."""
+
+    def __init__(self, rows: int, skip: int, records: Records | None) -> None:
+        self.rows, self.skip, self.records = rows, skip, records
+        self._jumps = records.jumps() if records else None
+        self._odd = records.odd() if records else None
+        self._blank = records.blank() if records else pl.Series("record", [], pl.Int64)
+
+    def columns(self, start: int, n: int, expected: int) -> pl.DataFrame:
+        row = pl.int_range(start, start + n, dtype=pl.Int64, eager=True).alias("record")
+        frame = row.to_frame()
+        if self._jumps is not None and self._odd is not None:
+            jumps = self._jumps.rename({"record": "from"}).with_columns(
+                pl.col("from").alias("record"))
+            frame = frame.join_asof(jumps, on="record", strategy="backward")
+            line = pl.col("line") + (pl.col("record") - pl.col("from"))
+            frame = frame.join(self._odd, on="record", how="left", maintain_order="left")
+            fields = pl.col("fields").fill_null(expected)
+        else:
+            line, fields = pl.lit(None, pl.Int64), pl.lit(expected, pl.Int64)
+        blank = self._blank.filter(self._blank.is_between(start, start + n - 1))
+        data = (pl.col("record") >= self.skip) & ~pl.col("record").is_in(blank.implode())
+        skipped = int((self._blank.is_between(self.skip, start - 1)).sum()) if start else 0
+        before = max(start - self.skip, 0) - skipped
+        return frame.select(
+            pl.when(data).then(data.cast(pl.Int64).cum_sum() + before).alias("_record"),
+            line.cast(pl.Int64).alias("_line"),
+            _shape_error(fields, expected),
+        )
+
+
+def _shape_error(fields: pl.Expr, expected: int) -> pl.Expr:
+    return (
+        pl.when(fields != expected)
+        .then(pl.format("record has {} fields, the header has " + str(expected), fields))
+        .alias("_shape_error")
+    )
 
 
 # The meta columns every frame gets (`SourceFile`) and the ones validation adds.

@@ -22,12 +22,12 @@ import polars as pl
 from etl.base.errors import SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
 from etl.read.compressed import compression_of, decompressed, inner_name, renamed_errors
-from etl.read.csvlayout import csv_meta, record_layout, unclosed_quote
+from etl.read.csvlayout import Records, record_layout, unclosed_quote
 from etl.read.excel import open_excel
 from etl.read.ndjson import open_ndjson
 from etl.read.nulls import null_exprs
 from etl.read.rejects import is_rejects, source_positions, unguard_exprs, unguard_name
-from etl.read.sourcefile import SourceFile, check_header
+from etl.read.sourcefile import SourceFile, SparseMeta, check_header
 from etl.read.textfile import first_bad_utf8, line_of, text_checks, utf8_file
 from etl.spec.parse import LoadedSpec, Source
 
@@ -173,8 +173,8 @@ def _open_csv_text(
             rows = scan().select(pl.len()).collect().item()
         except pl.exceptions.PolarsError as exc:
             raise on_error(exc) from None
-        layout = record_layout(data, source.delimiter, source.quote_char)
-        meta = csv_meta(layout, rows, 1 if source.header else 0, width, notes)
+        layout = record_layout(data, source.delimiter, source.quote_char, full_width)
+        meta = _csv_meta(layout, rows, 1 if source.header else 0, notes)
         yield SourceFile(
             path, display, header, digest, size, notes, scan, meta, on_error, full_width
         )
@@ -223,11 +223,7 @@ def open_parquet(
             f"cannot read the Parquet data ({str(exc).splitlines()[0]})", path=display
         )
 
-    meta = pl.select(
-        pl.repeat(None, rows, dtype=pl.UInt32).alias("line"),
-        pl.repeat(len(header), rows, dtype=pl.UInt32).alias("fields"),
-        pl.repeat(True, rows, dtype=pl.Boolean).alias("data"),
-    )
+    meta = SparseMeta(rows, 0, None)  # no lines; every row is data, of every column
     yield SourceFile(
         path,
         display,
@@ -248,6 +244,19 @@ _BY_SUFFIX = {
     ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
     ".ndjson": "ndjson", ".jsonl": "ndjson",
 }
+
+
+def _csv_meta(layout: Records, rows: int, skip: int, notes: list[str]) -> SparseMeta:
+    """The file's meta from its record layout; a layout that does not agree with polars' rows
+    (irregular quoting) is left out, and said so."""
+    if layout.count != rows:
+        notes.append("could not check field counts per record (quoting is irregular)")
+        return SparseMeta(rows, skip, None)
+    blank = layout.blank()
+    blanks = int((blank >= skip).sum())
+    if blanks:
+        notes.append(f"{blanks} blank line(s) skipped")
+    return SparseMeta(rows, skip, layout)
 
 
 def format_of(path: Path, source: Source) -> str:

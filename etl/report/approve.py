@@ -59,12 +59,19 @@ def rejects_by_rule(result: ValidationResult, keys: list[str]) -> list[dict[str,
     fails = result.failures
     if fails.height == 0 or "rule" not in fails.columns:
         return []
-    counts = fails.group_by("rule").agg(pl.len().alias("count")).sort(
-        ["count", "rule"], descending=[True, False], nulls_last=True)
-    keys = [k for k in keys if k in result.rejects.columns]
+    if result.failure_counts is not None:  # the failures are a sample: count them all
+        counts = result.failure_counts.group_by("rule").agg(pl.col("count").sum())
+    else:
+        counts = fails.group_by("rule").agg(pl.len().alias("count"))
+    counts = counts.sort(["count", "rule"], descending=[True, False], nulls_last=True)
     where = ["_source_file", "_record"]
     sample = fails.sort(where).group_by("rule", maintain_order=True).head(SAMPLES_PER_RULE)
-    if keys and set(where) <= set(fails.columns) and set(where) <= set(result.rejects.columns):
+    if result.rejects_sampled:  # sampled failures carry their row's source columns
+        keys = [k for k in keys if k in fails.columns]
+    else:
+        keys = [k for k in keys if k in result.rejects.columns]
+    if (keys and not result.rejects_sampled and set(where) <= set(fails.columns)
+            and set(where) <= set(result.rejects.columns)):
         sample = sample.join(result.rejects.select(*where, *keys).unique(where), on=where,
                              how="left")
     groups = []

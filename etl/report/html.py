@@ -177,7 +177,7 @@ def _chart(failures: list[dict[str, Any]]) -> str:
 
 
 def _rejects(result: ValidationResult, report: dict[str, Any]) -> str:
-    if result.rejects.height == 0:
+    if result.rejected == 0:
         return '<p class="ok-t">No rejected rows.</p>'
     keys = report.get("key_columns") or []
     link = ('<p><a href="rejects.csv">rejects.csv</a>: every rejected row, to fix and feed '
@@ -195,7 +195,7 @@ def _rejects(result: ValidationResult, report: dict[str, Any]) -> str:
     cols = [c for c in REJECT_COLUMNS if c in result.rejects.columns]
     sample = result.rejects.head(SAMPLE_REJECTS).select(cols).rows()
     rows = [[esc(_short(v)) for v in row] for row in sample]
-    note = f"First {len(rows):,} of {result.rejects.height:,}; all of them are in rejects.csv."
+    note = f"First {len(rows):,} of {result.rejected:,}; all of them are in rejects.csv."
     parts.append(f"<details><summary>Rejected rows as written ({len(rows):,})</summary>"
                  + _table([(c, c == "_record") for c in cols], rows)
                  + f'<p class="note">{esc(note)}</p></details>')

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +24,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.base.csvsafe import write_csv
+from etl.base.csvsafe import write_csv, write_csv_lazy
 from etl.base.redact import redact_frame
 from etl.base.safe_write import atomic, check_target, replace, write_json, write_text
 from etl.prepare.result import ReportPaths, ValidationResult
@@ -54,6 +56,7 @@ def write_report(
     prematch: dict[str, Any] | None = None,
     payloads_file: Path | None = None,
     report: dict[str, Any] | None = None,
+    rejects_spool: RejectSpool | None = None,
 ) -> ReportPaths:
     """Write the four report files into `out_dir` (created if needed) and return their paths.
 
@@ -74,7 +77,10 @@ def write_report(
         check_target(path)  # refuse before writing any: never half a report
     report = report if report is not None else build_report(result, prematch)
     write_json(paths.report_json, report)
-    write_csv(result.rejects, paths.rejects_csv, bom=result.csv_bom)
+    if rejects_spool is not None:  # spooled batch by batch (RejectSpool)
+        rejects_spool.write_csv(paths.rejects_csv, bom=result.csv_bom)
+    else:
+        write_csv(result.rejects, paths.rejects_csv, bom=result.csv_bom)
     if payloads_file is not None:  # already written batch by batch (PayloadWriter)
         replace(payloads_file, paths.payloads_jsonl)
     else:
@@ -114,7 +120,7 @@ def build_report(
             }
             for f in result.files
         ],
-        "failures": failure_counts(result.failures),
+        "failures": failure_counts(result.failures, counts=result.failure_counts),
         "control_totals": json.loads(json.dumps(result.control_totals, default=str)),
         "warnings": list(result.warnings),
         "invariant": {
@@ -124,7 +130,8 @@ def build_report(
             "files": [{"path": path, "ok": ok} for path, ok in files_ok],
             # The frames agree with the counts (one reject row per rejected row, one payload
             # per valid row).
-            "rejects_rows_match": result.rejects.height == result.rejected,
+            "rejects_rows_match": result.rejects_sampled
+            or result.rejects.height == result.rejected,
             "payload_rows_match": result.payloads_sampled or result.payloads.height == result.valid,
         },
     }
@@ -144,15 +151,17 @@ def write_prematch(dry: DryRun, prematch: dict[str, Any]) -> None:
     dry.summary = summary_table(dry.result, prematch)
 
 
-def failure_counts(failures: pl.DataFrame, limit: int | None = None) -> list[dict[str, Any]]:
-    """[{field, rule, count}] by count descending (ties by field, rule), from a polars group_by."""
-    if failures.height == 0 or not {"field", "rule"} <= set(failures.columns):
-        return []
-    grouped = (
-        failures.group_by("field", "rule")
-        .agg(pl.len().alias("count"))
-        .sort(["count", "field", "rule"], descending=[True, False, False], nulls_last=True)
-    )
+def failure_counts(
+    failures: pl.DataFrame, limit: int | None = None, counts: pl.DataFrame | None = None
+) -> list[dict[str, Any]]:
+    """[{field, rule, count}] by count descending (ties by field, rule), from a polars group_by
+    of the failures, or from `counts` (field, rule, count) when the failures are a sample."""
+    if counts is None:
+        if failures.height == 0 or not {"field", "rule"} <= set(failures.columns):
+            return []
+        counts = failures.group_by("field", "rule").agg(pl.len().alias("count"))
+    grouped = counts.sort(
+        ["count", "field", "rule"], descending=[True, False, False], nulls_last=True)
     if limit is not None:
         grouped = grouped.head(limit)
     return grouped.select("field", "rule", "count").to_dicts()
@@ -199,6 +208,32 @@ class PayloadWriter:
         return self.path
 
 
+class RejectSpool:
+    """rejects.csv written batch by batch (the dry run's reject sink): each batch's rejected
+    rows go to an Arrow IPC file in a temporary folder, and `write_csv` streams them all into
+    the CSV at the end (files of one run may have different columns: their union, in order)."""
+
+    def __init__(self) -> None:
+        self._dir = Path(tempfile.mkdtemp(prefix="etl-rejects-"))
+        self._files: list[Path] = []
+        self.rows = 0
+
+    def write(self, rejects: pl.DataFrame) -> None:
+        if rejects.height:
+            path = self._dir / f"{len(self._files)}.arrow"
+            rejects.write_ipc(path)
+            self._files.append(path)
+            self.rows += rejects.height
+
+    def write_csv(self, path: Path, *, bom: bool) -> None:
+        frames = [pl.scan_ipc(f) for f in self._files]
+        write_csv_lazy(pl.concat(frames, how="diagonal_relaxed") if frames else None, path,
+                       bom=bom)
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
 # --- terminal summary -------------------------------------------------------------------------
 
 MAX_FILES = 5
@@ -219,7 +254,7 @@ def summary_table(result: ValidationResult, prematch: dict[str, Any] | None = No
     lines.append(f"  {'file':<{width}}  {'read':>11}  {'valid':>11}  {'rejected':>11}")
     lines += [f"  {n:<{width}}  {r:>11,}  {v:>11,}  {x:>11,}" for n, r, v, x in rows]
     lines.append(f"  reject rate {result.reject_rate():.2%}")
-    reasons = failure_counts(result.failures, MAX_REASONS)
+    reasons = failure_counts(result.failures, MAX_REASONS, result.failure_counts)
     if reasons:
         labels = [f"{_show(r['field'])} / {_show(r['rule'])}" for r in reasons]
         width = max(len("top failures (field / rule)"), *(len(label) for label in labels))

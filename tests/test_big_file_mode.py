@@ -1,0 +1,106 @@
+"""A big file is validated with flat memory: the record layout a chunk of lines at a time, the
+file-wide checks (repeated ids, `unique`, possible duplicate donors) partitioned on disk, the
+rejects spooled to rejects.csv batch by batch. Forced on the bundled samples with tiny batches,
+chunks and partitions, the dry run writes exactly the files it writes in one piece."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from etl.prepare import runner
+from etl.read import csvlayout
+from etl.run.dry_run import dry_run
+from etl.spec.pipeline import open_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _dry_run(spec: Path, out: Path, keep: bool = False) -> dict[str, bytes | dict]:
+    shutil.rmtree(out, ignore_errors=True)
+    done = dry_run(open_pipeline(spec, out_dir=out), keep_payloads=keep)
+    report = json.loads(done.paths.report_json.read_text())
+    report.pop("generated_at")
+    return {
+        "report": report,
+        "rejects.csv": done.paths.rejects_csv.read_bytes(),
+        "payloads.jsonl": done.paths.payloads_jsonl.read_bytes(),
+        "summary": done.summary.encode(),
+        "html": _without_time(done.paths.report_html.read_text()).encode(),
+    }
+
+
+def _without_time(html: str) -> str:
+    return "\n".join(line for line in html.splitlines() if "generated" not in line.lower())
+
+
+@pytest.mark.parametrize("name", ["legacy_gifts", "legacy_contacts"])
+def test_big_file_mode_writes_the_same_report(tmp_path, monkeypatch, name):
+    spec = ROOT / "pipelines" / f"{name}.yaml"
+    whole = _dry_run(spec, tmp_path / "whole")
+    in_memory = _dry_run(spec, tmp_path / "memory", keep=True)  # rejects kept, not spooled
+    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+        assert in_memory[part] == whole[part], part
+    monkeypatch.setattr(runner, "BATCH_ROWS", 97)
+    monkeypatch.setattr(runner, "SPILL_ROWS", 0)  # every file is "big"
+    monkeypatch.setattr(runner, "SPILL_PART_ROWS", 400)
+    monkeypatch.setattr(csvlayout, "LINES", 131)
+    big = _dry_run(spec, tmp_path / "big")
+    assert big["report"]["counts"] == whole["report"]["counts"]
+    assert big["report"]["counts"]["rejected"] > 30  # the samples are dirty: rejects spooled
+    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+        assert big[part] == whole[part], part
+
+
+def test_rejects_go_to_disk_and_the_result_keeps_a_bounded_sample(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "BATCH_ROWS", 50)
+    spec = ROOT / "pipelines" / "legacy_gifts.yaml"
+    done = dry_run(open_pipeline(spec, out_dir=tmp_path / "r"), keep_payloads=False)
+    result = done.result
+    assert result.rejects_sampled and result.rejects.height == runner.SAMPLE_REJECTS
+    assert result.rejected > runner.SAMPLE_REJECTS
+    lines = done.paths.rejects_csv.read_text(encoding="utf-8-sig").count("\n")
+    assert lines >= result.rejected + 1  # header + every rejected row (quoted newlines: more)
+    per_rule = result.failures.group_by("field", "rule").len()["len"]
+    assert per_rule.max() <= runner.SAMPLE_FAILURES
+    assert result.failure_counts is not None
+    assert int(result.failure_counts["count"].sum()) >= result.rejected
+    assert done.report["invariant"]["ok"] and done.report["invariant"]["rejects_rows_match"]
+
+
+def test_big_file_mode_with_ragged_rows_quoted_newlines_and_duplicate_donors(
+    tmp_path, monkeypatch
+):
+    rows = ["DonorID,FirstName,LastName,Email,Zip,Note"]
+    for i in range(600):
+        email = f"d{i % 250}@example.org"  # 250 emails over 600 donors: possible duplicates
+        note = '"two\nlines"' if i % 37 == 0 else "n"
+        ident = f"D{i % 590}"  # ten ids twice
+        rows.append(f"{ident},Ann{i % 7},Lee{i % 11},{email},{10000 + i % 13},{note}")
+        if i % 53 == 0:
+            rows.append(f"X{i},Bo,Ray,x{i}@example.org,10001")  # a field short
+        if i % 71 == 0:
+            rows.append("")  # a blank line
+    (tmp_path / "donors.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    spec = tmp_path / "donors.yaml"
+    spec.write_text(
+        "name: donors\ntarget: contact_transaction\nsource: {path: donors.csv}\n"
+        "keys: {source: S, id: {column: DonorID}, duplicates: keep_first}\n"
+        "mappings:\n  firstName: FirstName\n  lastName: LastName\n"
+        "  email: {column: Email, transforms: [normalize_email]}\n"
+        "  postal: {column: Zip, transforms: [postal_code]}\n", encoding="utf-8")
+    whole = _dry_run(spec, tmp_path / "whole")
+    monkeypatch.setattr(runner, "BATCH_ROWS", 61)
+    monkeypatch.setattr(runner, "SPILL_ROWS", 0)
+    monkeypatch.setattr(runner, "SPILL_PART_ROWS", 90)
+    monkeypatch.setattr(csvlayout, "LINES", 17)
+    big = _dry_run(spec, tmp_path / "big")
+    report = whole["report"]
+    assert isinstance(report, dict)
+    rules = {f["rule"] for f in report["failures"]}
+    assert {"duplicate", "ragged"} <= rules and report["possible_duplicates"]["groups"] > 100
+    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+        assert big[part] == whole[part], part
