@@ -38,7 +38,7 @@ STAGES = [
     ("etl.read.sources", "open_source", "read: open (checks, count, layout)"),
     ("etl.read.sourcefile", "SourceFile.batches", "read: parse batches"),
     ("etl.prepare.runner", "_file_wide", "validate: file-wide pass (ids, unique)"),
-    ("etl.prepare.runner", "_by_distinct_value", "transform: distinct-value lookups"),
+    ("etl.prepare.runner", "Lookups.tables_for", "transform: distinct-value lookups"),
     ("etl.prepare.runner", "_compute", "transform: mappings"),
     ("etl.prepare.validate", "_pandera_failures", "validate: pandera"),
     ("etl.prepare.validate", "_with_values", "validate: attach raw values"),

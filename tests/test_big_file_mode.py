@@ -47,7 +47,7 @@ def test_big_file_mode_writes_the_same_report(tmp_path, monkeypatch, name):
     monkeypatch.setattr(runner, "BATCH_ROWS", 97)
     monkeypatch.setattr(runner, "SPILL_ROWS", 0)  # every file is "big"
     monkeypatch.setattr(runner, "SPILL_PART_ROWS", 400)
-    monkeypatch.setattr(csvlayout, "LINES", 131)
+    monkeypatch.setattr(csvlayout, "BLOCK", 1310)
     big = _dry_run(spec, tmp_path / "big")
     assert big["report"]["counts"] == whole["report"]["counts"]
     assert big["report"]["counts"]["rejected"] > 30  # the samples are dirty: rejects spooled
@@ -96,7 +96,7 @@ def test_big_file_mode_with_ragged_rows_quoted_newlines_and_duplicate_donors(
     monkeypatch.setattr(runner, "BATCH_ROWS", 61)
     monkeypatch.setattr(runner, "SPILL_ROWS", 0)
     monkeypatch.setattr(runner, "SPILL_PART_ROWS", 90)
-    monkeypatch.setattr(csvlayout, "LINES", 17)
+    monkeypatch.setattr(csvlayout, "BLOCK", 170)
     big = _dry_run(spec, tmp_path / "big")
     report = whole["report"]
     assert isinstance(report, dict)
@@ -104,3 +104,21 @@ def test_big_file_mode_with_ragged_rows_quoted_newlines_and_duplicate_donors(
     assert {"duplicate", "ragged"} <= rules and report["possible_duplicates"]["groups"] > 100
     for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
         assert big[part] == whole[part], part
+
+
+@pytest.mark.parametrize("name", ["legacy_gifts", "legacy_contacts"])
+@pytest.mark.parametrize("keep", [50, 50_000])
+def test_lookup_tables_kept_across_batches_give_the_same_payloads(tmp_path, monkeypatch, name,
+                                                                  keep):
+    """Repeated values are transformed once per file (tables kept from batch to batch, up to
+    LOOKUP_MAX values): the same payloads and rejects as transforming every row."""
+    spec = ROOT / "pipelines" / f"{name}.yaml"
+    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 10**9)  # no lookups at all
+    direct = _dry_run(spec, tmp_path / "direct")
+    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(runner, "DEDUPE_RATIO", 2.0)  # every one-column mapping looked up
+    monkeypatch.setattr(runner, "BATCH_ROWS", 250)
+    monkeypatch.setattr(runner, "LOOKUP_MAX", keep)  # 50: tables overflow and are dropped
+    looked_up = _dry_run(spec, tmp_path / "lookups")
+    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+        assert looked_up[part] == direct[part], part

@@ -282,9 +282,9 @@ def test_parquet_tz_datetimes_keep_their_wall_clock_date(tmp_path):
     assert raw.frame["when"].dt.date().to_list() == [dt.date(2020, 1, 2), dt.date(2020, 1, 1)]
 
 
-@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7])
-def test_record_layout_is_the_same_whatever_the_chunk_of_lines(write, monkeypatch, chunk):
-    """The layout pass reads the file a chunk of lines at a time (its memory stays flat): a
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 16, 40])
+def test_record_layout_is_the_same_whatever_the_block_of_lines(write, monkeypatch, chunk):
+    """The layout pass reads the file a block of lines at a time (its memory stays flat): a
     record spanning a chunk boundary, blank lines and ragged records come out the same."""
     from etl.read import csvlayout
 
@@ -294,9 +294,42 @@ def test_record_layout_is_the_same_whatever_the_chunk_of_lines(write, monkeypatc
     )
     path = write("c.csv", text.encode())
     whole = read(path).frame.select("_record", "_line", "_shape_error", "name", "addr")
-    monkeypatch.setattr(csvlayout, "LINES", chunk)
+    monkeypatch.setattr(csvlayout, "BLOCK", chunk)
     assert read(path).frame.select("_record", "_line", "_shape_error", "name", "addr").equals(
         whole)
     assert whole["_line"].to_list() == [2, 7, 8, 9, 13, 14, 17]
     assert whole["_shape_error"].to_list()[1:3] == [
         "record has 2 fields, the header has 3", "record has 4 fields, the header has 3"]
+
+
+def test_a_layout_polars_disagrees_with_is_left_out_and_the_file_read_again(write, monkeypatch):
+    """Irregular quoting can make the layout pass find another number of records than polars:
+    the first full read notices, the file is read again without the layout (no line numbers,
+    no field counts), and the report says so. Nothing is lost or numbered wrong."""
+    from etl.prepare.runner import validate_pipeline
+    from etl.read import csvlayout, sources
+    from etl.spec.parse import load_spec
+
+    real = csvlayout.record_layout
+
+    def short(path, sep, quote, width):  # one record fewer than polars reads
+        records = csvlayout.Records(width)
+        whole = real(path, sep, quote, width)
+        records._jumps, records._odd, records._blank = (
+            whole._jumps, whole._odd, whole._blank)
+        records.count = whole.count - 1
+        return records
+
+    monkeypatch.setattr(sources, "record_layout", short)
+    write("c.csv", "id,f,l\n1,A,B\n2,C,D\n2,E,F\n")
+    loaded = load_spec(write("p.yaml", """
+        name: g
+        target: contact_transaction
+        source: {path: c.csv}
+        keys: {source: S, id: {column: id}, duplicates: keep_first}
+        mappings: {firstName: f, lastName: l}
+    """))
+    result = validate_pipeline(loaded)
+    assert (result.read, result.valid, result.rejected) == (3, 2, 1)
+    assert result.failures["_record"].to_list() == [3]
+    assert any("quoting is irregular" in w for w in result.warnings)

@@ -64,6 +64,7 @@ def _object(
 
 _QUOTES = r'["\\]'
 _CONTROLS = "[\n\r\t]"
+_EITHER = '["\\\\\n\r\t]'
 
 
 def _json_text(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
@@ -84,12 +85,21 @@ def escape_needs(frame: pl.DataFrame, columns: list[str]) -> dict[str, tuple[boo
     text = [c for c in columns if frame.schema[c] == pl.String]
     if not text:
         return {}
+    # One scan a column for any of them; only columns that have some are looked at again.
     row = frame.select(
-        [pl.col(c).str.contains(_QUOTES).any().alias(f"q{i}") for i, c in enumerate(text)]
-        + [pl.col(c).str.contains(_CONTROLS).any().alias(f"c{i}") for i, c in enumerate(text)]
+        [pl.col(c).str.contains(_EITHER).any().alias(f"e{i}") for i, c in enumerate(text)]
     ).row(0)
-    n = len(text)
-    return {c: (bool(row[i]), bool(row[n + i])) for i, c in enumerate(text)}
+    needs = {c: (False, False) for c in text}
+    dirty = [c for c, hit in zip(text, row, strict=True) if hit]
+    if dirty:
+        row = frame.select(
+            [pl.col(c).str.contains(_QUOTES).any().alias(f"q{i}") for i, c in enumerate(dirty)]
+            + [pl.col(c).str.contains(_CONTROLS).any().alias(f"c{i}")
+               for i, c in enumerate(dirty)]
+        ).row(0)
+        n = len(dirty)
+        needs |= {c: (bool(row[i]), bool(row[n + i])) for i, c in enumerate(dirty)}
+    return needs
 
 
 def _money_text(expr: pl.Expr) -> pl.Expr:

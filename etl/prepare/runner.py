@@ -26,6 +26,7 @@ from etl.prepare.validate import (
     same_id,
     unique_failures,
 )
+from etl.read.sourcefile import MetaChanged
 from etl.read.sources import SourceFile, open_source, resolve_files
 from etl.spec.parse import LoadedSpec
 from etl.targets import get_target
@@ -59,24 +60,52 @@ def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
     )
 
 
-def _by_distinct_value(frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
-    """Evaluate one-column mappings once per distinct source value when the column repeats a
-    lot (names, dates, codes): a lookup table per column, joined back by value."""
-    single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
-    columns = sorted(set(single.values()))
-    if not columns or frame.height < DEDUPE_MIN_ROWS:
-        return []
-    distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
-    cheap = {c for c, n in zip(columns, distinct, strict=True) if n < frame.height * DEDUPE_RATIO}
-    tables = []
-    for column in sorted(cheap):
-        group = [p for p in plans if single.get(p.field) == column]
-        values = frame.lazy().select(pl.col(column).unique())
-        tables.append(mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)))
-    return pl.collect_all(tables)  # one call: the small tables are built in parallel
+LOOKUP_MAX = 50_000  # distinct values a column's lookup table keeps from batch to batch
 
 
-def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame:
+class Lookups:
+    """One-column mappings evaluated once per distinct source value when the column repeats a
+    lot (names, dates, codes): a lookup table per column, joined back by value. The tables are
+    kept from batch to batch of a file (up to LOOKUP_MAX values a column), so a value is
+    transformed once per file; which columns repeat enough is decided on the first batch."""
+
+    def __init__(self) -> None:
+        self.cheap: list[str] | None = None
+        self.tables: dict[str, pl.DataFrame] = {}
+
+    def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
+        single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
+        columns = sorted(set(single.values()))
+        if not columns or frame.height < DEDUPE_MIN_ROWS:
+            return []
+        if self.cheap is None:
+            distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
+            self.cheap = [c for c, n in zip(columns, distinct, strict=True)
+                          if n < frame.height * DEDUPE_RATIO]
+        new = []
+        for column in self.cheap:
+            group = [p for p in plans if single.get(p.field) == column]
+            values = frame.lazy().select(pl.col(column).unique())
+            known = self.tables.get(column)
+            if known is not None:  # only the values no batch before had
+                values = values.join(known.lazy().select(column), on=column, how="anti",
+                                     nulls_equal=True)
+            new.append(mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)))
+        tables = []
+        for column, table in zip(self.cheap, pl.collect_all(new), strict=True):
+            known = self.tables.get(column)  # one call above: the small tables in parallel
+            table = table if known is None else pl.concat([known, table])
+            if table.height <= LOOKUP_MAX:
+                self.tables[column] = table
+            else:  # too many values to keep: this column's table is built per batch now
+                self.tables.pop(column, None)
+            tables.append(table)
+        return tables
+
+
+def _compute(
+    raw: pl.DataFrame, loaded: LoadedSpec, offset: int, lookups: Lookups | None = None
+) -> pl.DataFrame:
     """Source rows -> typed fields, their errors and raw values, plus the meta columns."""
     spec = loaded.spec
     plans = mapping.plan(spec, get_target(spec.target))
@@ -84,7 +113,7 @@ def _compute(raw: pl.DataFrame, loaded: LoadedSpec, offset: int) -> pl.DataFrame
     second = [p for p in plans if p.field.startswith("designations.")]
     frame = raw.with_row_index("_row", offset=offset).with_columns(pl.col("_row").cast(pl.Int64))
     looked_up = []
-    for table in _by_distinct_value(frame, first):
+    for table in (lookups or Lookups()).tables_for(frame, first):
         key = table.columns[0]
         # Distinct keys: a left join keeps every row, in order, so the columns line up.
         looked_up.append(
@@ -191,10 +220,11 @@ def _validate_batch(
     offset: int,
     today: dt.date,
     wide: pl.DataFrame,
+    lookups: Lookups | None = None,
 ) -> Batch:
     spec = loaded.spec
     target = get_target(spec.target)
-    out = _compute(raw, loaded, offset)
+    out = _compute(raw, loaded, offset, lookups)
     fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
@@ -290,11 +320,16 @@ def _validate_file(
     amounts: list[pl.DataFrame] = []
     rows = valid = rejected = 0
     with open_source(path, loaded) as src:
-        wide = _file_wide(src, loaded, offset)
+        try:
+            wide = _file_wide(src, loaded, offset)
+        except MetaChanged:  # the first full read found the layout wrong: again, without it
+            wide = _file_wide(src, loaded, offset)
         found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
+        lookups = Lookups()
         try:
             for raw in src.batches(BATCH_ROWS):
-                batch = _validate_batch(raw, src.header, loaded, offset + rows, today, wide)
+                batch = _validate_batch(
+                    raw, src.header, loaded, offset + rows, today, wide, lookups)
                 rows += batch.rows
                 valid += batch.payloads.height
                 rejected += batch.rejects.height

@@ -8,6 +8,7 @@ and records spanning lines (quoted newlines) are stitched by the running parity 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,21 @@ import polars as pl
 
 from etl.spec.parse import Source
 
-LINES = 1 << 20  # lines per chunk of the layout pass: its memory, whatever the file's size
+BLOCK = 1 << 23  # bytes of lines per chunk of the layout pass: its memory, whatever the size
 
 
 def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Records:
     """Per CSV record: the physical line it starts on, its field count, and whether it is blank,
     kept sparsely (`Records`): only what differs from one line per record of `width` fields.
 
-    Counts delimiters outside quotes with vectorized string ops over the file's lines, a chunk
+    Counts delimiters outside quotes with vectorized string ops over the file's lines, a block
     of lines at a time; records spanning lines (quoted newlines) are stitched by the running
-    parity of quote characters, carried from chunk to chunk with the record still open.
+    parity of quote characters, carried from block to block with the record still open.
     """
     records = Records(width)
     parity = 0  # 1: the next line starts inside a quoted field
     first_line = 1
-    for chunk in pl.scan_lines(path, name="l").collect_batches(chunk_size=LINES):
+    for chunk in line_blocks(path):
         lines = chunk.with_row_index("line", offset=first_line)
         first_line += chunk.height
         if quote is None:
@@ -41,6 +42,21 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
             per_line, parity = _quoted_lines(lines, sep, quote, parity)
         records.add(per_line)
     return records.close()
+
+
+def line_blocks(path: Path) -> Iterator[pl.DataFrame]:
+    """The file's lines (column `l`, line ends removed) a block of about BLOCK bytes at a time:
+    read from the file, never mapped whole."""
+    with path.open("rb") as fh:
+        rest = b""
+        while block := fh.read(BLOCK):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            rest = block[cut:]
+            if cut:
+                yield pl.scan_lines(block[:cut], name="l").collect()
+        if rest:
+            yield pl.scan_lines(rest, name="l").collect()
 
 
 def _quoted_lines(

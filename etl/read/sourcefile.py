@@ -29,6 +29,10 @@ class SourceFile:
     meta: Meta  # per scanned row: its line, field count, whether it is data
     on_error: Callable[[Exception], SourceError]
     width: int  # the field count every record should have
+    # The meta to use when the file has another number of rows than `meta.rows` (a CSV layout
+    # that does not agree with polars): `batches` switches to it at the end of the first full
+    # read and raises `MetaChanged`, so that the caller reads again; `frame` switches at once.
+    fallback: Callable[[int], Meta] | None = None
 
     def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
         meta = self.meta.columns(start, frame.height, self.width)
@@ -46,6 +50,8 @@ class SourceFile:
             frame = self.scan().select(columns or self.header).collect()
         except pl.exceptions.PolarsError as exc:
             raise self.on_error(exc) from None
+        if frame.height != self.meta.rows and self.fallback is not None:
+            self.meta, self.fallback = self.fallback(frame.height), None
         return self._finish(frame, 0, full)
 
     def batches(
@@ -61,6 +67,15 @@ class SourceFile:
                 start += batch.height
         except pl.exceptions.PolarsError as exc:
             raise self.on_error(exc) from None
+        if start != self.meta.rows and self.fallback is not None:
+            self.meta, self.fallback = self.fallback(start), None
+            raise MetaChanged(self.display)
+        self.fallback = None  # checked: the meta holds
+
+
+class MetaChanged(Exception):
+    """The file's rows did not match its meta (see `SourceFile.fallback`): what was read with
+    the old meta is wrong (record numbers, lines); read the file again."""
 
 
 class Meta:

@@ -22,7 +22,7 @@ import polars as pl
 from etl.base.errors import SourceError
 from etl.base.filecheck import check_unchanged, file_digest, refuse_binary, regular_stat
 from etl.read.compressed import compression_of, decompressed, inner_name, renamed_errors
-from etl.read.csvlayout import Records, record_layout, unclosed_quote
+from etl.read.csvlayout import record_layout, unclosed_quote
 from etl.read.excel import open_excel
 from etl.read.ndjson import open_ndjson
 from etl.read.nulls import null_exprs
@@ -169,14 +169,27 @@ def _open_csv_text(
         def on_error(exc: Exception) -> SourceError:
             return _polars_error(exc, path, data, source, header)
 
-        try:
-            rows = scan().select(pl.len()).collect().item()
-        except pl.exceptions.PolarsError as exc:
-            raise on_error(exc) from None
         layout = record_layout(data, source.delimiter, source.quote_char, full_width)
-        meta = _csv_meta(layout, rows, 1 if source.header else 0, notes)
+        skip = 1 if source.header else 0
+        blanks = int((layout.blank() >= skip).sum())
+        blank_note = f"{blanks} blank line(s) skipped"
+        if blanks:
+            notes.append(blank_note)
+
+        def irregular(rows: int) -> SparseMeta:
+            # polars found another number of records than the layout (irregular quoting): the
+            # layout is left out, and said so (see SourceFile.fallback)
+            if blanks:
+                notes.remove(blank_note)
+            notes.append("could not check field counts per record (quoting is irregular)")
+            return SparseMeta(rows, skip, None)
+
+        # The layout's record count is checked against polars' at the end of the first full
+        # read (SourceFile.batches), not by a counting pass of its own: polars counts a CSV by
+        # mapping all of it, which costs the file's size in memory.
         yield SourceFile(
-            path, display, header, digest, size, notes, scan, meta, on_error, full_width
+            path, display, header, digest, size, notes, scan,
+            SparseMeta(layout.count, skip, layout), on_error, full_width, irregular,
         )
 
 
@@ -244,19 +257,6 @@ _BY_SUFFIX = {
     ".xlsx": "excel", ".xlsm": "excel", ".xls": "excel",
     ".ndjson": "ndjson", ".jsonl": "ndjson",
 }
-
-
-def _csv_meta(layout: Records, rows: int, skip: int, notes: list[str]) -> SparseMeta:
-    """The file's meta from its record layout; a layout that does not agree with polars' rows
-    (irregular quoting) is left out, and said so."""
-    if layout.count != rows:
-        notes.append("could not check field counts per record (quoting is irregular)")
-        return SparseMeta(rows, skip, None)
-    blank = layout.blank()
-    blanks = int((blank >= skip).sum())
-    if blanks:
-        notes.append(f"{blanks} blank line(s) skipped")
-    return SparseMeta(rows, skip, layout)
 
 
 def format_of(path: Path, source: Source) -> str:

@@ -13,10 +13,13 @@ registered secret (the API key) is redacted from every file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,14 +190,34 @@ def _write_payloads(payloads: pl.DataFrame, path: Path, limit: int | None) -> No
 
 
 class PayloadWriter:
-    """payloads.jsonl written batch by batch (the dry run's payload sink), up to `limit`."""
+    """payloads.jsonl written batch by batch (the dry run's payload sink), up to `limit`, by a
+    thread of its own: polars writes while the next batch is validated (it releases the GIL),
+    at most two batches behind. `close` waits for it and raises what it raised."""
 
     def __init__(self, path: Path, limit: int | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path, self.limit, self.written = path, limit, 0
         self._fh = path.open("xb")  # a new file: never through a name planted in advance
+        self._queue: queue.Queue[pl.DataFrame | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="payloads.jsonl", daemon=True)
+        self._thread.start()
 
     def write(self, payloads: pl.DataFrame) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(payloads)
+
+    def _run(self) -> None:
+        while (payloads := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the error is raised by write or close
+            try:
+                self._write(payloads)
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+    def _write(self, payloads: pl.DataFrame) -> None:
         room = None if self.limit is None else max(self.limit - self.written, 0)
         lines = _payload_lines(payloads, room)
         if lines.height:
@@ -202,10 +225,23 @@ class PayloadWriter:
             self.written += lines.height
 
     def close(self) -> Path:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            if self._error is None:
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+        finally:
+            self._fh.close()
+        if self._error is not None:
+            raise self._error
         return self.path
+
+    def discard(self) -> None:
+        """Stop and remove the partial file (a run that failed), raising nothing."""
+        with contextlib.suppress(BaseException):  # the run's own error is what matters
+            self.close()
+        self.path.unlink(missing_ok=True)
 
 
 class RejectSpool:

@@ -63,7 +63,7 @@ def dry_run(
             )
         except BaseException:
             if writer:  # no half-written payloads left behind
-                writer.close().unlink(missing_ok=True)
+                writer.discard()
             raise
         spooled = writer.close() if writer else None
         return _report(pipeline, result, out, limit, match, spooled, rejects)
