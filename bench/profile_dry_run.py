@@ -9,7 +9,9 @@ It runs the CLI's dry run (`dry_run(..., keep_payloads=False)`, payloads streame
 payloads.jsonl) once on the generated file of bench_dry_run.py, with a timer around each named
 stage below. A stage's "self s" is its wall time minus the timed stages it called, so the
 column adds up to the whole run ("other" is what no timer covers: the CLI, Python start-up is
-not included). cProfile is no help here: nearly all the time is inside polars' `collect`.
+not included). "self CPU s" is the CPU time of the whole process (polars' threads, the
+payloads.jsonl writer's thread) over the same spans. cProfile is no help here: nearly all
+the time is inside polars' `collect`.
 Prints a markdown table; writes bench/results/profile_<kind>_<rows>.json.
 """
 
@@ -48,6 +50,9 @@ STAGES = [
     ("etl.prepare.runner", "_validate_batch", "payload: build JSON + keys"),
     ("etl.prepare.donors", "from_batch", "report: donor keys per batch"),
     ("etl.prepare.donors", "file_block", "report: possible duplicate donors"),
+    ("etl.prepare.donors", "FileDonors.add", "report: donor hashes kept"),
+    ("etl.prepare.runner", "Kept.add", "report: samples and counts kept"),
+    ("etl.report.write", "RejectSpool.write", "write: rejects spooled"),
     ("etl.report.write", "PayloadWriter.write", "write: payloads.jsonl"),
     ("etl.report.write", "write_report", "write: report.json, rejects.csv, HTML"),
     ("etl.prepare.runner", "validate_pipeline", "(validate_pipeline)"),
@@ -60,6 +65,8 @@ class Timers:
         self.total: dict[str, float] = defaultdict(float)
         self.children: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
+        self.cpu: dict[str, float] = defaultdict(float)
+        self.cpu_children: dict[str, float] = defaultdict(float)
         self.stack: list[str] = []
 
     def wrap(self, label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,16 +74,18 @@ class Timers:
 
         def timed_call(call: Callable[[], Any]) -> Any:
             timers.stack.append(label)
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             try:
                 return call()
             finally:
-                spent = time.perf_counter() - t
+                spent, cpu = time.perf_counter() - t, time.process_time() - c
                 timers.stack.pop()
                 timers.total[label] += spent
+                timers.cpu[label] += cpu
                 timers.calls[label] += 1
                 if timers.stack:
                     timers.children[timers.stack[-1]] += spent
+                    timers.cpu_children[timers.stack[-1]] += cpu
 
         if _is_generator(fn):
             @functools.wraps(fn)
@@ -152,10 +161,11 @@ def profile(kind: str, rows: int) -> dict[str, Any]:
         if label in timers.calls:
             own = timers.total[label] - timers.children[label]
             stages.append({"stage": label, "calls": timers.calls[label],
-                           "total_s": timers.total[label], "self_s": own})
+                           "total_s": timers.total[label], "self_s": own,
+                           "self_cpu_s": timers.cpu[label] - timers.cpu_children[label]})
     covered = sum(s["self_s"] for s in stages)
     stages.append({"stage": "other (spec, CLI glue)", "calls": 1, "total_s": wall - covered,
-                   "self_s": wall - covered})
+                   "self_s": wall - covered, "self_cpu_s": None})
     return {"kind": kind, "rows": rows, "wall_s": wall, "valid": result.valid,
             "rejected": result.rejected, "stages": stages}
 
@@ -163,9 +173,12 @@ def profile(kind: str, rows: int) -> dict[str, Any]:
 def table(report: dict[str, Any]) -> str:
     lines = [f"### {report['kind']}, {report['rows']:,} rows: {report['wall_s']:.2f} s in-process "
              f"({report['valid']:,} valid, {report['rejected']:,} rejected)", "",
-             "| stage | calls | self s | incl. s |", "| --- | ---: | ---: | ---: |"]
+             "| stage | calls | self s | self CPU s | incl. s |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for s in sorted(report["stages"], key=lambda s: -s["self_s"]):
-        lines.append(f"| {s['stage']} | {s['calls']} | {s['self_s']:.2f} | {s['total_s']:.2f} |")
+        cpu = "" if s.get("self_cpu_s") is None else f"{s['self_cpu_s']:.2f}"
+        lines.append(f"| {s['stage']} | {s['calls']} | {s['self_s']:.2f} | {cpu} "
+                     f"| {s['total_s']:.2f} |")
     return "\n".join(lines)
 
 

@@ -171,8 +171,9 @@ class FileDonors:
         self.values: list[pl.DataFrame] = []
 
     def add(self, batch: BatchDonors) -> None:
-        if batch.hashes.height:
-            self.spill.add(reduce(batch.hashes), pl.col("h_key"))
+        if batch.hashes.height:  # on disk, one row per key and donor of the batch
+            hashes = batch.hashes if self.spill.parts_count == 1 else reduce(batch.hashes)
+            self.spill.add(hashes, pl.col("h_key"))
         if batch.values is not None:
             self.values.append(batch.values)
 

@@ -257,6 +257,7 @@ class Kept:
         self.rejects: list[pl.DataFrame] = []
         self.failures: list[pl.DataFrame] = []
         self.counts: pl.DataFrame | None = None  # field, rule, count (sampled only)
+        self.full = pl.DataFrame(schema={"field": pl.String, "rule": pl.String})
 
     def add(self, batch: Batch) -> None:
         if self.payloads_sampled:
@@ -273,11 +274,19 @@ class Kept:
         self.counts = add_counts([self.counts, counts])
         # The first failures of each field and rule, with their row's source columns (the
         # report shows a row's key columns beside them; that row may not be in the sample).
-        first = fails.group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
+        # Once every field and rule of a batch has its samples, the batch adds none.
+        full = self.full
+        first = fails.join(full, on=["field", "rule"], how="anti") if full.height else fails
+        if not first.height:
+            return
+        first = first.group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
         where = ["_source_file", "_record"]
         source = batch.rejects.drop("_field", "_rule", "_value", "_error")
         first = first.join(source, on=where, how="left", maintain_order="left")
-        self.failures = [first_failures([*self.failures, first])]
+        kept = first_failures([*self.failures, first])
+        self.failures = [kept]
+        self.full = kept.group_by("field", "rule").len().filter(
+            pl.col("len") >= SAMPLE_FAILURES).select("field", "rule")
 
 
 FAILURE_COLUMNS = ["_row", "_source_file", "_record", "field", "rule", "value", "error"]
@@ -302,8 +311,13 @@ def first_failures(parts: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _head(frames: list[pl.DataFrame], n: int) -> list[pl.DataFrame]:
-    """The first `n` rows of the frames, as one frame (columns may differ between files)."""
-    return [pl.concat(frames, how="diagonal_relaxed").head(n)] if frames else []
+    """The first `n` rows of the frames (columns may differ between files)."""
+    out, room = [], n
+    for frame in frames:
+        if room > 0 and frame.height:
+            out.append(frame.head(room))
+            room -= out[-1].height
+    return out
 
 
 def _validate_file(
