@@ -48,6 +48,7 @@ def test_big_file_mode_writes_the_same_report(tmp_path, monkeypatch, name):
     monkeypatch.setattr(runner, "SPILL_ROWS", 0)  # every file is "big"
     monkeypatch.setattr(runner, "SPILL_PART_ROWS", 400)
     monkeypatch.setattr(csvlayout, "BLOCK", 1310)
+    monkeypatch.setattr(csvlayout, "STEP", 37)  # parsed in blocks of 37 records
     big = _dry_run(spec, tmp_path / "big")
     assert big["report"]["counts"] == whole["report"]["counts"]
     assert big["report"]["counts"]["rejected"] > 30  # the samples are dirty: rejects spooled
@@ -97,6 +98,7 @@ def test_big_file_mode_with_ragged_rows_quoted_newlines_and_duplicate_donors(
     monkeypatch.setattr(runner, "SPILL_ROWS", 0)
     monkeypatch.setattr(runner, "SPILL_PART_ROWS", 90)
     monkeypatch.setattr(csvlayout, "BLOCK", 170)
+    monkeypatch.setattr(csvlayout, "STEP", 23)
     big = _dry_run(spec, tmp_path / "big")
     report = whole["report"]
     assert isinstance(report, dict)

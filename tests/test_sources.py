@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from etl.base.errors import ColumnsMissing, SourceError
-from etl.read.sources import read_csv, read_parquet
+from etl.read.sources import open_csv, read_csv, read_parquet
 from etl.spec.parse import Source
 
 
@@ -286,7 +286,7 @@ def test_parquet_tz_datetimes_keep_their_wall_clock_date(tmp_path):
 def test_record_layout_is_the_same_whatever_the_block_of_lines(write, monkeypatch, chunk):
     """The layout pass reads the file a block of lines at a time (its memory stays flat): a
     record spanning a chunk boundary, blank lines and ragged records come out the same."""
-    from etl.read import csvlayout
+    from etl.read import csvlayout, sources
 
     text = (
         'name,addr,n\n"Ann","1 Main\nApt 2\n\nBack",1\n\nBob,x\nCy,"a,b",3,extra\n'
@@ -297,6 +297,22 @@ def test_record_layout_is_the_same_whatever_the_block_of_lines(write, monkeypatc
     monkeypatch.setattr(csvlayout, "BLOCK", chunk)
     assert read(path).frame.select("_record", "_line", "_shape_error", "name", "addr").equals(
         whole)
+    # Parsed in blocks of a few records from their byte offsets (LF, CRLF or both: a file
+    # with both line ends is read as one stream), batch by batch: the same rows.
+    for eol in ("\n", "\r\n", "mixed"):
+        data = text.replace("\n", "\r\n") if eol == "\r\n" else text
+        if eol == "mixed":
+            data = data.replace("Bob,x\n", "Bob,x\r\n")
+        mixed = write(f"c{len(eol)}.csv", data.encode())
+        expected = read(mixed).frame.select("_record", "_line", "_shape_error", "name")
+        monkeypatch.setattr(csvlayout, "STEP", 2)
+        src_opts = Source(path=str(mixed))
+        with sources.open_csv(mixed, src_opts, ["name"], mixed.name) as src:
+            # a block of lines with both line ends has no byte offsets (small blocks may not)
+            assert src.blocks is not None or (eol == "mixed" and chunk > 16)
+            got = pl.concat(list(src.batches(3)))
+        assert got.select("_record", "_line", "_shape_error", "name").equals(expected)
+        monkeypatch.setattr(csvlayout, "STEP", 10_000)
     assert whole["_line"].to_list() == [2, 7, 8, 9, 13, 14, 17]
     assert whole["_shape_error"].to_list()[1:3] == [
         "record has 2 fields, the header has 3", "record has 4 fields, the header has 3"]
@@ -333,3 +349,16 @@ def test_a_layout_polars_disagrees_with_is_left_out_and_the_file_read_again(writ
     assert (result.read, result.valid, result.rejected) == (3, 2, 1)
     assert result.failures["_record"].to_list() == [3]
     assert any("quoting is irregular" in w for w in result.warnings)
+
+
+def test_a_file_with_both_line_ends_is_read_as_one_stream(write):
+    """Byte offsets come from line lengths; a block with LF and CRLF lines has none, so the
+    file is read by polars' streaming reader instead: the same rows."""
+    path = write("m.csv", b"name,n\r\nAnn,1\nBob,2\r\nCy,3\n")
+    with open_csv(path, Source(path=str(path)), ["name"], path.name) as src:
+        assert src.blocks is None
+        assert pl.concat(list(src.batches(2)))["name"].to_list() == ["Ann", "Bob", "Cy"]
+    path = write("c.csv", b"name,n\r\nAnn,1\r\nBob,2\r\n")
+    with open_csv(path, Source(path=str(path)), ["name"], path.name) as src:
+        assert src.blocks is not None
+        assert pl.concat(list(src.batches(1)))["_line"].to_list() == [2, 3]

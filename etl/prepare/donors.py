@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from etl.base.frames import compact
 from etl.base.spill import Spill
 from etl.prepare import mapping
 from etl.read.sources import SourceFile
@@ -174,8 +175,8 @@ class FileDonors:
         if batch.hashes.height:  # on disk, one row per key and donor of the batch
             hashes = batch.hashes if self.spill.parts_count == 1 else reduce(batch.hashes)
             self.spill.add(hashes, pl.col("h_key"))
-        if batch.values is not None:
-            self.values.append(batch.values)
+        if batch.values is not None:  # a copy: a filtered frame keeps the batch's text alive
+            self.values.append(compact(batch.values))
 
     def groups(self) -> pl.DataFrame:
         found = [groups(part) for part in self.spill.parts()]

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from etl import __version__
+from etl.base.frames import compact
 from etl.base.spill import Spill
 from etl.prepare import donors, mapping
 from etl.prepare.mapping import ERR, OUT, RAW
@@ -95,8 +96,10 @@ class Lookups:
         for column, table in zip(self.cheap, pl.collect_all(new), strict=True):
             known = self.tables.get(column)  # one call above: the small tables in parallel
             table = table if known is None else pl.concat([known, table])
-            if table.height <= LOOKUP_MAX:
-                self.tables[column] = table
+            if table.height <= LOOKUP_MAX:  # kept: copied, not sharing the batch's text
+                fresh = table.slice(known.height) if known is not None else table
+                self.tables[column] = pl.concat(
+                    [*([known] if known is not None else []), compact(fresh)], rechunk=False)
             else:  # too many values to keep: this column's table is built per batch now
                 self.tables.pop(column, None)
             tables.append(table)
@@ -260,15 +263,15 @@ class Kept:
         self.full = pl.DataFrame(schema={"field": pl.String, "rule": pl.String})
 
     def add(self, batch: Batch) -> None:
-        if self.payloads_sampled:
-            self.payloads = _head([*self.payloads, batch.payloads], SAMPLE_ROWS)
+        if self.payloads_sampled:  # copies: a slice would keep the batch's text alive
+            self.payloads = _head([*self.payloads, batch.payloads], SAMPLE_ROWS, copy=True)
         else:
             self.payloads.append(batch.payloads)
         if not self.rejects_sampled:
             self.rejects.append(batch.rejects)
             self.failures.append(batch.failures)
             return
-        self.rejects = _head([*self.rejects, batch.rejects], SAMPLE_REJECTS)
+        self.rejects = _head([*self.rejects, batch.rejects], SAMPLE_REJECTS, copy=True)
         fails = batch.failures
         counts = fails.group_by("field", "rule").agg(pl.len().cast(pl.Int64).alias("count"))
         self.counts = add_counts([self.counts, counts])
@@ -283,7 +286,7 @@ class Kept:
         where = ["_source_file", "_record"]
         source = batch.rejects.drop("_field", "_rule", "_value", "_error")
         first = first.join(source, on=where, how="left", maintain_order="left")
-        kept = first_failures([*self.failures, first])
+        kept = first_failures([*self.failures, compact(first)])
         self.failures = [kept]
         self.full = kept.group_by("field", "rule").len().filter(
             pl.col("len") >= SAMPLE_FAILURES).select("field", "rule")
@@ -310,13 +313,15 @@ def first_failures(parts: list[pl.DataFrame]) -> pl.DataFrame:
     )
 
 
-def _head(frames: list[pl.DataFrame], n: int) -> list[pl.DataFrame]:
-    """The first `n` rows of the frames (columns may differ between files)."""
+def _head(frames: list[pl.DataFrame], n: int, copy: bool = False) -> list[pl.DataFrame]:
+    """The first `n` rows of the frames (columns may differ between files); with `copy`, rows
+    taken from a frame are copied (`compact`), those already kept are kept as they are."""
     out, room = [], n
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if room > 0 and frame.height:
-            out.append(frame.head(room))
-            room -= out[-1].height
+            part = frame.head(room)
+            out.append(compact(part) if copy and i == len(frames) - 1 else part)
+            room -= part.height
     return out
 
 
@@ -334,10 +339,13 @@ def _validate_file(
     amounts: list[pl.DataFrame] = []
     rows = valid = rejected = 0
     with open_source(path, loaded) as src:
-        try:
-            wide = _file_wide(src, loaded, offset)
-        except MetaChanged:  # the first full read found the layout wrong: again, without it
-            wide = _file_wide(src, loaded, offset)
+        for attempt in range(3):  # the first full read may find the layout wrong: again
+            try:
+                wide = _file_wide(src, loaded, offset)
+                break
+            except MetaChanged:
+                if attempt == 2:
+                    raise
         found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
         lookups = Lookups()
         try:

@@ -17,11 +17,13 @@ import polars as pl
 from etl.spec.parse import Source
 
 BLOCK = 1 << 23  # bytes of lines per chunk of the layout pass: its memory, whatever the size
+STEP = 10_000  # every STEP-th record's byte offset is kept: the file is parsed in such blocks
 
 
 def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Records:
     """Per CSV record: the physical line it starts on, its field count, and whether it is blank,
-    kept sparsely (`Records`): only what differs from one line per record of `width` fields.
+    kept sparsely (`Records`): only what differs from one line per record of `width` fields,
+    and the byte offset of every STEP-th record (where a block of records can be parsed alone).
 
     Counts delimiters outside quotes with vectorized string ops over the file's lines, a block
     of lines at a time; records spanning lines (quoted newlines) are stitched by the running
@@ -30,7 +32,7 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
     records = Records(width)
     parity = 0  # 1: the next line starts inside a quoted field
     first_line = 1
-    for chunk in line_blocks(path):
+    for chunk, start, eol in line_blocks(path):
         lines = chunk.with_row_index("line", offset=first_line)
         first_line += chunk.height
         if quote is None:
@@ -40,23 +42,40 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
             )
         else:
             per_line, parity = _quoted_lines(lines, sep, quote, parity)
+        if eol is None:  # mixed line ends: no byte offsets (the file is parsed as a stream)
+            records.offsets = None
+        size = pl.col("l").str.len_bytes().cast(pl.Int64) + (eol or 0)
+        offsets = (size.cum_sum() - size + start).alias("off")
+        per_line = per_line.with_columns(lines.select(offsets)["off"])
         records.add(per_line)
-    return records.close()
+    return records.close(path.stat().st_size)
 
 
-def line_blocks(path: Path) -> Iterator[pl.DataFrame]:
-    """The file's lines (column `l`, line ends removed) a block of about BLOCK bytes at a time:
-    read from the file, never mapped whole."""
+def line_blocks(path: Path) -> Iterator[tuple[pl.DataFrame, int, int | None]]:
+    """The file's lines (column `l`, line ends removed) a block of about BLOCK bytes at a time,
+    read from the file, never mapped whole; with the block's byte offset and the length of its
+    line ends (1: LF, 2: CRLF, None: both kinds)."""
     with path.open("rb") as fh:
-        rest = b""
+        rest, at = b"", 0
         while block := fh.read(BLOCK):
             block = rest + block
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
             if cut:
-                yield pl.scan_lines(block[:cut], name="l").collect()
+                yield pl.scan_lines(block[:cut], name="l").collect(), at, _eol(block[:cut])
+                at += cut
         if rest:
-            yield pl.scan_lines(rest, name="l").collect()
+            yield pl.scan_lines(rest, name="l").collect(), at, _eol(rest)
+
+
+def _eol(block: bytes) -> int | None:
+    """1 when every line of the block ends with LF alone, 2 with CRLF, None when both occur or
+    a CR stands alone (scan_lines' lengths then do not give the byte offsets)."""
+    crlf, cr = block.count(b"\r\n"), block.count(b"\r")
+    if cr == 0:
+        return 1
+    ends = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+    return 2 if crlf == cr == ends else None
 
 
 def _quoted_lines(
@@ -117,6 +136,10 @@ class Records:
         self._blank: list[pl.Series] = []
         self._open: pl.DataFrame | None = None  # the last record's lines: it may go on
         self._next_line = 1  # where the next record starts when it is regular
+        # The byte offset of every STEP-th record (record 0, STEP, 2*STEP...), and the file's
+        # size after the last; None when they cannot be known (mixed line ends).
+        self.offsets: list[pl.Series] | None = []
+        self.end = 0
 
     def add(self, per_line: pl.DataFrame) -> None:
         """A chunk of lines (line, seps, blank, start): the records that start in it, and the
@@ -132,11 +155,19 @@ class Records:
         self._open = per_line.slice(last_start)  # may go on in the next chunk
         self._emit(_records(per_line.slice(0, last_start)))
 
-    def close(self) -> Records:
+    def close(self, end: int = 0) -> Records:
         if self._open is not None and self._open.height:
             self._emit(_records(self._open))
         self._open = None
+        self.end = end
         return self
+
+    def block_offsets(self) -> list[int] | None:
+        """Byte offsets of records 0, STEP, 2*STEP... and the end of the file (None: unknown)."""
+        if self.offsets is None:
+            return None
+        found = pl.concat(self.offsets).to_list() if self.offsets else []
+        return [*found, self.end]
 
     def _emit(self, recs: pl.DataFrame) -> None:
         if recs.height == 0:
@@ -149,6 +180,8 @@ class Records:
         jumps = numbered.filter((pl.col("line") != expected) | (pl.col("record") == 0))
         odd = numbered.filter(pl.col("fields") != self.width)
         blank = numbered.filter(pl.col("blank"))["record"]
+        if self.offsets is not None:
+            self.offsets.append(numbered.filter(pl.col("record") % STEP == 0)["off"])
         if jumps.height:
             self._jumps.append(jumps.select("record", "line"))
         if odd.height:
@@ -174,7 +207,7 @@ def _records(per_line: pl.DataFrame) -> pl.DataFrame:
     if bool(per_line["start"].all()):  # one line, one record
         return per_line.select(
             pl.col("line").cast(pl.Int64), (pl.col("seps").cast(pl.Int64) + 1).alias("fields"),
-            "blank")
+            "blank", "off")
     return (
         per_line.with_columns(pl.col("start").cum_sum().alias("rec"))
         .group_by("rec", maintain_order=True)
@@ -182,6 +215,7 @@ def _records(per_line: pl.DataFrame) -> pl.DataFrame:
             pl.col("line").first().cast(pl.Int64),
             (pl.col("seps").cast(pl.Int64).sum() + 1).alias("fields"),
             (pl.col("blank").first() & (pl.len() == 1)).alias("blank"),
+            pl.col("off").first(),
         )
         .drop("rec")
     )

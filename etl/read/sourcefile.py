@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from etl.base.errors import ColumnsMissing, SourceError
+from etl.read import csvlayout
 from etl.read.csvlayout import Records
 
 
@@ -33,6 +34,10 @@ class SourceFile:
     # that does not agree with polars): `batches` switches to it at the end of the first full
     # read and raises `MetaChanged`, so that the caller reads again; `frame` switches at once.
     fallback: Callable[[int], Meta] | None = None
+    # A CSV file's blocks of STEP records, each parsed alone from its byte range: `batches`
+    # holds one block at a time (polars' streaming reader reads ahead of its consumer, and its
+    # buffer grows with the file). None: read as one stream.
+    blocks: Blocks | None = None
 
     def _finish(self, frame: pl.DataFrame, start: int, full: bool = True) -> pl.DataFrame:
         meta = self.meta.columns(start, frame.height, self.width)
@@ -59,6 +64,9 @@ class SourceFile:
     ) -> Iterator[pl.DataFrame]:
         """The file in batches of about `rows` rows, in order, with the meta columns (only
         `columns` and `_record` with `columns` and `full=False`, as `frame`)."""
+        if self.blocks is not None:
+            yield from self._from_blocks(self.blocks, rows, columns, full)
+            return
         start = 0
         scan = self.scan() if columns is None else self.scan().select(columns)
         try:
@@ -71,6 +79,50 @@ class SourceFile:
             self.meta, self.fallback = self.fallback(start), None
             raise MetaChanged(self.display)
         self.fallback = None  # checked: the meta holds
+
+
+    def _from_blocks(
+        self, blocks: Blocks, rows: int, columns: list[str] | None, full: bool
+    ) -> Iterator[pl.DataFrame]:
+        """`batches` from blocks of records parsed alone. A block that does not parse, or has
+        another number of records than the layout says, means the layout and polars disagree:
+        the file is then read as one stream (`blocks` dropped) and `MetaChanged` raised."""
+        start, pending, held = 0, [], 0
+        edges = blocks.offsets
+        for k in range(len(edges) - 1):
+            step = csvlayout.STEP
+            expect = min(step, self.meta.rows - k * step)
+            try:
+                lf = blocks.read(edges[k], edges[k + 1])
+                frame = (lf if columns is None else lf.select(columns)).collect()
+            except pl.exceptions.PolarsError as exc:
+                if self.fallback is None:  # the layout was checked: a real error in the data
+                    raise self.on_error(exc) from None
+                frame = None  # perhaps a block edge polars does not see as one: as a stream
+            if frame is None or frame.height != expect:
+                self.blocks = None
+                raise MetaChanged(self.display)
+            pending.append(frame)
+            held += frame.height
+            while held >= rows or (k == len(edges) - 2 and held):
+                batch = pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]
+                out, rest = batch.head(rows), batch.slice(rows)
+                pending, held = ([rest] if rest.height else []), rest.height
+                yield self._finish(out, start, full)
+                start += out.height
+        if start != self.meta.rows:  # the layout counted more records than the blocks hold
+            self.blocks = None
+            raise MetaChanged(self.display)
+        self.fallback = None  # checked: the meta holds
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """How to read a CSV file in blocks of STEP records: `read(start, end)` scans the bytes
+    between two offsets of `offsets` (records 0, STEP, 2*STEP..., then the end of the file)."""
+
+    read: Callable[[int, int], pl.LazyFrame]
+    offsets: list[int]
 
 
 class MetaChanged(Exception):

@@ -27,7 +27,7 @@ from etl.read.excel import open_excel
 from etl.read.ndjson import open_ndjson
 from etl.read.nulls import null_exprs
 from etl.read.rejects import is_rejects, source_positions, unguard_exprs, unguard_name
-from etl.read.sourcefile import SourceFile, SparseMeta, check_header
+from etl.read.sourcefile import Blocks, SourceFile, SparseMeta, check_header
 from etl.read.textfile import first_bad_utf8, line_of, text_checks, utf8_file
 from etl.spec.parse import LoadedSpec, Source
 
@@ -153,12 +153,14 @@ def _open_csv_text(
         check_header(Path(display), header, needed)
         schema = {f"c{i}": pl.String for i in range(width)}
 
-        def scan() -> pl.LazyFrame:
+        def scan(part: Path | bytes = data) -> pl.LazyFrame:
             exact = source.null_values if not source.null_values_ignore_case else None
             frame = pl.scan_csv(
-                data,
+                part,
                 schema=schema,
                 missing_columns="insert",
+                # A block may start with a long record: cut as any other (not a schema error)
+                extra_columns="raise" if isinstance(part, Path) else "ignore",
                 null_values=exact or None,
                 **opts,
             ).select([pl.col(f"c{i}").alias(c) for i, c in zip(positions, header, strict=True)])
@@ -187,9 +189,15 @@ def _open_csv_text(
         # The layout's record count is checked against polars' at the end of the first full
         # read (SourceFile.batches), not by a counting pass of its own: polars counts a CSV by
         # mapping all of it, which costs the file's size in memory.
+        def read_range(start: int, end: int) -> pl.LazyFrame:
+            with data.open("rb") as fh:
+                fh.seek(start)
+                return scan(fh.read(end - start))
+
         yield SourceFile(
             path, display, header, digest, size, notes, scan,
             SparseMeta(layout.count, skip, layout), on_error, full_width, irregular,
+            Blocks(read_range, offsets) if (offsets := layout.block_offsets()) else None,
         )
 
 
