@@ -127,7 +127,10 @@ def test_pipe_into_head_is_quiet(tmp_path):
 
 
 def test_progress_lines_when_not_on_a_terminal(spec):
-    proc = sandbox_run(spec, "--progress-every", "0.2")
+    # Paced (10 requests at 10 a second): an unpaced run of 5 batches may end within 0.2 s,
+    # before any progress line is due.
+    proc = etl("run", str(spec), "--sandbox", "--sandbox-rate", "10/second",
+               "--progress-every", "0.2", cwd=spec.parent)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("sending:")]
     assert lines, proc.stderr
     assert all(ETA.search(line) and "requests" in line and "budget left" in line
