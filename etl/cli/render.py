@@ -8,9 +8,10 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from etl.run.submit import RunSummary
+if TYPE_CHECKING:  # `etl validate` imports this module: not the loader's HTTP client
+    from etl.run.submit import RunSummary
 
 
 def duration(seconds: float | None) -> str:

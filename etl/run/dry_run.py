@@ -18,7 +18,6 @@ from etl.report.write import (
     summary_table,
     write_report,
 )
-from etl.run.direct import check_spec as check_direct
 from etl.spec.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -42,7 +41,10 @@ def dry_run(
     predicts what already exists in
     CRM+ from the local pre-match cache; `match=MatchOptions(refresh=True, ...)` reads CRM+
     first (the only network a dry run may do, and only when asked)."""
-    check_direct(pipeline)  # load.create: direct: contacts, fields the nested body carries
+    if pipeline.spec.load.create == "direct":  # only then pay for the HTTP client's import
+        from etl.run.direct import check_spec as check_direct
+
+        check_direct(pipeline)  # contacts only, fields the nested body carries
     limit = payload_limit if payload_limit is not None else pipeline.spec.output.payload_sample
     out = pipeline.report_dir()
     writer = rejects = None
