@@ -3,7 +3,9 @@ Parquet): its header, identity and rows on demand, with the same meta columns.""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,31 +91,50 @@ class SourceFile:
         the file is then read as one stream (`blocks` dropped) and `MetaChanged` raised."""
         start, pending, held = 0, [], 0
         edges = blocks.offsets
-        for k in range(len(edges) - 1):
-            step = csvlayout.STEP
-            expect = min(step, self.meta.rows - k * step)
-            try:
-                lf = blocks.read(edges[k], edges[k + 1])
-                frame = (lf if columns is None else lf.select(columns)).collect()
-            except pl.exceptions.PolarsError as exc:
-                if self.fallback is None:  # the layout was checked: a real error in the data
-                    raise self.on_error(exc) from None
-                frame = None  # perhaps a block edge polars does not see as one: as a stream
-            if frame is None or frame.height != expect:
-                self.blocks = None
-                raise MetaChanged(self.display)
-            pending.append(frame)
-            held += frame.height
-            while held >= rows or (k == len(edges) - 2 and held):
-                batch = pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]
-                out, rest = batch.head(rows), batch.slice(rows)
-                pending, held = ([rest] if rest.height else []), rest.height
-                yield self._finish(out, start, full)
-                start += out.height
+        step = csvlayout.STEP
+
+        def parse(k: int) -> pl.DataFrame:
+            lf = blocks.read(edges[k], edges[k + 1])
+            return (lf if columns is None else lf.select(columns)).collect()
+
+        # A thread parses up to a batch of blocks ahead (polars lets go of the GIL): what the
+        # streaming reader overlapped, with a bound on what is held.
+        ahead = max(1, -(-rows // step))
+        with ThreadPoolExecutor(1, thread_name_prefix="csv-blocks") as pool:
+            queued = deque(pool.submit(parse, k) for k in range(min(ahead, len(edges) - 1)))
+            for k in range(len(edges) - 1):
+                future = queued.popleft()
+                if k + ahead < len(edges) - 1:
+                    queued.append(pool.submit(parse, k + ahead))
+                expect = min(step, self.meta.rows - k * step)
+                frame = self._block(future, expect)
+                if frame is None:
+                    for left in queued:
+                        left.cancel()
+                    self.blocks = None
+                    raise MetaChanged(self.display)
+                pending.append(frame)
+                held += frame.height
+                while held >= rows or (k == len(edges) - 2 and held):
+                    batch = pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]
+                    out, rest = batch.head(rows), batch.slice(rows)
+                    pending, held = ([rest] if rest.height else []), rest.height
+                    yield self._finish(out, start, full)
+                    start += out.height
         if start != self.meta.rows:  # the layout counted more records than the blocks hold
             self.blocks = None
             raise MetaChanged(self.display)
         self.fallback = None  # checked: the meta holds
+
+    def _block(self, future: Future[pl.DataFrame], expect: int) -> pl.DataFrame | None:
+        """A parsed block, or None when it does not hold the records the layout says."""
+        try:
+            frame = future.result()
+        except pl.exceptions.PolarsError as exc:
+            if self.fallback is None:  # the layout was checked: a real error in the data
+                raise self.on_error(exc) from None
+            return None  # perhaps a block edge polars does not see as one: read as a stream
+        return frame if frame.height == expect else None
 
 
 @dataclass(frozen=True)
