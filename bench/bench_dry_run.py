@@ -1,22 +1,34 @@
 #!/usr/bin/env python3
-"""Benchmark: the dry run (`etl validate SPEC --out DIR --quiet`) beside the floor.
+"""Benchmark: the dry run (`etl validate SPEC --out DIR --quiet`) beside two floors.
 
     python bench/bench_dry_run.py                     # 1M-row contacts and gifts files
     python bench/bench_dry_run.py --quick             # 100k rows
-    python bench/bench_dry_run.py --rows 1000000 10000000
-    python bench/bench_dry_run.py --no-tool           # the floor only
+    python bench/bench_dry_run.py --rows 10000000 --files gifts --repeat 1
+    python bench/bench_dry_run.py --no-tool           # the floors only
+    python bench/bench_dry_run.py --second-tool 0     # without frictionless
     python bench/bench_dry_run.py --tool-cmd "{etl} validate {spec} --out {out} --quiet"
 
-The floor is what any Python tool must pay to read the same file: a fresh interpreter that
-imports polars and runs `polars.read_csv(path, infer_schema=False, encoding=...)` (the cp1252
-contacts file with encoding="utf8-lossy", polars reading only UTF-8). Its in-process read time
-is reported too ("read s").
+The read floor is what any Python tool must pay to read the same file: a fresh interpreter
+that imports polars and runs `polars.read_csv(path, infer_schema=False, encoding=...)` (the
+cp1252 contacts file with encoding="utf8-lossy", polars reading only UTF-8).
+
+The I/O floor is what any tool that reads this file and writes these payloads must pay: a fresh
+interpreter reads it with polars (the cp1252 file decoded strictly by Python first, as a correct
+tool must), builds the payload's fields as one nested struct per row with light casts, and
+writes them with `write_ndjson` (IO_FLOOR below). The "× I/O floor" column is the dry run's
+median over the I/O floor's median.
+
+frictionless (bench/second_tool.py, in bench/.venv-frictionless) validates the same file with
+an equivalent Table Schema in the first `--second-tool` rounds (default 1; only files of at
+most 1M rows): it only validates, so its ratio reads "how much slower at less work".
 
 Every measurement is one fresh child: a tiny `python -c` wrapper starts the command, times it
 (wall clock around the whole process, interpreter start-up included) and prints the peak RSS of
 that command from its own `getrusage(RUSAGE_CHILDREN).ru_maxrss`, so each measurement gets its
-own peak. Each is repeated (--repeat, default 3): the table shows the median wall time and the
-largest peak.
+own peak. The commands run in rounds (read floor, I/O floor, dry run, frictionless; --repeat
+rounds, default 3), with `os.sync()` before each, so that neither a change of load nor the
+write-back of the previous command's output falls on one of them: the table shows the median
+wall time and the largest peak.
 
 Generated data (bench/generate.py, seed 7) is cached in bench/data/ (git-ignored) and reused
 while the generator and the parameters are unchanged. The specs are copies of
