@@ -82,7 +82,6 @@ class SourceFile:
             raise MetaChanged(self.display)
         self.fallback = None  # checked: the meta holds
 
-
     def _from_blocks(
         self, blocks: Blocks, rows: int, columns: list[str] | None, full: bool
     ) -> Iterator[pl.DataFrame]:
@@ -146,9 +145,15 @@ class Blocks:
     offsets: list[int]
 
 
-class MetaChanged(Exception):
+class MetaChanged(SourceError):
     """The file's rows did not match its meta (see `SourceFile.fallback`): what was read with
-    the old meta is wrong (record numbers, lines); read the file again."""
+    the old meta is wrong (record numbers, lines); read the file again. The first full read
+    catches it (etl/prepare/runner.py); a later read that meets it (the file changed while it
+    was read) stops with this message."""
+
+    def __init__(self, display: str) -> None:
+        super().__init__("the file's records changed while it was read: run again once it is "
+                         "complete", path=display)
 
 
 class Meta:
