@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from etl.base.errors import ColumnsMissing, SourceError
+from etl.base.filecheck import FileChanged
 from etl.read import csvlayout
 from etl.read.csvlayout import Records
 
@@ -145,15 +146,11 @@ class Blocks:
     offsets: list[int]
 
 
-class MetaChanged(SourceError):
+class MetaChanged(FileChanged):
     """The file's rows did not match its meta (see `SourceFile.fallback`): what was read with
     the old meta is wrong (record numbers, lines); read the file again. The first full read
-    catches it (etl/prepare/runner.py); a later read that meets it (the file changed while it
-    was read) stops with this message."""
-
-    def __init__(self, display: str) -> None:
-        super().__init__("the file's records changed while it was read: run again once it is "
-                         "complete", path=display)
+    catches it (etl/prepare/runner.py); a later read that meets it means the file changed while
+    it was read, and it stops as such (a drop is left for the next run)."""
 
 
 class Meta:

@@ -12,8 +12,7 @@ from __future__ import annotations
 import glob as globlib
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -99,22 +98,9 @@ def open_csv(path: Path, source: Source, needed: list[str], display: str) -> Ite
     before = regular_stat(path, display)
     kind = compression_of(path, source)
     if kind is None:
-        # The checksum (and the stray-BOM scan) reads every byte: a thread does it while the
-        # layout pass reads the file too (hashlib lets go of the GIL); its errors are raised
-        # before the file is used.
-        refuse_binary(path, display, "csv")
-        if path.stat().st_size == 0:
-            raise SourceError("the file is empty (not even a header)", path=display)
-        with ThreadPoolExecutor(1, thread_name_prefix="sha256") as pool, ExitStack() as stack:
-            checks = pool.submit(text_checks, path, source, display)
-            try:
-                src = stack.enter_context(
-                    _open_csv_text(path, source, needed, display, checks.result))
-            except SourceError:
-                checks.result()  # the file's own errors (a stray BOM) come first, as ever
-                raise
+        digest, size = text_checks(path, source, display)
+        with _open_csv_text(path, source, needed, display, lambda: (digest, size)) as src:
             yield src
-        digest = src.sha256
     else:
         digest, size = file_digest(path)
         with decompressed(path, kind, source, display) as plain, renamed_errors(display):
