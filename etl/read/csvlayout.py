@@ -8,7 +8,9 @@ and records spanning lines (quoted newlines) are stitched by the running parity 
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,8 @@ import polars as pl
 from etl.spec.parse import Source
 
 BLOCK = 1 << 23  # bytes of lines per chunk of the layout pass: its memory, whatever the size
-STEP = 10_000  # every STEP-th record's byte offset is kept: the file is parsed in such blocks
+STEP = 50_000  # every STEP-th record's byte offset is kept: the file is parsed in such blocks
+WORKERS = 2  # threads counting a block's lines (polars lets go of the GIL)
 
 
 def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Records:
@@ -26,35 +29,42 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
     and the byte offset of every STEP-th record (where a block of records can be parsed alone).
 
     Counts delimiters outside quotes with vectorized string ops over the file's lines, a block
-    of lines at a time; records spanning lines (quoted newlines) are stitched by the running
-    parity of quote characters, carried from block to block with the record still open.
+    of lines at a time (WORKERS blocks at once, a few blocks ahead at most); records spanning
+    lines (quoted newlines) are stitched by the running parity of quote characters, carried
+    from block to block with the record still open.
     """
     records = Records(width)
     parity = 0  # 1: the next line starts inside a quoted field
     first_line = 1
-    for chunk, start, eol in line_blocks(path):
-        lines = chunk.with_row_index("line", offset=first_line)
-        first_line += chunk.height
-        if quote is None:
-            per_line = lines.select(
-                "line", pl.col("l").str.count_matches(sep, literal=True).alias("seps"),
-                (pl.col("l") == "").alias("blank"), pl.lit(True).alias("start"),
-            )
-        else:
-            per_line, parity = _quoted_lines(lines, sep, quote, parity)
-        if eol is None:  # mixed line ends: no byte offsets (the file is parsed as a stream)
-            records.offsets = None
-        size = pl.col("l").str.len_bytes().cast(pl.Int64) + (eol or 0)
-        offsets = (size.cum_sum() - size + start).alias("off")
-        per_line = per_line.with_columns(lines.select(offsets)["off"])
-        records.add(per_line)
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="csv-layout") as pool:
+        queued: deque[Future[tuple[pl.DataFrame, int | None]]] = deque()
+        blocks = iter(byte_blocks(path))
+
+        def submit() -> bool:
+            nonlocal first_line
+            found = next(blocks, None)
+            if found is None:
+                return False
+            data, at, lines = found
+            queued.append(pool.submit(_block_stats, data, at, first_line, sep, quote))
+            first_line += lines
+            return True
+
+        while len(queued) < WORKERS + 1 and submit():
+            pass
+        while queued:
+            stats, eol = queued.popleft().result()
+            submit()
+            if eol is None:  # mixed line ends: no byte offsets (the file is parsed as a stream)
+                records.offsets = None
+            per_line, parity = _stitch(stats, parity)
+            records.add(per_line)
     return records.close(path.stat().st_size)
 
 
-def line_blocks(path: Path) -> Iterator[tuple[pl.DataFrame, int, int | None]]:
-    """The file's lines (column `l`, line ends removed) a block of about BLOCK bytes at a time,
-    read from the file, never mapped whole; with the block's byte offset and the length of its
-    line ends (1: LF, 2: CRLF, None: both kinds)."""
+def byte_blocks(path: Path) -> Iterator[tuple[bytes, int, int]]:
+    """The file a block of whole lines of about BLOCK bytes at a time, read, never mapped whole:
+    the bytes, their offset in the file, and their number of lines."""
     with path.open("rb") as fh:
         rest, at = b"", 0
         while block := fh.read(BLOCK):
@@ -62,10 +72,61 @@ def line_blocks(path: Path) -> Iterator[tuple[pl.DataFrame, int, int | None]]:
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
             if cut:
-                yield pl.scan_lines(block[:cut], name="l").collect(), at, _eol(block[:cut])
+                yield block[:cut], at, block.count(b"\n", 0, cut)
                 at += cut
         if rest:
-            yield pl.scan_lines(rest, name="l").collect(), at, _eol(rest)
+            yield rest, at, 1
+
+
+def _block_stats(
+    data: bytes, at: int, first_line: int, sep: str, quote: str | None
+) -> tuple[pl.DataFrame, int | None]:
+    """Per line of a block, what does not depend on where the block starts (inside quotes or
+    not): line, quotes, separators (outside quotes when the line starts outside, and after
+    the first quote when it starts inside), blank, byte offset; and its line ends (`_eol`)."""
+    eol = _eol(data)
+    lines = pl.scan_lines(data, name="l").collect().with_row_index("line", offset=first_line)
+    text = pl.col("l")
+    size = text.str.len_bytes().cast(pl.Int64) + (eol or 0)
+    offsets = (size.cum_sum() - size + at).alias("off")
+    seps = text.str.count_matches(sep, literal=True).alias("seps")
+    blank = (text == "").alias("blank")
+    if quote is None:
+        return lines.select("line", pl.lit(0, pl.UInt32).alias("q"), seps, seps.alias("after"),
+                            blank, offsets), eol
+    qe = _re_escape(quote)
+
+    def outside(t: pl.Expr) -> pl.Expr:  # separators outside quotes, starting outside
+        closed = t.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
+        return closed.str.count_matches(sep, literal=True)
+
+    df = lines.select(
+        "line", text.str.count_matches(quote, literal=True).alias("q"), seps, blank, offsets)
+    # Only lines with quotes need the regex; a line that starts inside a quoted field (rare:
+    # quoted newlines) is inside up to its first quote and outside after it, and a line
+    # without quotes is all inside (no separator of its own).
+    quoted = df["q"] > 0
+    if not quoted.any():
+        return df.with_columns(pl.lit(0, pl.UInt32).alias("after")), eol
+    fixes = lines.filter(quoted).select(
+        "line", outside(text).alias("out"),
+        outside(text.str.replace(f"^[^{qe}]*{qe}", "")).alias("after"),
+    )
+    df = df.join(fixes, on="line", how="left", maintain_order="left")
+    return df.select(
+        "line", "q", pl.when(pl.col("q") > 0).then(pl.col("out")).otherwise(pl.col("seps"))
+        .alias("seps"), pl.col("after").fill_null(0), "blank", "off"), eol
+
+
+def _stitch(stats: pl.DataFrame, parity: int) -> tuple[pl.DataFrame, int]:
+    """A block's lines given the parity it starts with: does a record start on each line, and
+    its separators outside quotes; and the parity after the block."""
+    q = pl.col("q")
+    inside = (q.cum_sum() - q + parity) % 2 == 1
+    parity = (parity + int(stats["q"].sum())) % 2
+    return stats.select(
+        "line", pl.when(inside).then(pl.col("after")).otherwise(pl.col("seps")).alias("seps"),
+        "blank", (~inside).alias("start"), "off"), parity
 
 
 def _eol(block: bytes) -> int | None:
@@ -76,46 +137,6 @@ def _eol(block: bytes) -> int | None:
         return 1
     ends = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
     return 2 if crlf == cr == ends else None
-
-
-def _quoted_lines(
-    lines: pl.DataFrame, sep: str, quote: str, parity: int
-) -> tuple[pl.DataFrame, int]:
-    """Per line of a chunk: does a record start on it, its separators outside quotes, blank."""
-    qe = _re_escape(quote)
-
-    def outside(text: pl.Expr) -> pl.Expr:  # separators outside quotes, starting outside
-        closed = text.str.replace_all(f"{qe}[^{qe}]*{qe}", "").str.replace(f"{qe}.*$", "")
-        return closed.str.count_matches(sep, literal=True)
-
-    q = pl.col("l").str.count_matches(quote, literal=True)
-    df = lines.select(
-        "line", q.alias("q"), pl.col("l").str.count_matches(sep, literal=True).alias("seps"),
-        (pl.col("l") == "").alias("blank"),
-    )
-    inside = (pl.col("q").cum_sum() - pl.col("q") + parity) % 2 == 1
-    df = df.with_columns(inside.alias("inside"))
-    parity = (parity + int(df["q"].sum())) % 2
-    # Only lines with quotes need the regex; a line that starts inside a quoted field (rare:
-    # quoted newlines) is inside up to its first quote and outside after it, and a line without
-    # quotes is all inside (no separator of its own).
-    quoted = df["q"] > 0
-    if quoted.any():
-        fixes = lines.filter(quoted).select(
-            "line",
-            outside(pl.col("l")).alias("out"),
-            outside(pl.col("l").str.replace(f"^[^{qe}]*{qe}", "")).alias("after"),
-        )
-        df = df.join(fixes, on="line", how="left", maintain_order="left")
-        seps = (
-            pl.when(pl.col("inside")).then(pl.col("after").fill_null(0))
-            .when(pl.col("q") > 0).then(pl.col("out"))
-            .otherwise(pl.col("seps"))
-        )
-    else:
-        seps = pl.when(pl.col("inside")).then(0).otherwise(pl.col("seps"))
-    start = (~pl.col("inside")).alias("start")
-    return df.select("line", seps.alias("seps"), "blank", start), parity
 
 
 class Records:
