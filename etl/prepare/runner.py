@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from etl import __version__
+from etl.base.filecheck import FileChanged
 from etl.base.frames import compact
 from etl.base.spill import Spill
 from etl.prepare import donors, mapping
@@ -222,7 +224,7 @@ def _validate_batch(
     loaded: LoadedSpec,
     offset: int,
     today: dt.date,
-    wide: pl.DataFrame,
+    wide_pass: Callable[[], pl.DataFrame],
     lookups: Lookups | None = None,
 ) -> Batch:
     spec = loaded.spec
@@ -231,6 +233,7 @@ def _validate_batch(
     fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
+    wide = wide_pass()  # the file-wide checks' failures (computed beside the first batch)
     mine = wide.filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
     fails = failures(out, spec, fields, n_designations, today, mine)
     bad = fails.select("_row").unique()
@@ -325,6 +328,50 @@ def _head(frames: list[pl.DataFrame], n: int, copy: bool = False) -> list[pl.Dat
     return out
 
 
+def _batches(
+    src: SourceFile,
+    loaded: LoadedSpec,
+    offset: int,
+    today: dt.date,
+    sinks: Sinks,
+    on_rows: Callable[[str, int, int], None] | None,
+    wide_pass: Future[pl.DataFrame],
+) -> tuple[Kept, list[pl.DataFrame], dict[str, object], int, int, int]:
+    """The batches of one open file: validated, sunk, kept. `MetaChanged` before the first
+    batch is done means "read again"; after it, the file changed while it was read."""
+    kept = Kept(sinks.payloads is not None, sinks.rejects is not None)
+    amounts: list[pl.DataFrame] = []
+    rows = valid = rejected = 0
+    found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
+    lookups = Lookups()
+    try:
+        for raw in src.batches(BATCH_ROWS):
+            batch = _validate_batch(
+                raw, src.header, loaded, offset + rows, today, wide_pass.result, lookups)
+            rows += batch.rows
+            valid += batch.payloads.height
+            rejected += batch.rejects.height
+            if on_rows is not None:
+                on_rows(src.display, rows, rows - valid)
+            if sinks.payloads is not None:
+                sinks.payloads(batch.payloads)
+            if sinks.rejects is not None:
+                sinks.rejects(batch.rejects)
+            kept.add(batch)
+            amounts.append(batch.amounts)
+            found.add(batch.donor_keys)
+        if not rows:  # a file without data: the file-wide pass must still have read it whole
+            wide_pass.result()
+        duplicates = donors.file_block(found, src, loaded.spec, offset)
+    except MetaChanged:
+        if rows:
+            raise FileChanged(src.display) from None
+        raise
+    finally:
+        found.close()
+    return kept, amounts, duplicates, rows, valid, rejected
+
+
 def _validate_file(
     path: Path,
     loaded: LoadedSpec,
@@ -335,39 +382,20 @@ def _validate_file(
 ) -> FileOutcome:
     """Validate one file batch by batch; payloads and rejects go to their sinks when there are
     some; `on_rows` hears (file, rows so far, rejected so far) after every batch."""
-    kept = Kept(sinks.payloads is not None, sinks.rejects is not None)
-    amounts: list[pl.DataFrame] = []
-    rows = valid = rejected = 0
-    with open_source(path, loaded) as src:
+    with open_source(path, loaded) as src, ThreadPoolExecutor(1, thread_name_prefix="wide") as pool:
         for attempt in range(3):  # the first full read may find the layout wrong: again
+            # The file-wide pass runs in a thread while the first batch is transformed: a batch
+            # needs its result only to be validated, so no batch is done before it.
+            wide = pool.submit(_file_wide, src, loaded, offset)
             try:
-                wide = _file_wide(src, loaded, offset)
+                done = _batches(src, loaded, offset, today, sinks, on_rows, wide)
                 break
             except MetaChanged:
+                wait([wide])  # both reads stop; the next attempt reads without the layout
                 if attempt == 2:
                     raise
-        found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
-        lookups = Lookups()
-        try:
-            for raw in src.batches(BATCH_ROWS):
-                batch = _validate_batch(
-                    raw, src.header, loaded, offset + rows, today, wide, lookups)
-                rows += batch.rows
-                valid += batch.payloads.height
-                rejected += batch.rejects.height
-                if on_rows is not None:
-                    on_rows(src.display, rows, rows - valid)
-                if sinks.payloads is not None:
-                    sinks.payloads(batch.payloads)
-                if sinks.rejects is not None:
-                    sinks.rejects(batch.rejects)
-                kept.add(batch)
-                amounts.append(batch.amounts)
-                found.add(batch.donor_keys)
-            duplicates = donors.file_block(found, src, loaded.spec, offset)
-        finally:
-            found.close()
         display, digest, size, notes = src.display, src.sha256, src.size, src.warnings
+    kept, amounts, duplicates, rows, valid, rejected = done
     info = FileInfo(
         path=display, sha256=digest, size=size, rows=rows, valid=valid, rejected=rejected
     )
