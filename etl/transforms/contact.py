@@ -40,9 +40,14 @@ def normalize_phone(expr: pl.Expr, *, country: str = "US") -> Step:
     scope = pl.struct(text=blank_to_null(strip_ws(expr)))
     if country.upper() not in _NANP:
         return step_result(scope.struct.with_fields(value=F("text")), error=False)
-    formatted = F("text").str.replace(_US_PHONE, _US_PHONE_FORMAT).str.strip_suffix(" x")
+    # One regex pass, not two (a `contains` then a `replace`): a number that matches always
+    # comes out changed (the format adds " x" and the extension), one that does not comes out
+    # as it went in.
     scope = scope.struct.with_fields(
-        value=pl.when(F("text").str.contains(_US_PHONE)).then(formatted).otherwise(F("text"))
+        formatted=F("text").str.replace(_US_PHONE, _US_PHONE_FORMAT))
+    changed = F("formatted") != F("text")
+    scope = scope.struct.with_fields(
+        value=pl.when(changed).then(F("formatted").str.strip_suffix(" x")).otherwise(F("text"))
     )
     return step_result(scope, error=False)
 
