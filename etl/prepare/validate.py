@@ -246,19 +246,22 @@ def failures(
     )
     if rules:
         flags = frame.select(
-            "_row", *[r.fails.fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)]
+            "_row", *[r.fails.fill_null(False).alias(f"__rule{i}") for i, r in enumerate(rules)]
         )
-        for i, r in enumerate(rules):
-            hit = flags.filter(pl.col(f"r{i}")).select("_row")
-            if hit.height:
-                parts.append(
-                    hit.join(frame.select("_row", r.message.alias("error")), on="_row").select(
+        # Messages are built only for the rows that fail some rule (a few percent), not for
+        # the whole batch once per rule.
+        failing = flags.filter(pl.any_horizontal(pl.exclude("_row")))
+        if failing.height:
+            bad = frame.join(failing, on="_row", maintain_order="left")
+            for i, r in enumerate(rules):
+                hit = bad.filter(pl.col(f"__rule{i}"))
+                if hit.height:
+                    parts.append(hit.select(
                         "_row",
                         pl.lit(r.field).alias("field"),
                         pl.lit(r.rule).alias("rule"),
-                        "error",
-                    )
-                )
+                        r.message.alias("error"),
+                    ))
     # A field whose transform failed is null: do not also report it as missing or invalid.
     unique = file_wide.filter(pl.col("rule") == "unique")
     failed = pl.concat([checked, unique, *[p for p in parts[1:] if p.height]], how="vertical")
