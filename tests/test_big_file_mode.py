@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from etl.prepare import runner
+from etl.prepare import kept, lookups, runner
 from etl.read import csvlayout
 from etl.run.dry_run import dry_run
 from etl.spec.pipeline import open_pipeline
@@ -61,12 +61,12 @@ def test_rejects_go_to_disk_and_the_result_keeps_a_bounded_sample(tmp_path, monk
     spec = ROOT / "pipelines" / "legacy_gifts.yaml"
     done = dry_run(open_pipeline(spec, out_dir=tmp_path / "r"), keep_payloads=False)
     result = done.result
-    assert result.rejects_sampled and result.rejects.height == runner.SAMPLE_REJECTS
-    assert result.rejected > runner.SAMPLE_REJECTS
+    assert result.rejects_sampled and result.rejects.height == kept.SAMPLE_REJECTS
+    assert result.rejected > kept.SAMPLE_REJECTS
     lines = done.paths.rejects_csv.read_text(encoding="utf-8-sig").count("\n")
     assert lines >= result.rejected + 1  # header + every rejected row (quoted newlines: more)
     per_rule = result.failures.group_by("field", "rule").len()["len"]
-    assert per_rule.max() <= runner.SAMPLE_FAILURES
+    assert per_rule.max() <= kept.SAMPLE_FAILURES
     assert result.failure_counts is not None
     assert int(result.failure_counts["count"].sum()) >= result.rejected
     assert done.report["invariant"]["ok"] and done.report["invariant"]["rejects_rows_match"]
@@ -115,12 +115,39 @@ def test_lookup_tables_kept_across_batches_give_the_same_payloads(tmp_path, monk
     """Repeated values are transformed once per file (tables kept from batch to batch, up to
     LOOKUP_MAX values): the same payloads and rejects as transforming every row."""
     spec = ROOT / "pipelines" / f"{name}.yaml"
-    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 10**9)  # no lookups at all
+    monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 10**9)  # no lookups at all
     direct = _dry_run(spec, tmp_path / "direct")
-    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 0)
-    monkeypatch.setattr(runner, "DEDUPE_RATIO", 2.0)  # every one-column mapping looked up
+    monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(lookups, "DEDUPE_RATIO", 2.0)  # every one-column mapping looked up
     monkeypatch.setattr(runner, "BATCH_ROWS", 250)
-    monkeypatch.setattr(runner, "LOOKUP_MAX", keep)  # 50: tables overflow and are dropped
+    monkeypatch.setattr(lookups, "LOOKUP_MAX", keep)  # 50: tables overflow and are dropped
     looked_up = _dry_run(spec, tmp_path / "lookups")
     for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
         assert looked_up[part] == direct[part], part
+
+
+def test_a_file_without_rejects_gets_the_same_rejects_csv_spooled_or_not(tmp_path):
+    """rejects.csv of a clean file is its header alone, whether the rows went through the
+    spool (the CLI's dry run) or were kept in memory."""
+    (tmp_path / "ok.csv").write_text("DonorID,FirstName,LastName\nD1,Ann,Lee\nD2,Bo,Ray\n",
+                                     encoding="utf-8")
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(
+        "name: ok\ntarget: contact_transaction\nsource: {path: ok.csv}\n"
+        "keys: {source: S, id: {column: DonorID}}\n"
+        "mappings: {firstName: FirstName, lastName: LastName}\n", encoding="utf-8")
+    spooled = _dry_run(spec, tmp_path / "spooled")
+    whole = _dry_run(spec, tmp_path / "whole", keep=True)
+    assert spooled["rejects.csv"] == whole["rejects.csv"]
+    assert b"DonorID" in spooled["rejects.csv"]
+
+
+def test_a_run_is_never_planned_from_a_dry_runs_samples(tmp_path):
+    """The streamed dry run keeps samples of payloads and rejects; a run must see every row
+    (the ledger records each), so planning from such a result is refused."""
+    from etl.load.plan import plan_rows
+
+    pipeline = open_pipeline(ROOT / "pipelines" / "legacy_gifts.yaml", out_dir=tmp_path / "s")
+    sampled = dry_run(pipeline, keep_payloads=False).result
+    with pytest.raises(ValueError, match="planned from every row"):
+        plan_rows(sampled, pipeline, {}, "skip")

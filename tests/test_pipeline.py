@@ -233,11 +233,11 @@ def test_strings_are_escaped_and_control_characters_rejected(write):
 
 @pytest.mark.parametrize("name", ["gifts_small", "contacts_small"])
 def test_distinct_value_lookup_gives_the_same_result(monkeypatch, name):
-    from etl.prepare import runner
+    from etl.prepare import lookups
 
     plain = run(name)
-    monkeypatch.setattr(runner, "DEDUPE_MIN_ROWS", 0)
-    monkeypatch.setattr(runner, "DEDUPE_RATIO", 1.01)
+    monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(lookups, "DEDUPE_RATIO", 1.01)
     looked_up = run(name)
     assert looked_up.payloads.equals(plain.payloads)
     assert looked_up.failures.equals(plain.failures)
@@ -316,10 +316,10 @@ def test_duplicates_in_a_later_file_name_that_files_records(monkeypatch, write):
 
 
 def test_a_payload_sink_gets_every_payload_and_the_result_keeps_a_sample(monkeypatch):
-    from etl.prepare import runner
+    from etl.prepare import kept, runner
 
     monkeypatch.setattr(runner, "BATCH_ROWS", 1)
-    monkeypatch.setattr(runner, "SAMPLE_ROWS", 2)
+    monkeypatch.setattr(kept, "SAMPLE_ROWS", 2)
     whole = run("contacts_small")
     received: list[pl.DataFrame] = []
     sampled = validate_pipeline(load_spec(DATA / "contacts_small.yaml"), today=TODAY,

@@ -70,6 +70,9 @@ def _rejected_frame(result: ValidationResult, loaded: LoadedSpec) -> pl.DataFram
 def plan_rows(result: ValidationResult, loaded: LoadedSpec, prior: dict[str, KeyState],
               policy: str) -> Plan:
     """Classify every source row against what earlier runs did with its key."""
+    if result.payloads_sampled or result.rejects_sampled:  # a dry run's sample, not every row
+        raise ValueError("a run is planned from every row: validate without payload or reject "
+                         "sinks (dry_run(..., keep_payloads=True))")
     gift = loaded.spec.target == "gift_transaction"
     both = pl.concat([_valid_frame(result, gift), _rejected_frame(result, loaded)],
                      how="diagonal_relaxed")

@@ -16,9 +16,10 @@ import polars as pl
 
 from etl import __version__
 from etl.base.filecheck import FileChanged
-from etl.base.frames import compact
 from etl.base.spill import Spill
 from etl.prepare import donors, mapping
+from etl.prepare.kept import SAMPLE_REJECTS, Kept, add_counts, first_failures
+from etl.prepare.lookups import Lookups, field_exprs
 from etl.prepare.mapping import ERR, OUT, RAW
 from etl.prepare.payload import escape_needs, payload_expr, strip_empty
 from etl.prepare.result import FileInfo, ValidationResult
@@ -51,63 +52,6 @@ class FileOutcome:
     failure_counts: pl.DataFrame | None = None  # field, rule, count: when failures are sampled
 
 
-DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
-DEDUPE_MIN_ROWS = 10_000
-
-
-def _exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
-    return (
-        [p.value.alias(OUT + p.field) for p in group]
-        + [p.error.alias(OUT + ERR + p.field) for p in group]
-        + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
-    )
-
-
-LOOKUP_MAX = 50_000  # distinct values a column's lookup table keeps from batch to batch
-
-
-class Lookups:
-    """One-column mappings evaluated once per distinct source value when the column repeats a
-    lot (names, dates, codes): a lookup table per column, joined back by value. The tables are
-    kept from batch to batch of a file (up to LOOKUP_MAX values a column), so a value is
-    transformed once per file; which columns repeat enough is decided on the first batch."""
-
-    def __init__(self) -> None:
-        self.cheap: list[str] | None = None
-        self.tables: dict[str, pl.DataFrame] = {}
-
-    def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
-        single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
-        columns = sorted(set(single.values()))
-        if not columns or frame.height < DEDUPE_MIN_ROWS:
-            return []
-        if self.cheap is None:
-            distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
-            self.cheap = [c for c, n in zip(columns, distinct, strict=True)
-                          if n < frame.height * DEDUPE_RATIO]
-        new = []
-        for column in self.cheap:
-            group = [p for p in plans if single.get(p.field) == column]
-            values = frame.lazy().select(pl.col(column).unique())
-            known = self.tables.get(column)
-            if known is not None:  # only the values no batch before had
-                values = values.join(known.lazy().select(column), on=column, how="anti",
-                                     nulls_equal=True)
-            new.append(mapping.with_stages(values, group).select(pl.col(column), *_exprs(group)))
-        tables = []
-        for column, table in zip(self.cheap, pl.collect_all(new), strict=True):
-            known = self.tables.get(column)  # one call above: the small tables in parallel
-            table = table if known is None else pl.concat([known, table])
-            if table.height <= LOOKUP_MAX:  # kept: copied, not sharing the batch's text
-                fresh = table.slice(known.height) if known is not None else table
-                self.tables[column] = pl.concat(
-                    [*([known] if known is not None else []), compact(fresh)], rechunk=False)
-            else:  # too many values to keep: this column's table is built per batch now
-                self.tables.pop(column, None)
-            tables.append(table)
-        return tables
-
-
 def _compute(
     raw: pl.DataFrame, loaded: LoadedSpec, offset: int, lookups: Lookups | None = None
 ) -> pl.DataFrame:
@@ -131,7 +75,7 @@ def _compute(
     rest = [p for p in first if OUT + p.field not in done]
     for group in (rest, second):
         if group:
-            lf = mapping.with_stages(lf, group).with_columns(_exprs(group))
+            lf = mapping.with_stages(lf, group).with_columns(field_exprs(group))
     # Plan order (keys first, then the spec's mappings) is the order of the payload's members.
     names = (
         [p.field for p in plans] + [ERR + p.field for p in plans] + [RAW + p.field for p in plans]
@@ -157,7 +101,6 @@ def _reject_rows(
 
 
 BATCH_ROWS = 100_000  # rows validated at a time: bounds memory whatever the file's size
-SAMPLE_ROWS = 100  # payloads kept for the report when they go to a sink
 
 
 SPILL_ROWS = 2_000_000  # files above this many rows park the file-wide pass's values on disk
@@ -249,85 +192,6 @@ def _validate_batch(
     return Batch(out.height, rejects, fails, payloads, _amounts(out, keep, fields), found)
 
 
-SAMPLE_REJECTS = 100  # rejected rows kept for the report when they go to a sink
-SAMPLE_FAILURES = 5  # failures kept per field and rule then (with their row's source columns)
-
-
-class Kept:
-    """What a file keeps of its batches: everything, or with sinks only bounded samples and
-    counts (payloads and rejects went to disk batch by batch)."""
-
-    def __init__(self, payloads_sampled: bool, rejects_sampled: bool) -> None:
-        self.payloads_sampled, self.rejects_sampled = payloads_sampled, rejects_sampled
-        self.payloads: list[pl.DataFrame] = []
-        self.rejects: list[pl.DataFrame] = []
-        self.failures: list[pl.DataFrame] = []
-        self.counts: pl.DataFrame | None = None  # field, rule, count (sampled only)
-        self.full = pl.DataFrame(schema={"field": pl.String, "rule": pl.String})
-
-    def add(self, batch: Batch) -> None:
-        if self.payloads_sampled:  # copies: a slice would keep the batch's text alive
-            self.payloads = _head([*self.payloads, batch.payloads], SAMPLE_ROWS, copy=True)
-        else:
-            self.payloads.append(batch.payloads)
-        if not self.rejects_sampled:
-            self.rejects.append(batch.rejects)
-            self.failures.append(batch.failures)
-            return
-        self.rejects = _head([*self.rejects, batch.rejects], SAMPLE_REJECTS, copy=True)
-        fails = batch.failures
-        counts = fails.group_by("field", "rule").agg(pl.len().cast(pl.Int64).alias("count"))
-        self.counts = add_counts([self.counts, counts])
-        # The first failures of each field and rule, with their row's source columns (the
-        # report shows a row's key columns beside them; that row may not be in the sample).
-        # Once every field and rule of a batch has its samples, the batch adds none.
-        full = self.full
-        first = fails.join(full, on=["field", "rule"], how="anti") if full.height else fails
-        if not first.height:
-            return
-        first = first.group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
-        where = ["_source_file", "_record"]
-        source = batch.rejects.drop("_field", "_rule", "_value", "_error")
-        first = first.join(source, on=where, how="left", maintain_order="left")
-        kept = first_failures([*self.failures, compact(first)])
-        self.failures = [kept]
-        self.full = kept.group_by("field", "rule").len().filter(
-            pl.col("len") >= SAMPLE_FAILURES).select("field", "rule")
-
-
-FAILURE_COLUMNS = ["_row", "_source_file", "_record", "field", "rule", "value", "error"]
-
-
-def add_counts(parts: list[pl.DataFrame | None]) -> pl.DataFrame | None:
-    """Failure counts (field, rule, count) added up."""
-    frames = [p for p in parts if p is not None]
-    if not frames:
-        return None
-    return pl.concat(frames).group_by("field", "rule", maintain_order=True).agg(
-        pl.col("count").sum())
-
-
-def first_failures(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """The first SAMPLE_FAILURES failures of each field and rule, in file order."""
-    return (
-        pl.concat(parts, how="diagonal_relaxed")
-        .group_by("field", "rule", maintain_order=True).head(SAMPLE_FAILURES)
-        .select(*FAILURE_COLUMNS, pl.exclude(*FAILURE_COLUMNS))
-    )
-
-
-def _head(frames: list[pl.DataFrame], n: int, copy: bool = False) -> list[pl.DataFrame]:
-    """The first `n` rows of the frames (columns may differ between files); with `copy`, rows
-    taken from a frame are copied (`compact`), those already kept are kept as they are."""
-    out, room = [], n
-    for i, frame in enumerate(frames):
-        if room > 0 and frame.height:
-            part = frame.head(room)
-            out.append(compact(part) if copy and i == len(frames) - 1 else part)
-            room -= part.height
-    return out
-
-
 def _batches(
     src: SourceFile,
     loaded: LoadedSpec,
@@ -357,7 +221,7 @@ def _batches(
                 sinks.payloads(batch.payloads)
             if sinks.rejects is not None:
                 sinks.rejects(batch.rejects)
-            kept.add(batch)
+            kept.add(batch.payloads, batch.rejects, batch.failures)
             amounts.append(batch.amounts)
             found.add(batch.donor_keys)
         if not rows:  # a file without data: the file-wide pass must still have read it whole

@@ -252,10 +252,14 @@ class RejectSpool:
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="etl-rejects-"))
         self._files: list[Path] = []
+        self._schemas: list[pl.Schema] = []
         self.rows = 0
 
     def write(self, rejects: pl.DataFrame) -> None:
-        if rejects.height:
+        # An empty batch is spooled too when its columns are new: a file without rejects
+        # still gives rejects.csv its header, as the frame written whole does.
+        if rejects.height or rejects.schema not in self._schemas:
+            self._schemas.append(rejects.schema)
             path = self._dir / f"{len(self._files)}.arrow"
             rejects.write_ipc(path)
             self._files.append(path)

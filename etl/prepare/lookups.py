@@ -1,0 +1,72 @@
+"""Repeated source values transformed once per file: a lookup table per repeating column.
+
+Names, dates and codes repeat a lot; a one-column mapping (its transforms, value map, checks)
+is then evaluated on the column's distinct values and joined back by value. `Lookups` keeps the
+tables of one file from batch to batch, up to LOOKUP_MAX values a column.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from etl.base.frames import compact
+from etl.prepare import mapping
+from etl.prepare.mapping import ERR, OUT, RAW
+
+DEDUPE_RATIO = 0.3  # transform distinct values only when a column repeats this much
+DEDUPE_MIN_ROWS = 10_000
+
+
+def field_exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
+    return (
+        [p.value.alias(OUT + p.field) for p in group]
+        + [p.error.alias(OUT + ERR + p.field) for p in group]
+        + [p.raw.cast(pl.String).alias(OUT + RAW + p.field) for p in group]
+    )
+
+
+LOOKUP_MAX = 50_000  # distinct values a column's lookup table keeps from batch to batch
+
+
+class Lookups:
+    """One-column mappings evaluated once per distinct source value when the column repeats a
+    lot (names, dates, codes): a lookup table per column, joined back by value. The tables are
+    kept from batch to batch of a file (up to LOOKUP_MAX values a column), so a value is
+    transformed once per file; which columns repeat enough is decided on the first batch."""
+
+    def __init__(self) -> None:
+        self.cheap: list[str] | None = None
+        self.tables: dict[str, pl.DataFrame] = {}
+
+    def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
+        """This batch's lookup tables (one per repeating column: its value, then the fields'
+        value, error and raw columns); none for a small batch."""
+        single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
+        columns = sorted(set(single.values()))
+        if not columns or frame.height < DEDUPE_MIN_ROWS:
+            return []
+        if self.cheap is None:
+            distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
+            self.cheap = [c for c, n in zip(columns, distinct, strict=True)
+                          if n < frame.height * DEDUPE_RATIO]
+        new = []
+        for column in self.cheap:
+            group = [p for p in plans if single.get(p.field) == column]
+            values = frame.lazy().select(pl.col(column).unique())
+            known = self.tables.get(column)
+            if known is not None:  # only the values no batch before had
+                values = values.join(known.lazy().select(column), on=column, how="anti",
+                                     nulls_equal=True)
+            staged = mapping.with_stages(values, group)
+            new.append(staged.select(pl.col(column), *field_exprs(group)))
+        tables = []
+        for column, fresh in zip(self.cheap, pl.collect_all(new), strict=True):
+            known = self.tables.get(column)  # one call above: the small tables in parallel
+            # Copied before it is kept: a table sharing the batch's text would keep it alive.
+            table = compact(fresh) if known is None else pl.concat([known, compact(fresh)])
+            if table.height <= LOOKUP_MAX:
+                self.tables[column] = table
+            else:  # too many values to keep: this column's table is built per batch now
+                self.tables.pop(column, None)
+            tables.append(table)
+        return tables
