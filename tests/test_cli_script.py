@@ -140,7 +140,9 @@ def test_progress_lines_when_not_on_a_terminal(spec):
 
 
 def test_log_format_json_is_one_object_a_line(spec):
-    proc = sandbox_run(spec, "--log-format", "json", "--progress-every", "0.2")
+    # Paced like the progress-line test: an unpaced run can end before a progress line is due.
+    proc = etl("run", str(spec), "--sandbox", "--sandbox-rate", "10/second",
+               "--log-format", "json", "--progress-every", "0.2", cwd=spec.parent)
     records = [json.loads(line) for line in proc.stderr.splitlines()]
     assert records and all({"ts", "level", "event", "message"} <= set(r) for r in records)
     events = {r["event"] for r in records}
