@@ -48,6 +48,13 @@ def sandbox_run(spec: Path, *extra: str) -> subprocess.CompletedProcess:
     return etl("run", str(spec), "--sandbox", "--sandbox-rate", "none", *extra, cwd=spec.parent)
 
 
+def paced_run(spec: Path, *extra: str) -> subprocess.CompletedProcess:
+    """Paced (the 5 batches at 10 a second): an unpaced run may end within 0.2 s, before any
+    progress line is due."""
+    return etl("run", str(spec), "--sandbox", "--sandbox-rate", "10/second", *extra,
+               cwd=spec.parent)
+
+
 def test_json_summary_dash_goes_to_stdout_and_creates_no_file(spec):
     proc = sandbox_run(spec, "--json-summary", "-")
     assert proc.returncode == 1, proc.stderr  # one row rejected by validation
@@ -127,10 +134,7 @@ def test_pipe_into_head_is_quiet(tmp_path):
 
 
 def test_progress_lines_when_not_on_a_terminal(spec):
-    # Paced (10 requests at 10 a second): an unpaced run of 5 batches may end within 0.2 s,
-    # before any progress line is due.
-    proc = etl("run", str(spec), "--sandbox", "--sandbox-rate", "10/second",
-               "--progress-every", "0.2", cwd=spec.parent)
+    proc = paced_run(spec, "--progress-every", "0.2")
     lines = [line for line in proc.stderr.splitlines() if line.startswith("sending:")]
     assert lines, proc.stderr
     assert all(ETA.search(line) and "requests" in line and "budget left" in line
@@ -140,9 +144,7 @@ def test_progress_lines_when_not_on_a_terminal(spec):
 
 
 def test_log_format_json_is_one_object_a_line(spec):
-    # Paced like the progress-line test: an unpaced run can end before a progress line is due.
-    proc = etl("run", str(spec), "--sandbox", "--sandbox-rate", "10/second",
-               "--log-format", "json", "--progress-every", "0.2", cwd=spec.parent)
+    proc = paced_run(spec, "--log-format", "json", "--progress-every", "0.2")
     records = [json.loads(line) for line in proc.stderr.splitlines()]
     assert records and all({"ts", "level", "event", "message"} <= set(r) for r in records)
     events = {r["event"] for r in records}
