@@ -25,59 +25,69 @@ def _tree(fields: list[str]) -> dict[str, Any]:
     return tree
 
 
-def _value_text(col: pl.Expr, kind: str, needs: tuple[bool, bool]) -> pl.Expr:
-    """One field's value as JSON text; null stays null (and the member is left out)."""
+def _value_parts(col: pl.Expr, kind: str, needs: tuple[bool, bool]) -> tuple[str, pl.Expr, str]:
+    """One field's value as JSON text, as (text before, expression, text after), so that its
+    member is one `concat_str` with no intermediate string per part. Null stays null (the
+    member is left out)."""
     if kind == "money":
-        return _money_text(col)
+        return "", _money_text(col), ""
     if kind in ("int", "number"):
-        return col.cast(pl.String)
+        return "", col.cast(pl.String), ""
     if kind == "bool":
-        return pl.when(col).then(pl.lit("true")).otherwise(pl.lit("false"))
+        return "", pl.when(col).then(pl.lit("true")).otherwise(pl.lit("false")), ""
     if kind == "date":
-        return pl.lit('"') + col.dt.strftime("%Y-%m-%d") + pl.lit('"')
+        return '"', col.dt.strftime("%Y-%m-%d"), '"'
     if kind == "str_list":
         listed = pl.struct(col.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
-        return pl.when(col.is_not_null()).then(listed)
-    return _json_text(col, needs)
+        return "", pl.when(col.is_not_null()).then(listed), ""
+    return '"', _escaped(col, needs), '"'
+
+
+def _member(key: str, before: str, value: pl.Expr, after: str = "") -> pl.Expr:
+    """`"key":<before><value><after>`; null when the value is null."""
+    return pl.concat_str([pl.lit(f'"{key}":{before}'), value, *([pl.lit(after)] if after else [])])
+
+
+def _members(
+    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
+) -> list[pl.Expr]:
+    members = []
+    for key, sub in tree.items():
+        if isinstance(sub, dict):
+            members.append(_member(key, "", _object(sub, kinds, needs)))
+        else:
+            parts = _value_parts(pl.col(sub), kinds.get(sub, "str"), needs.get(sub, (True, True)))
+            members.append(_member(key, *parts))
+    return members
 
 
 def _object(
-    tree: dict[str, Any],
-    kinds: dict[str, str],
-    needs: dict[str, tuple[bool, bool]],
-    top: bool = False,
+    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
 ) -> pl.Expr:
-    """A JSON object from the tree of field paths; null when every member is null."""
-    members = []
-    for key, sub in tree.items():
-        value = (
-            _object(sub, kinds, needs)
-            if isinstance(sub, dict)
-            else _value_text(pl.col(sub), kinds.get(sub, "str"), needs.get(sub, (True, True)))
-        )
-        members.append(pl.lit(f'"{key}":') + value)
-    body = pl.concat_str(members, separator=",", ignore_nulls=True)
-    if top:  # the source and id are always there: never empty
-        return pl.concat_str([pl.lit("{"), body, pl.lit("}")])
-    return pl.when(body == "").then(None).otherwise(pl.lit("{") + body + pl.lit("}"))
+    """A nested JSON object from the tree of field paths; null when every member is null."""
+    body = pl.concat_str(_members(tree, kinds, needs), separator=",", ignore_nulls=True)
+    return pl.when(body == "").then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
 
 
-_QUOTES = r'["\\]'
 _CONTROLS = "[\n\r\t]"
+_QUOTES = r'["\\]'
 _EITHER = '["\\\\\n\r\t]'
 
 
-def _json_text(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
-    """A string as a JSON string literal. `needs` says whether the column holds any quote or
-    backslash, and any newline or tab, so clean columns skip the replacement passes. Other
-    control characters never get here: the validator rejects them (rule `control_chars`)."""
+def _escaped(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
+    """A string's JSON escapes, without the quotes around it. `needs` says whether the column
+    holds any quote or backslash, and any newline or tab, so clean columns skip the
+    replacement passes. Other control characters never get here: the validator rejects them
+    (rule `control_chars`). Literal replacements: the backslash first, so that the ones added
+    for quotes are not doubled."""
     quotes, controls = needs
     if quotes:
-        expr = expr.str.replace_all(_QUOTES, r"\$0")
+        expr = expr.str.replace_all("\\", "\\\\", literal=True)
+        expr = expr.str.replace_all('"', '\\"', literal=True)
     if controls:
         for raw, escaped in (("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t")):
             expr = expr.str.replace_all(raw, escaped, literal=True)
-    return pl.lit('"') + expr + pl.lit('"')
+    return expr
 
 
 def escape_needs(frame: pl.DataFrame, columns: list[str]) -> dict[str, tuple[bool, bool]]:
@@ -122,20 +132,15 @@ def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.
         )
         project = pl.col(prefix + by)
         amount = pl.col(prefix + "amountDesignated")
-        items.append(
-            # no amount: a constant project with an empty amount column, not a designation
-            pl.when(project.is_not_null() & amount.is_not_null()).then(
-                pl.concat_str(
-                    [
-                        pl.lit('{"' + by + '":'),
-                        _json_text(project, needs.get(prefix + by, (True, True))),
-                        pl.lit(',"amountDesignated":'),
-                        _money_text(amount).fill_null("null"),
-                        pl.lit("}"),
-                    ]
-                )
-            )
-        )
+        # no amount: a constant project with an empty amount column, not a designation; a
+        # null part makes the whole item null
+        items.append(pl.concat_str([
+            pl.lit('{"' + by + '":"'),
+            _escaped(project, needs.get(prefix + by, (True, True))),
+            pl.lit('","amountDesignated":'),
+            _money_text(amount),
+            pl.lit("}"),
+        ]))
     joined = pl.concat_str(items, separator=",", ignore_nulls=True)
     return pl.when(joined == "").then(None).otherwise(joined)
 
@@ -148,12 +153,13 @@ def payload_expr(
     needs = needs or {}
     plain = [f for f in fields if not f.startswith("designations.")]
     kinds = {f: target.kind(f) or "str" for f in plain}
-    text = _object(_tree(plain), kinds, needs, top=True)
+    members = _members(_tree(plain), kinds, needs)
     designations = _designations(fields, needs)
-    if designations is None:
-        return text
-    member = pl.lit(',"designations":[') + designations + pl.lit("]")
-    return pl.concat_str([text.str.head(-1), member, pl.lit("}")], ignore_nulls=True)
+    if designations is not None:
+        members.append(_member("designations", "[", designations, "]"))
+    # The source and id are always there: the object is never empty.
+    body = pl.concat_str(members, separator=",", ignore_nulls=True)
+    return pl.concat_str([pl.lit("{"), body, pl.lit("}")])
 
 
 def strip_empty(frame: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
