@@ -151,3 +151,41 @@ def test_a_run_is_never_planned_from_a_dry_runs_samples(tmp_path):
     sampled = dry_run(pipeline, keep_payloads=False).result
     with pytest.raises(ValueError, match="planned from every row"):
         plan_rows(sampled, pipeline, {}, "skip")
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_batches_validated_at_once_write_what_one_at_a_time_writes(
+    tmp_path, monkeypatch, in_flight
+):
+    # Batches are validated IN_FLIGHT at a time, sharing the file's lookup tables, and taken
+    # in file order: any number at once writes the same files.
+    spec = ROOT / "pipelines" / "legacy_gifts.yaml"
+    monkeypatch.setattr(runner, "BATCH_ROWS", 97)
+    monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 10)  # lookup tables shared by the batches
+    monkeypatch.setattr(runner, "IN_FLIGHT", 2)
+    two = _dry_run(spec, tmp_path / "two")
+    monkeypatch.setattr(runner, "IN_FLIGHT", in_flight)
+    other = _dry_run(spec, tmp_path / "other")
+    assert two["report"]["counts"]["rejected"] > 30
+    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+        assert other[part] == two[part], part
+
+
+def test_a_batch_that_fails_stops_the_dry_run_and_leaves_no_payloads(tmp_path, monkeypatch):
+    spec = ROOT / "pipelines" / "legacy_gifts.yaml"
+    monkeypatch.setattr(runner, "BATCH_ROWS", 97)
+    failures = runner.failures  # called once a batch
+    calls = []
+
+    def failing(frame, *args):
+        calls.append(frame.height)
+        if len(calls) == 5:
+            raise RuntimeError("batch 5 broke")
+        return failures(frame, *args)
+
+    monkeypatch.setattr(runner, "failures", failing)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="batch 5 broke"):
+        dry_run(open_pipeline(spec, out_dir=out), keep_payloads=False)
+    assert not list(out.glob("*payloads.jsonl*"))
+    assert len(calls) <= 5 + runner.IN_FLIGHT  # the batches after it are not all validated

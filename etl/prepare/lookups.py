@@ -7,6 +7,8 @@ tables of one file from batch to batch, up to LOOKUP_MAX values a column.
 
 from __future__ import annotations
 
+import threading
+
 import polars as pl
 
 from etl.base.frames import compact
@@ -37,10 +39,18 @@ class Lookups:
     def __init__(self) -> None:
         self.cheap: list[str] | None = None
         self.tables: dict[str, pl.DataFrame] = {}
+        self.lock = threading.Lock()  # batches validated at once share the tables
 
     def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
         """This batch's lookup tables (one per repeating column: its value, then the fields'
-        value, error and raw columns); none for a small batch."""
+        value, error and raw columns); none for a small batch. Batches validated at once
+        take turns."""
+        with self.lock:
+            return self._tables_for(frame, plans)
+
+    def _tables_for(
+        self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]
+    ) -> list[pl.DataFrame]:
         single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
         columns = sorted(set(single.values()))
         if not columns or frame.height < DEDUPE_MIN_ROWS:

@@ -7,6 +7,7 @@ run accepts is exactly a row the run sends.
 from __future__ import annotations
 
 import datetime as dt
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ def _reject_rows(
 
 
 BATCH_ROWS = 100_000  # rows validated at a time: bounds memory whatever the file's size
+IN_FLIGHT = 2  # batches validated at once (each holds about BATCH_ROWS rows' columns)
 
 
 SPILL_ROWS = 2_000_000  # files above this many rows park the file-wide pass's values on disk
@@ -208,22 +210,36 @@ def _batches(
     rows = valid = rejected = 0
     found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
     lookups = Lookups()
+
+    def take(batch: Batch) -> None:  # in file order, in this thread: the sinks see one batch
+        nonlocal rows, valid, rejected
+        rows += batch.rows
+        valid += batch.payloads.height
+        rejected += batch.rejects.height
+        if on_rows is not None:
+            on_rows(src.display, rows, rows - valid)
+        if sinks.payloads is not None:
+            sinks.payloads(batch.payloads)
+        if sinks.rejects is not None:
+            sinks.rejects(batch.rejects)
+        kept.add(batch.payloads, batch.rejects, batch.failures)
+        amounts.append(batch.amounts)
+        found.add(batch.donor_keys)
+
+    # IN_FLIGHT batches are validated at once (polars lets go of the GIL, and one batch alone
+    # leaves a core idle between its many small steps); they are taken in file order.
+    pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="batch")
+    pending: deque[Future[Batch]] = deque()
     try:
+        read = 0
         for raw in src.batches(BATCH_ROWS):
-            batch = _validate_batch(
-                raw, src.header, loaded, offset + rows, today, wide_pass.result, lookups)
-            rows += batch.rows
-            valid += batch.payloads.height
-            rejected += batch.rejects.height
-            if on_rows is not None:
-                on_rows(src.display, rows, rows - valid)
-            if sinks.payloads is not None:
-                sinks.payloads(batch.payloads)
-            if sinks.rejects is not None:
-                sinks.rejects(batch.rejects)
-            kept.add(batch.payloads, batch.rejects, batch.failures)
-            amounts.append(batch.amounts)
-            found.add(batch.donor_keys)
+            pending.append(pool.submit(_validate_batch, raw, src.header, loaded, offset + read,
+                                       today, wide_pass.result, lookups))
+            read += raw.height
+            if len(pending) >= IN_FLIGHT:
+                take(pending.popleft().result())
+        while pending:
+            take(pending.popleft().result())
         if not rows:  # a file without data: the file-wide pass must still have read it whole
             wide_pass.result()
         duplicates = donors.file_block(found, src, loaded.spec, offset)
@@ -232,6 +248,9 @@ def _batches(
             raise FileChanged(src.display) from None
         raise
     finally:
+        for left in pending:
+            left.cancel()
+        pool.shutdown(wait=True)
         found.close()
     return kept, amounts, duplicates, rows, valid, rejected
 

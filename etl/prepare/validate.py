@@ -216,18 +216,23 @@ def failures(
             pl.col("_shape_error").alias("error"),
         )
     ]
-    transform_errors = [
-        frame.filter(pl.col(ERR + f).is_not_null())
-        .select(
+    # One query for every field's transform errors (field by field, each in row order).
+    errors = [
+        frame.lazy().filter(pl.col(ERR + f).is_not_null()).select(
             "_row",
             pl.lit(f).alias("field"),
-            pl.col(ERR + f).str.split_exact(SEP, 1).struct.rename_fields(["rule", "error"]),
+            pl.col(ERR + f).str.split_exact(SEP, 1).struct.rename_fields(["rule", "error"])
+            .alias("_split"),
         )
-        .unnest(pl.selectors.by_dtype(pl.Struct))
         for f in fields
         if ERR + f in frame.columns
     ]
-    parts += transform_errors
+    first = (
+        pl.concat(errors).unnest(pl.selectors.by_dtype(pl.Struct)).collect()
+        if errors
+        else pl.DataFrame(schema=FAILURE_SCHEMA)
+    )
+    parts.append(first)
     checked = _pandera_failures(frame, spec, fields)
     present = set(fields)
     target = get_target(spec.target)
@@ -252,20 +257,19 @@ def failures(
         # the whole batch once per rule.
         failing = flags.filter(pl.any_horizontal(pl.exclude("_row")))
         if failing.height:
-            bad = frame.join(failing, on="_row", maintain_order="left")
-            for i, r in enumerate(rules):
-                hit = bad.filter(pl.col(f"__rule{i}"))
-                if hit.height:
-                    parts.append(hit.select(
-                        "_row",
-                        pl.lit(r.field).alias("field"),
-                        pl.lit(r.rule).alias("rule"),
-                        r.message.alias("error"),
-                    ))
+            bad = frame.join(failing, on="_row", maintain_order="left").lazy()
+            parts.append(pl.concat([
+                bad.filter(pl.col(f"__rule{i}")).select(
+                    "_row",
+                    pl.lit(r.field).alias("field"),
+                    pl.lit(r.rule).alias("rule"),
+                    r.message.alias("error"),
+                )
+                for i, r in enumerate(rules)
+            ]).collect())
     # A field whose transform failed is null: do not also report it as missing or invalid.
     unique = file_wide.filter(pl.col("rule") == "unique")
     failed = pl.concat([checked, unique, *[p for p in parts[1:] if p.height]], how="vertical")
-    first = pl.concat(transform_errors) if transform_errors else pl.DataFrame(schema=FAILURE_SCHEMA)
     later = failed.join(first.select("_row", "field"), on=["_row", "field"], how="anti")
     dupes = file_wide.filter(pl.col("rule") != "unique")
     everything = pl.concat(
@@ -278,17 +282,18 @@ def _with_values(fails: pl.DataFrame, frame: pl.DataFrame, fields: list[str]) ->
     """Attach `_source_file`, `_record` and the raw value of the failing field."""
     meta = frame.select("_row", "_source_file", "_record")
     out = fails.join(meta, on="_row", how="left", maintain_order="left")
-    values = []
-    for f in fields:
-        rows = out.filter(pl.col("field") == f).select("_row").unique()
-        if rows.height and RAW + f in frame.columns:
-            values.append(
-                rows.join(
-                    frame.select("_row", pl.col(RAW + f).cast(pl.String).alias("value")), on="_row"
-                ).with_columns(pl.lit(f).alias("field"))
-            )
+    # Each failing field's raw value, on the rows where it failed: one query for all fields.
+    named = set(out["field"].unique().to_list())
+    values = [
+        out.lazy().filter(pl.col("field") == f).select("_row").unique().join(
+            frame.lazy().select("_row", pl.col(RAW + f).cast(pl.String).alias("value")), on="_row"
+        ).with_columns(pl.lit(f).alias("field"))
+        for f in fields
+        if f in named and RAW + f in frame.columns
+    ]
     if values:
-        out = out.join(pl.concat(values), on=["_row", "field"], how="left", maintain_order="left")
+        out = out.join(pl.concat(values).collect(), on=["_row", "field"], how="left",
+                       maintain_order="left")
     else:
         out = out.with_columns(pl.lit(None, pl.String).alias("value"))
     return out.select("_row", "_source_file", "_record", "field", "rule", "value", "error")
