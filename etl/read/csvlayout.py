@@ -41,13 +41,10 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
         blocks = iter(byte_blocks(path))
 
         def submit() -> bool:
-            nonlocal first_line
             found = next(blocks, None)
             if found is None:
                 return False
-            data, at, lines = found
-            queued.append(pool.submit(_block_stats, data, at, first_line, sep, quote))
-            first_line += lines
+            queued.append(pool.submit(_block_stats, *found, sep, quote))
             return True
 
         while len(queued) < WORKERS + 1 and submit():
@@ -57,14 +54,15 @@ def record_layout(path: Path, sep: str, quote: str | None, width: int) -> Record
             submit()
             if eol is None:  # mixed line ends: no byte offsets (the file is parsed as a stream)
                 records.offsets = None
-            per_line, parity = _stitch(stats, parity)
+            per_line, parity = _stitch(stats, parity, first_line)  # lines numbered in order
+            first_line += stats.height
             records.add(per_line)
     return records.close(path.stat().st_size)
 
 
-def byte_blocks(path: Path) -> Iterator[tuple[bytes, int, int]]:
+def byte_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
     """The file a block of whole lines of about BLOCK bytes at a time, read, never mapped whole:
-    the bytes, their offset in the file, and their number of lines."""
+    the bytes and their offset in the file."""
     with path.open("rb") as fh:
         rest, at = b"", 0
         while block := fh.read(BLOCK):
@@ -72,20 +70,21 @@ def byte_blocks(path: Path) -> Iterator[tuple[bytes, int, int]]:
             cut = block.rfind(b"\n") + 1
             rest = block[cut:]
             if cut:
-                yield block[:cut], at, block.count(b"\n", 0, cut)
+                yield block[:cut], at
                 at += cut
         if rest:
-            yield rest, at, 1
+            yield rest, at
 
 
 def _block_stats(
-    data: bytes, at: int, first_line: int, sep: str, quote: str | None
+    data: bytes, at: int, sep: str, quote: str | None
 ) -> tuple[pl.DataFrame, int | None]:
     """Per line of a block, what does not depend on where the block starts (inside quotes or
-    not): line, quotes, separators (outside quotes when the line starts outside, and after
-    the first quote when it starts inside), blank, byte offset; and its line ends (`_eol`)."""
-    eol = _eol(data)
-    lines = pl.scan_lines(data, name="l").collect().with_row_index("line", offset=first_line)
+    not): line (from 0 in the block), quotes, separators (outside quotes when the line starts
+    outside, and after the first quote when it starts inside), blank, byte offset; and its line
+    ends (`_eol`). Only polars reads the bytes: a worker thread holds the GIL for no pass."""
+    lines = pl.scan_lines(data, name="l").collect().with_row_index("line")
+    eol = _eol(lines, data)
     text = pl.col("l")
     size = text.str.len_bytes().cast(pl.Int64) + (eol or 0)
     offsets = (size.cum_sum() - size + at).alias("off")
@@ -118,25 +117,34 @@ def _block_stats(
         .alias("seps"), pl.col("after").fill_null(0), "blank", "off"), eol
 
 
-def _stitch(stats: pl.DataFrame, parity: int) -> tuple[pl.DataFrame, int]:
-    """A block's lines given the parity it starts with: does a record start on each line, and
-    its separators outside quotes; and the parity after the block."""
+def _stitch(stats: pl.DataFrame, parity: int, first_line: int) -> tuple[pl.DataFrame, int]:
+    """A block's lines given the parity it starts with and the number of its first line: does
+    a record start on each line, and its separators outside quotes; and the parity after the
+    block."""
     q = pl.col("q")
     inside = (q.cum_sum() - q + parity) % 2 == 1
     parity = (parity + int(stats["q"].sum())) % 2
     return stats.select(
-        "line", pl.when(inside).then(pl.col("after")).otherwise(pl.col("seps")).alias("seps"),
+        pl.col("line").cast(pl.Int64) + first_line,
+        pl.when(inside).then(pl.col("after")).otherwise(pl.col("seps")).alias("seps"),
         "blank", (~inside).alias("start"), "off"), parity
 
 
-def _eol(block: bytes) -> int | None:
+def _eol(lines: pl.DataFrame, data: bytes) -> int | None:
     """1 when every line of the block ends with LF alone, 2 with CRLF, None when both occur or
-    a CR stands alone (scan_lines' lengths then do not give the byte offsets)."""
-    crlf, cr = block.count(b"\r\n"), block.count(b"\r")
-    if cr == 0:
+    a CR stands alone (scan_lines' lengths then do not give the byte offsets). scan_lines
+    drops a CR before a line's LF and keeps any other: with none kept, the block's size tells
+    how many bytes each line end takes."""
+    text = pl.col("l")
+    stray, chars = lines.select(
+        text.str.contains("\r", literal=True).any().alias("cr"),
+        text.str.len_bytes().sum().alias("chars")).row(0)
+    if stray or data.endswith(b"\r"):  # a CR alone (one at the very end is dropped too)
+        return None
+    ends = lines.height - (0 if data.endswith(b"\n") else 1)  # lines with a line end
+    if chars + ends == len(data):
         return 1
-    ends = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-    return 2 if crlf == cr == ends else None
+    return 2 if chars + 2 * ends == len(data) else None
 
 
 class Records:
