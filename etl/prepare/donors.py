@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.base.frames import compact
+from etl.base.frames import compact, is_repeated
 from etl.base.spill import Spill
 from etl.prepare import mapping
 from etl.read.sources import SourceFile
@@ -133,7 +133,7 @@ def groups(hashes: pl.DataFrame) -> pl.DataFrame:
     """Keys held by more than one donor id: kind, h_key, donors (count), rows (first row of
     each donor, in file order), first. A hash pass finds the repeated keys first, so only
     their rows are grouped."""
-    repeated = hashes.filter(pl.col("h_key").is_duplicated())
+    repeated = hashes.filter(is_repeated(pl.col("h_key")))
     return (
         reduce(repeated)
         .group_by("kind", "h_key")

@@ -12,6 +12,7 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
+from etl.base.frames import is_repeated
 from etl.prepare.mapping import ERR, RAW, SEP
 from etl.prepare.rules import EARLIEST, REQUIRED, row_rules
 from etl.spec.parse import FieldRules, Spec
@@ -147,7 +148,7 @@ def duplicate_failures(
     # Windows over every id of a big file would group millions of singletons: find the
     # repeated ids first (a hash pass), then rank only those rows.
     numbered = frame.select("_row", id_field, same_id(ident).alias("_key"))
-    repeated = numbered.filter(key.is_not_null() & key.is_duplicated())
+    repeated = numbered.filter(key.is_not_null() & is_repeated(key))
     marked = repeated.select(
         "_row",
         ident.alias("_id"),
@@ -193,7 +194,7 @@ def unique_failures(frame: pl.DataFrame, field: str) -> pl.DataFrame:
     """A `unique` rule: the rows of `frame` (`_row` and `field`: a file's values, or all rows of
     some values) whose value is repeated."""
     col = pl.col(field)
-    return frame.filter(col.is_not_null() & col.is_duplicated()).select(
+    return frame.filter(col.is_not_null() & is_repeated(col)).select(
         "_row", pl.lit(field).alias("field"), pl.lit("unique").alias("rule"),
         pl.lit("is not unique in the file").alias("error"))
 
