@@ -227,15 +227,19 @@ def _batches(
         found.add(batch.donor_keys)
 
     # IN_FLIGHT batches are validated at once (polars lets go of the GIL, and one batch alone
-    # leaves a core idle between its many small steps); they are taken in file order.
-    pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="batch")
+    # leaves a core idle between its many small steps); they are taken in file order. With
+    # IN_FLIGHT 1, each is validated in this thread.
+    pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="batch") if IN_FLIGHT > 1 else None
     pending: deque[Future[Batch]] = deque()
     try:
         read = 0
         for raw in src.batches(BATCH_ROWS):
-            pending.append(pool.submit(_validate_batch, raw, src.header, loaded, offset + read,
-                                       today, wide_pass.result, lookups))
+            args = (raw, src.header, loaded, offset + read, today, wide_pass.result, lookups)
             read += raw.height
+            if pool is None:
+                take(_validate_batch(*args))
+                continue
+            pending.append(pool.submit(_validate_batch, *args))
             if len(pending) >= IN_FLIGHT:
                 take(pending.popleft().result())
         while pending:
@@ -250,7 +254,8 @@ def _batches(
     finally:
         for left in pending:
             left.cancel()
-        pool.shutdown(wait=True)
+        if pool is not None:
+            pool.shutdown(wait=True)
         found.close()
     return kept, amounts, duplicates, rows, valid, rejected
 
