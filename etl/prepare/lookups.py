@@ -43,40 +43,45 @@ class Lookups:
 
     def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
         """This batch's lookup tables (one per repeating column: its value, then the fields'
-        value, error and raw columns); none for a small batch. Batches validated at once
-        take turns."""
-        with self.lock:
-            return self._tables_for(frame, plans)
+        value, error and raw columns); none for a small batch.
 
-    def _tables_for(
-        self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]
-    ) -> list[pl.DataFrame]:
+        Batches validated at once share the tables: each starts from the tables as they are,
+        transforms the values they lack, and puts its tables back (the lock is held only to
+        read and put them). Two batches that both lacked a value both transform it, and the
+        table put last is kept: a value is always in a table once, in whichever table."""
         single = {p.field: next(iter(p.sources())) for p in plans if len(p.sources()) == 1}
         columns = sorted(set(single.values()))
         if not columns or frame.height < DEDUPE_MIN_ROWS:
             return []
-        if self.cheap is None:
-            distinct = frame.select([pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
-            self.cheap = [c for c, n in zip(columns, distinct, strict=True)
-                          if n < frame.height * DEDUPE_RATIO]
+        with self.lock:
+            if self.cheap is None:
+                distinct = frame.select(
+                    [pl.col(c).approx_n_unique().alias(c) for c in columns]).row(0)
+                self.cheap = [c for c, n in zip(columns, distinct, strict=True)
+                              if n < frame.height * DEDUPE_RATIO]
+            known = {c: self.tables.get(c) for c in self.cheap}
         new = []
-        for column in self.cheap:
+        for column, table in known.items():
             group = [p for p in plans if single.get(p.field) == column]
             values = frame.lazy().select(pl.col(column).unique())
-            known = self.tables.get(column)
-            if known is not None:  # only the values no batch before had
-                values = values.join(known.lazy().select(column), on=column, how="anti",
+            if table is not None:  # only the values no batch before had
+                values = values.join(table.lazy().select(column), on=column, how="anti",
                                      nulls_equal=True)
             staged = mapping.with_stages(values, group)
             new.append(staged.select(pl.col(column), *field_exprs(group)))
         tables = []
-        for column, fresh in zip(self.cheap, pl.collect_all(new), strict=True):
-            known = self.tables.get(column)  # one call above: the small tables in parallel
+        # One call: the small tables in parallel.
+        for (column, table), fresh in zip(known.items(), pl.collect_all(new), strict=True):
             # Copied before it is kept: a table sharing the batch's text would keep it alive.
-            table = compact(fresh) if known is None else pl.concat([known, compact(fresh)])
-            if table.height <= LOOKUP_MAX:
-                self.tables[column] = table
-            else:  # too many values to keep: this column's table is built per batch now
-                self.tables.pop(column, None)
+            if table is None:
+                table = compact(fresh)
+            elif fresh.height:
+                table = pl.concat([table, compact(fresh)])
             tables.append(table)
+        with self.lock:
+            for column, table in zip(known, tables, strict=True):
+                if table.height <= LOOKUP_MAX:
+                    self.tables[column] = table
+                else:  # too many values to keep: this column's table is built per batch now
+                    self.tables.pop(column, None)
         return tables
