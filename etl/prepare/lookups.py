@@ -71,7 +71,7 @@ class Lookups:
             new.append(staged.select(pl.col(column), *field_exprs(group)))
         tables = []
         # One call: the small tables in parallel.
-        for (column, table), fresh in zip(known.items(), pl.collect_all(new), strict=True):
+        for table, fresh in zip(known.values(), pl.collect_all(new), strict=True):
             # Copied before it is kept: a table sharing the batch's text would keep it alive.
             if table is None:
                 table = compact(fresh)
