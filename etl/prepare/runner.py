@@ -178,15 +178,18 @@ def _validate_batch(
     fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
-    wide = wide_pass()  # the file-wide checks' failures (computed beside the first batch)
-    mine = wide.filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
+    needs = escape_needs(out, fields)
+
+    def mine() -> pl.DataFrame:  # the file-wide checks' failures (a pass beside the first batch)
+        return wide_pass().filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
+
     fails = failures(out, spec, fields, n_designations, today, mine)
     bad = fails.select("_row").unique()
     rejects = _reject_rows(raw, header, fails, offset)
     out = out.select("_row", "_source_file", "_record", *fields)
     keep = ~out["_row"].is_in(bad["_row"].implode())
     key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
-    payload = payload_expr(target, fields, escape_needs(out, fields))
+    payload = payload_expr(target, fields, needs)
     payloads = out.filter(keep).select(
         "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
     )

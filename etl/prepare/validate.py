@@ -8,6 +8,7 @@ per-field rules, polars expressions for the cross-field rules), as one long fram
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pandera.polars as pa
 import polars as pl
@@ -205,10 +206,11 @@ def failures(
     fields: list[str],
     designations: int,
     today: dt.date,
-    file_wide: pl.DataFrame,
+    file_wide: Callable[[], pl.DataFrame],
 ) -> pl.DataFrame:
     """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`.
-    `file_wide` holds this batch's rows' failures of the file-wide checks."""
+    `file_wide()` gives this batch's rows' failures of the file-wide checks: it is called last,
+    so that a batch validated while the file-wide pass still runs waits for it only then."""
     parts: list[pl.DataFrame] = [
         frame.filter(pl.col("_shape_error").is_not_null()).select(
             "_row",
@@ -269,10 +271,11 @@ def failures(
                 for i, r in enumerate(rules)
             ]).collect())
     # A field whose transform failed is null: do not also report it as missing or invalid.
-    unique = file_wide.filter(pl.col("rule") == "unique")
+    wide = file_wide()
+    unique = wide.filter(pl.col("rule") == "unique")
     failed = pl.concat([checked, unique, *[p for p in parts[1:] if p.height]], how="vertical")
     later = failed.join(first.select("_row", "field"), on=["_row", "field"], how="anti")
-    dupes = file_wide.filter(pl.col("rule") != "unique")
+    dupes = wide.filter(pl.col("rule") != "unique")
     everything = pl.concat(
         [parts[0], first, later.unique(maintain_order=True), dupes], how="vertical"
     ).sort("_row", maintain_order=True)
