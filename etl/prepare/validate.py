@@ -146,8 +146,8 @@ def duplicate_failures(
     # its second (so that a reason always names two records).
     other = pl.when(rank == 0).then(record.get(1).over(key)).otherwise(record.first().over(key))
     other_id = pl.when(rank == 0).then(ident.get(1).over(key)).otherwise(ident.first().over(key))
-    # Windows over every id of a big file would group millions of singletons: find the
-    # repeated ids first (a hash pass), then rank only those rows.
+    # The ranking windows below over every id of a big file would group millions of
+    # singletons: find the repeated ids first (one count per id), then rank only those rows.
     numbered = frame.select("_row", id_field, same_id(ident).alias("_key"))
     repeated = numbered.filter(key.is_not_null() & is_repeated(key))
     marked = repeated.select(
