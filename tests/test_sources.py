@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from etl.base.errors import ColumnsMissing, SourceError
+from etl.read import csvlayout
 from etl.read.sources import open_csv, read_csv, read_parquet
 from etl.spec.parse import Source
 
@@ -362,3 +363,25 @@ def test_a_file_with_both_line_ends_is_read_as_one_stream(write):
     with open_csv(path, Source(path=str(path)), ["name"], path.name) as src:
         assert src.blocks is not None
         assert pl.concat(list(src.batches(1)))["_line"].to_list() == [2, 3]
+
+
+@pytest.mark.parametrize("end", [b"\n", b"\r\n"])
+def test_block_offsets_are_where_records_start(write, monkeypatch, end):
+    """The layout's byte offsets (every STEP-th record) come from line lengths and the block's
+    line ends: they are the records' real starts, with either line end, a quoted newline, a
+    blank line and no line end after the last record."""
+    monkeypatch.setattr(csvlayout, "STEP", 2)  # the file is one block: offsets inside it
+    lines = [b"name,n", b"Ann,1", b'"Bo', b'b",2', b"", b"Cy,3", b"Di,4", b"Ed,5"]
+    data = end.join(lines)
+    path = write("o.csv", data)
+    line_starts = [sum(len(line) + len(end) for line in lines[:i]) for i in range(len(lines))]
+    starts = [at for i, at in enumerate(line_starts) if i != 3]  # line 3 goes on from line 2
+    layout = csvlayout.record_layout(path, ",", '"', 2)
+    assert layout.block_offsets() == [*starts[::2], len(data)]
+
+
+def test_a_lone_cr_in_a_quoted_field_reads_the_file_as_one_stream(write):
+    path = write("r.csv", b'name,n\nAnn,"1\r2"\nBob,3\n')
+    with open_csv(path, Source(path=str(path)), ["name"], path.name) as src:
+        assert src.blocks is None
+        assert pl.concat(list(src.batches(2)))["n"].to_list() == ["1\r2", "3"]
