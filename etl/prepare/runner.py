@@ -207,7 +207,7 @@ def _batches(
     wide_pass: Future[pl.DataFrame],
 ) -> tuple[Kept, list[pl.DataFrame], dict[str, object], int, int, int]:
     """The batches of one open file: validated, sunk, kept. `MetaChanged` before the first
-    batch is done means "read again"; after it, the file changed while it was read."""
+    batch is taken (sunk) means "read again"; after it, the file changed while it was read."""
     kept = Kept(sinks.payloads is not None, sinks.rejects is not None)
     amounts: list[pl.DataFrame] = []
     rows = valid = rejected = 0
