@@ -39,6 +39,7 @@ class Lookups:
     def __init__(self) -> None:
         self.cheap: list[str] | None = None
         self.tables: dict[str, pl.DataFrame] = {}
+        self.per_batch: set[str] = set()  # columns with too many values to keep a table of
         self.lock = threading.Lock()  # batches validated at once share the tables
 
     def tables_for(self, frame: pl.DataFrame, plans: list[mapping.FieldPlan]) -> list[pl.DataFrame]:
@@ -60,6 +61,7 @@ class Lookups:
                 self.cheap = [c for c, n in zip(columns, distinct, strict=True)
                               if n < frame.height * DEDUPE_RATIO]
             known = {c: self.tables.get(c) for c in self.cheap}
+            per_batch = set(self.per_batch)
         new = []
         for column, table in known.items():
             group = [p for p in plans if single.get(p.field) == column]
@@ -71,17 +73,22 @@ class Lookups:
             new.append(staged.select(pl.col(column), *field_exprs(group)))
         tables = []
         # One call: the small tables in parallel.
-        for table, fresh in zip(known.values(), pl.collect_all(new), strict=True):
+        for column, table, fresh in zip(known, known.values(), pl.collect_all(new), strict=True):
+            if column in per_batch:  # never kept: no copy
+                table = fresh
             # Copied before it is kept: a table sharing the batch's text would keep it alive.
-            if table is None:
+            elif table is None:
                 table = compact(fresh)
             elif fresh.height:
                 table = pl.concat([table, compact(fresh)])
             tables.append(table)
         with self.lock:
             for column, table in zip(known, tables, strict=True):
+                if column in self.per_batch:
+                    continue
                 if table.height <= LOOKUP_MAX:
                     self.tables[column] = table
                 else:  # too many values to keep: this column's table is built per batch now
                     self.tables.pop(column, None)
+                    self.per_batch.add(column)
         return tables
