@@ -162,13 +162,14 @@ def test_batches_validated_at_once_write_what_one_at_a_time_writes(
     spec = ROOT / "pipelines" / "legacy_gifts.yaml"
     monkeypatch.setattr(runner, "BATCH_ROWS", 97)
     monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 10)  # lookup tables shared by the batches
-    monkeypatch.setattr(runner, "IN_FLIGHT", 2)
-    two = _dry_run(spec, tmp_path / "two")
-    monkeypatch.setattr(runner, "IN_FLIGHT", in_flight)
-    other = _dry_run(spec, tmp_path / "other")
-    assert two["report"]["counts"]["rejected"] > 30
-    for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
-        assert other[part] == two[part], part
+    for keep in (False, True):  # sunk batch by batch (the dry run) or all kept (a run)
+        monkeypatch.setattr(runner, "IN_FLIGHT", 2)
+        two = _dry_run(spec, tmp_path / f"two{keep}", keep)
+        monkeypatch.setattr(runner, "IN_FLIGHT", in_flight)
+        other = _dry_run(spec, tmp_path / f"other{keep}", keep)
+        assert two["report"]["counts"]["rejected"] > 30
+        for part in ("report", "rejects.csv", "payloads.jsonl", "summary", "html"):
+            assert other[part] == two[part], part
 
 
 def test_a_batch_that_fails_stops_the_dry_run_and_leaves_no_payloads(tmp_path, monkeypatch):

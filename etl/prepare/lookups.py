@@ -34,7 +34,9 @@ class Lookups:
     """One-column mappings evaluated once per distinct source value when the column repeats a
     lot (names, dates, codes): a lookup table per column, joined back by value. The tables are
     kept from batch to batch of a file (up to LOOKUP_MAX values a column), so a value is
-    transformed once per file; which columns repeat enough is decided on the first batch."""
+    transformed once per file; which columns repeat enough is decided on the first batch to
+    ask (with batches validated at once, not always the file's first: the tables give the same
+    values either way)."""
 
     def __init__(self) -> None:
         self.cheap: list[str] | None = None
