@@ -272,3 +272,46 @@ def test_branches_of_different_types_meet_as_text_and_are_typed_once(write):
         (2, "exchangeRate", "number")]
     (sent,) = _sent(result)
     assert sent["isPrivate"] is True and sent["exchangeRate"] == 12.5
+
+
+def test_payload_text_is_exact_whichever_members_are_empty():
+    """Every member but the source brings its own comma: the text stays compact and valid JSON
+    when the members around a nested object, the object's own members or the designations are
+    empty."""
+    from etl.prepare.payload import payload_expr
+    from etl.targets import get_target
+
+    fields = ["transactionSource", "transactionId", "amount", "contact.firstname",
+              "contact.lastname", "notes", "designations.0.code",
+              "designations.0.amountDesignated", "designations.1.code",
+              "designations.1.amountDesignated"]
+    money = pl.Decimal(38, 2)
+    frame = pl.DataFrame(
+        {
+            "transactionSource": ["S"] * 4,
+            "transactionId": ["1", "2", "3", "4"],
+            "amount": ["10.50", None, "3", "4"],
+            "contact.firstname": ["Ann", None, None, "Bo"],
+            "contact.lastname": [None, None, "Lee", "Ek"],
+            "notes": [None, 'say "hi"', None, None],
+            "designations.0.code": ["F1", None, "F1", "F1"],
+            "designations.0.amountDesignated": ["10.50", None, None, "1"],
+            "designations.1.code": [None, None, "F2", "F2"],
+            "designations.1.amountDesignated": [None, None, "3", "3"],
+        },
+    ).with_columns(pl.col("amount", "^designations.*amountDesignated$").cast(money))
+    text = frame.select(payload_expr(get_target("gift_transaction"), fields)).to_series()
+    assert text.to_list() == [
+        '{"transactionSource":"S","transactionId":"1","amount":10.50,"contact":{"firstname":'
+        '"Ann"},"designations":[{"code":"F1","amountDesignated":10.50}]}',
+        '{"transactionSource":"S","transactionId":"2","notes":"say \\"hi\\""}',
+        '{"transactionSource":"S","transactionId":"3","amount":3.00,"contact":{"lastname":'
+        '"Lee"},"designations":[{"code":"F2","amountDesignated":3.00}]}',
+        '{"transactionSource":"S","transactionId":"4","amount":4.00,"contact":{"firstname":'
+        '"Bo","lastname":"Ek"},"designations":[{"code":"F1","amountDesignated":1.00},'
+        '{"code":"F2","amountDesignated":3.00}]}',
+    ]
+    for row in text:
+        json.loads(row)
+    with pytest.raises(ValueError, match="first field"):
+        payload_expr(get_target("gift_transaction"), fields[1:])

@@ -43,30 +43,41 @@ def _value_parts(col: pl.Expr, kind: str, needs: tuple[bool, bool]) -> tuple[str
     return '"', _escaped(col, needs), '"'
 
 
-def _member(key: str, before: str, value: pl.Expr, after: str = "") -> pl.Expr:
-    """`"key":<before><value><after>`; null when the value is null."""
-    return pl.concat_str([pl.lit(f'"{key}":{before}'), value, *([pl.lit(after)] if after else [])])
+def _member(key: str, before: str, value: pl.Expr, after: str = "", lead: str = "") -> pl.Expr:
+    """`<lead>"key":<before><value><after>`; null when the value is null."""
+    return pl.concat_str(
+        [pl.lit(f'{lead}"{key}":{before}'), value, *([pl.lit(after)] if after else [])])
 
 
 def _members(
-    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
+    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]],
+    lead: str = "",
 ) -> list[pl.Expr]:
+    """Each member's text, null when its value is; each but the first starts with `lead`."""
     members = []
-    for key, sub in tree.items():
+    for i, (key, sub) in enumerate(tree.items()):
+        comma = lead if i else ""
         if isinstance(sub, dict):
-            members.append(_member(key, "", _object(sub, kinds, needs)))
+            members.append(_object_member(key, sub, kinds, needs, comma))
         else:
             parts = _value_parts(pl.col(sub), kinds.get(sub, "str"), needs.get(sub, (True, True)))
-            members.append(_member(key, *parts))
+            members.append(_member(key, *parts, lead=comma))
     return members
 
 
-def _object(
-    tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]]
+def _leaves(tree: dict[str, Any]) -> list[str]:
+    return [f for sub in tree.values() for f in (_leaves(sub) if isinstance(sub, dict) else [sub])]
+
+
+def _object_member(
+    key: str, tree: dict[str, Any], kinds: dict[str, str], needs: dict[str, tuple[bool, bool]],
+    lead: str = "",
 ) -> pl.Expr:
-    """A nested JSON object from the tree of field paths; null when every member is null."""
+    """`"key":{...}`, a nested JSON object from the tree of field paths; null when every
+    member is null (told by the columns' nulls, not by comparing the text)."""
     body = pl.concat_str(_members(tree, kinds, needs), separator=",", ignore_nulls=True)
-    return pl.when(body == "").then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
+    present = pl.any_horizontal([pl.col(f).is_not_null() for f in _leaves(tree)])
+    return pl.when(present).then(_member(key, "{", body, "}", lead))
 
 
 _CONTROLS = "[\n\r\t]"
@@ -117,12 +128,14 @@ def _money_text(expr: pl.Expr) -> pl.Expr:
     return expr.round(2).cast(pl.Decimal(18, 2)).cast(pl.String)
 
 
-def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.Expr | None:
-    """The designations array as JSON text (null when a gift has none)."""
+def _designations(
+    fields: list[str], needs: dict[str, tuple[bool, bool]], lead: str = ""
+) -> pl.Expr | None:
+    """The `"designations":[...]` member (null when a gift has none), or None without any."""
     count = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
     if not count:
         return None
-    items = []
+    items, present = [], []
     for i in range(count):
         prefix = f"designations.{i}."
         by = next(
@@ -141,25 +154,30 @@ def _designations(fields: list[str], needs: dict[str, tuple[bool, bool]]) -> pl.
             _money_text(amount),
             pl.lit("}"),
         ]))
+        present.append(project.is_not_null() & amount.is_not_null())
     joined = pl.concat_str(items, separator=",", ignore_nulls=True)
-    return pl.when(joined == "").then(None).otherwise(joined)
+    return pl.when(pl.any_horizontal(present)).then(_member("designations", "[", joined, "]", lead))
 
 
 def payload_expr(
     target: Target, fields: list[str], needs: dict[str, tuple[bool, bool]] | None = None
 ) -> pl.Expr:
     """A String expression: the compact wire JSON of each row. `needs` (from `escape_needs`)
-    lets clean string columns skip escaping; without it every column is escaped."""
+    lets clean string columns skip escaping; without it every column is escaped.
+
+    The source comes first and is never null (a constant, `keys.source`): it opens the object,
+    and every other member brings its own comma, so the object is one `concat_str` of its
+    members with no copy of a joined body."""
     needs = needs or {}
     plain = [f for f in fields if not f.startswith("designations.")]
+    if plain[:1] != [target.source_field]:
+        raise ValueError(f"the payload's first field must be {target.source_field}")
     kinds = {f: target.kind(f) or "str" for f in plain}
-    members = _members(_tree(plain), kinds, needs)
-    designations = _designations(fields, needs)
+    members = _members(_tree(plain), kinds, needs, lead=",")
+    designations = _designations(fields, needs, lead=",")
     if designations is not None:
-        members.append(_member("designations", "[", designations, "]"))
-    # The source and id are always there: the object is never empty.
-    body = pl.concat_str(members, separator=",", ignore_nulls=True)
-    return pl.concat_str([pl.lit("{"), body, pl.lit("}")])
+        members.append(designations)
+    return pl.concat_str([pl.lit("{"), *members, pl.lit("}")], ignore_nulls=True)
 
 
 def strip_empty(frame: pl.DataFrame, fields: list[str]) -> pl.DataFrame:
