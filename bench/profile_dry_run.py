@@ -51,7 +51,7 @@ STAGES = [
     ("etl.prepare.validate", "_with_values", "validate: attach raw values"),
     ("etl.prepare.validate", "failures", "validate: rules"),
     ("etl.prepare.runner", "_reject_rows", "rejects: rows with reasons"),
-    ("etl.prepare.payload", "escape_needs", "payload: which fields need escaping"),
+    ("etl.prepare.payload", "scan_text", "payload: which fields need escaping (and control chars)"),
     ("etl.prepare.runner", "_validate_batch", "payload: build JSON + keys"),
     ("etl.prepare.donors", "from_batch", "report: donor keys per batch"),
     ("etl.prepare.donors", "file_block", "report: possible duplicate donors"),

@@ -315,3 +315,18 @@ def test_payload_text_is_exact_whichever_members_are_empty():
         json.loads(row)
     with pytest.raises(ValueError, match="first field"):
         payload_expr(get_target("gift_transaction"), fields[1:])
+
+
+def test_one_text_scan_tells_escapes_and_control_characters_apart():
+    from etl.prepare.payload import scan_text
+
+    frame = pl.DataFrame({
+        "clean": ["a", None], "quote": ['say "x"', "b"], "newline": ["a\nb", None],
+        "bell": ["a\x07", "b"], "both": ['\\', "\x1f"], "count": [1, 2],
+    })
+    scan = scan_text(frame, list(frame.columns))
+    assert scan.needs == {
+        "clean": (False, False), "quote": (True, False), "newline": (False, True),
+        "bell": (False, False), "both": (True, False),
+    }
+    assert scan.control == ["bell", "both"]  # tab, newline and CR are escaped, not rejected

@@ -7,10 +7,12 @@ values are omitted (as the CRM+ docs advise: send only what you have).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
+from etl.prepare.rules import CONTROL
 from etl.targets import Target
 
 
@@ -82,7 +84,8 @@ def _object_member(
 
 _CONTROLS = "[\n\r\t]"
 _QUOTES = r'["\\]'
-_EITHER = '["\\\\\n\r\t]'
+# Anything a value may need escaped in JSON, or that the rule `control_chars` rejects.
+_SPECIAL = r'[\x00-\x1f\x7f"\\]'
 
 
 def _escaped(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
@@ -101,26 +104,38 @@ def _escaped(expr: pl.Expr, needs: tuple[bool, bool] = (True, True)) -> pl.Expr:
     return expr
 
 
-def escape_needs(frame: pl.DataFrame, columns: list[str]) -> dict[str, tuple[bool, bool]]:
-    """For each string column: does any value need quote/backslash or control escapes?"""
+@dataclass(frozen=True)
+class TextScan:
+    """What a batch's string columns hold, from one scan a column: for the payload, whether
+    a column needs quote/backslash or control escapes (`needs`); for validation, which columns
+    hold a control character the rule `control_chars` rejects (`control`: the others cannot
+    fail it)."""
+
+    needs: dict[str, tuple[bool, bool]]
+    control: list[str]
+
+
+def scan_text(frame: pl.DataFrame, columns: list[str]) -> TextScan:
+    """One scan a string column for any character that needs escaping or is a control
+    character; only the columns that have some are looked at again."""
     text = [c for c in columns if frame.schema[c] == pl.String]
     if not text:
-        return {}
-    # One scan a column for any of them; only columns that have some are looked at again.
+        return TextScan({}, [])
     row = frame.select(
-        [pl.col(c).str.contains(_EITHER).any().alias(f"e{i}") for i, c in enumerate(text)]
+        [pl.col(c).str.contains(_SPECIAL).any().alias(f"e{i}") for i, c in enumerate(text)]
     ).row(0)
     needs = {c: (False, False) for c in text}
     dirty = [c for c, hit in zip(text, row, strict=True) if hit]
-    if dirty:
-        row = frame.select(
-            [pl.col(c).str.contains(_QUOTES).any().alias(f"q{i}") for i, c in enumerate(dirty)]
-            + [pl.col(c).str.contains(_CONTROLS).any().alias(f"c{i}")
-               for i, c in enumerate(dirty)]
-        ).row(0)
-        n = len(dirty)
-        needs |= {c: (bool(row[i]), bool(row[n + i])) for i, c in enumerate(dirty)}
-    return needs
+    if not dirty:
+        return TextScan(needs, [])
+    checks = [(_QUOTES, "q"), (_CONTROLS, "c"), (CONTROL, "x")]
+    row = frame.select(
+        [pl.col(c).str.contains(pattern).any().alias(f"{tag}{i}")
+         for pattern, tag in checks for i, c in enumerate(dirty)]
+    ).row(0)
+    n = len(dirty)
+    needs |= {c: (bool(row[i]), bool(row[n + i])) for i, c in enumerate(dirty)}
+    return TextScan(needs, [c for i, c in enumerate(dirty) if row[2 * n + i]])
 
 
 def _money_text(expr: pl.Expr) -> pl.Expr:
@@ -162,7 +177,7 @@ def _designations(
 def payload_expr(
     target: Target, fields: list[str], needs: dict[str, tuple[bool, bool]] | None = None
 ) -> pl.Expr:
-    """A String expression: the compact wire JSON of each row. `needs` (from `escape_needs`)
+    """A String expression: the compact wire JSON of each row. `needs` (from `scan_text`)
     lets clean string columns skip escaping; without it every column is escaped.
 
     The source comes first and is never null (a constant, `keys.source`): it opens the object,

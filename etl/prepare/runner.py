@@ -22,7 +22,7 @@ from etl.prepare import donors, mapping
 from etl.prepare.kept import SAMPLE_REJECTS, Kept, add_counts, first_failures
 from etl.prepare.lookups import Lookups, field_exprs
 from etl.prepare.mapping import ERR, OUT, RAW
-from etl.prepare.payload import escape_needs, payload_expr, strip_empty
+from etl.prepare.payload import payload_expr, scan_text, strip_empty
 from etl.prepare.result import FileInfo, ValidationResult
 from etl.prepare.validate import (
     FAILURE_SCHEMA,
@@ -178,18 +178,18 @@ def _validate_batch(
     fields = [c for c in out.columns if c not in META and not c.startswith((ERR, RAW))]
     out = strip_empty(out, fields)
     n_designations = len({f.split(".")[1] for f in fields if f.startswith("designations.")})
-    needs = escape_needs(out, fields)
+    scan = scan_text(out, fields)
 
     def mine() -> pl.DataFrame:  # the file-wide checks' failures (a pass beside the first batch)
         return wide_pass().filter(pl.col("_row").is_between(offset, offset + raw.height - 1))
 
-    fails = failures(out, spec, fields, n_designations, today, mine)
+    fails = failures(out, spec, fields, n_designations, today, mine, scan.control)
     bad = fails.select("_row").unique()
     rejects = _reject_rows(raw, header, fails, offset)
     out = out.select("_row", "_source_file", "_record", *fields)
     keep = ~out["_row"].is_in(bad["_row"].implode())
     key = pl.lit(f"{spec.target}:{spec.keys.source}:") + pl.col(target.id_field)
-    payload = payload_expr(target, fields, needs)
+    payload = payload_expr(target, fields, scan.needs)
     payloads = out.filter(keep).select(
         "_source_file", "_record", key.alias("_key"), payload.alias("_payload")
     )

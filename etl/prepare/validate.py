@@ -207,10 +207,13 @@ def failures(
     designations: int,
     today: dt.date,
     file_wide: Callable[[], pl.DataFrame],
+    control: list[str] | None = None,
 ) -> pl.DataFrame:
     """Every failure of every row: `_row, _source_file, _record, field, rule, value, error`.
     `file_wide()` gives this batch's rows' failures of the file-wide checks: it is called last,
-    so that a batch validated while the file-wide pass still runs waits for it only then."""
+    so that a batch validated while the file-wide pass still runs waits for it only then.
+    `control` names the string columns that hold some control character (from
+    `etl.prepare.payload.scan_text`; None: any may), the only ones the rule can fail."""
     parts: list[pl.DataFrame] = [
         frame.filter(pl.col("_shape_error").is_not_null()).select(
             "_row",
@@ -249,7 +252,7 @@ def failures(
         present,
         designations,
         today,
-        [f for f in fields if frame.schema[f] == pl.String],
+        [f for f in fields if frame.schema[f] == pl.String and (control is None or f in control)],
         dates,
     )
     if rules:
