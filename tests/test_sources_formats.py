@@ -303,6 +303,26 @@ def test_null_values_are_exact_unless_told_to_ignore_case(write):
     assert loose["Phone"].to_list() == [None, None, None, "555"]
 
 
+@pytest.mark.parametrize("values", [["", "N/A", "NULL"], ["Unknown", "-"], ["nié"], ["x" * 13]])
+def test_null_values_ignoring_case_match_exactly_what_lower_casing_would(values):
+    """The listed spellings (or, for a value that is not ASCII or has too many, the cells
+    lower-cased) make null exactly the cells that lower-case to a null value: the Kelvin sign
+    is a "k", a dotted capital I is no "i"."""
+    from etl.read.nulls import case_spellings, null_exprs
+    from etl.spec.model import Source
+
+    cells = ["", "n/a", "N/a", "NULL", "nuLL", "null ", "NUL", "unknown", "UNKNOWN",
+             "UN\u212aNOWN", "unknowN", "-", "--", "NIÉ", "nié", "N\u0130É", "x" * 13,
+             "X" * 13, "n\u2215a", None, "555"]
+    source = Source.model_validate(
+        {"path": "x.csv", "null_values": values, "null_values_ignore_case": True})
+    frame = pl.DataFrame({"v": cells})
+    got = frame.select(null_exprs(["v"], source))["v"].to_list()
+    wanted = {v.lower() for v in values}
+    assert got == [None if c is None or c.lower() in wanted else c for c in cells]
+    assert (case_spellings(values) is None) == (values in (["nié"], ["x" * 13]))
+
+
 def test_bundled_contacts_spec_sends_no_null_phone():
     root = Path(__file__).parent.parent
     result = validate_pipeline(load_spec(root / "pipelines" / "legacy_contacts.yaml"), today=TODAY)
