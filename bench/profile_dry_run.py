@@ -150,10 +150,46 @@ def install(timers: Timers) -> None:
                 setattr(mod, qualname, wrapped)
 
 
-def profile(kind: str, rows: int, in_flight: int) -> dict[str, Any]:
+class InlineExecutor:
+    """A stand-in for ThreadPoolExecutor that runs each task at once in the caller's thread
+    (`--serial`): no stage overlaps another, so the process's CPU time over a stage's span is
+    that stage's own (polars' threads included)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from concurrent.futures import Future
+
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # the caller sees it at .result(), as with a thread
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def serialize() -> None:
+    """Every thread pool of the read and prepare stages runs its tasks inline."""
+    for name in ("etl.read.csvlayout", "etl.read.sourcefile", "etl.prepare.runner"):
+        importlib.import_module(name).ThreadPoolExecutor = InlineExecutor  # type: ignore[attr-defined]
+
+
+def profile(kind: str, rows: int, in_flight: int, serial: bool = False) -> dict[str, Any]:
     from etl.prepare import runner
 
-    runner.IN_FLIGHT = in_flight  # 1: stages of two batches do not overlap in the timers
+    runner.IN_FLIGHT = 1 if serial else in_flight  # 1: two batches' stages do not overlap
+    if serial:
+        serialize()
     ds = bd.ensure_data(kind, rows, regen=False)
     spec = bd.write_spec(ds)
     assert spec is not None
@@ -181,15 +217,20 @@ def profile(kind: str, rows: int, in_flight: int) -> dict[str, Any]:
     covered = sum(s["self_s"] for s in stages)
     stages.append({"stage": "other (spec, CLI glue)", "calls": 1, "total_s": wall - covered,
                    "self_s": wall - covered, "self_cpu_s": None})
-    return {"kind": kind, "rows": rows, "in_flight": in_flight, "wall_s": wall,
+    return {"kind": kind, "rows": rows, "in_flight": runner.IN_FLIGHT, "serial": serial,
+            "wall_s": wall, "cpu_s": sum(s["self_cpu_s"] or 0 for s in stages),
             "valid": result.valid,
             "rejected": result.rejected, "stages": stages}
+
+
+SERIAL = "; every stage in turn, in one thread: each one's CPU is its own"
 
 
 def table(report: dict[str, Any]) -> str:
     lines = [f"### {report['kind']}, {report['rows']:,} rows: {report['wall_s']:.2f} s in-process "
              f"({report['valid']:,} valid, {report['rejected']:,} rejected; "
-             f"{report['in_flight']} batch(es) at once)", "",
+             f"{report['in_flight']} batch(es) at once{SERIAL if report.get('serial') else ''})",
+             "",
              "| stage | calls | self s | self CPU s | incl. s |",
              "| --- | ---: | ---: | ---: | ---: |"]
     for s in sorted(report["stages"], key=lambda s: -s["self_s"]):
@@ -208,6 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--in-flight", type=int, default=1,
                     help="batches validated at once (the tool's default is 2; with 1, the "
                          "default here, a stage's time is its own, not two batches' overlap)")
+    ap.add_argument("--serial", action="store_true",
+                    help="run every stage in turn in one thread (the file-wide pass, the block "
+                         "parser and the layout's workers too): each stage's CPU is its own, "
+                         "and their sum is the work a run must spread over the cores")
     a = ap.parse_args(argv)
     rows = a.rows or (100_000 if a.quick else 1_000_000)
     if len(a.files) > 1:  # one fresh process per file: timers and caches start clean
@@ -216,10 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         rc = 0
         for kind in a.files:
             rc |= subprocess.run([sys.executable, __file__, "--rows", str(rows), "--files",
-                                  kind, "--in-flight", str(a.in_flight)]).returncode
+                                  kind, "--in-flight", str(a.in_flight),
+                                  *(["--serial"] if a.serial else [])]).returncode
         return rc
-    report = profile(a.files[0], rows, a.in_flight)
-    path = BENCH / "results" / f"profile_{a.files[0]}_{rows}.json"
+    report = profile(a.files[0], rows, a.in_flight, a.serial)
+    tag = "_serial" if a.serial else ""
+    path = BENCH / "results" / f"profile_{a.files[0]}_{rows}{tag}.json"
     bd.write_results(path, report)
     print(table(report))
     print(f"\nResults: {path.relative_to(BENCH.parent)}")
