@@ -169,6 +169,23 @@ def test_collapse_whitespace(raw: str, value: str | None, error: None) -> None:
     check("collapse_whitespace", raw, value, error)
 
 
+def test_collapse_whitespace_replaces_only_the_runs_that_change() -> None:
+    """WS_RUNS leaves single spaces alone; over generated text with every kind of whitespace
+    run, the result is what replacing every run of WS_RE with a space gives."""
+    import random
+
+    from etl.transforms.helpers import WS_CHARS, WS_RE, collapse_ws
+
+    rng = random.Random(3)
+    pieces = ["a", "Bc", "1", "é", " ", " ", "  ", "\t", "\n", "\u00a0", "\u200b", "\ufeff",
+              " \u200b ", "\u3000", "\r\n", "\x1f"]
+    cells = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 9))) for _ in range(5000)]
+    frame = pl.DataFrame({"v": [*cells, *WS_CHARS, None]})
+    got = frame.select(collapse_ws(pl.col("v")).alias("got"),
+                       pl.col("v").str.replace_all(WS_RE + "+", " ").alias("want"))
+    assert got.filter(pl.col("got").ne_missing(pl.col("want"))).height == 0
+
+
 def test_upper_lower() -> None:
     assert apply("upper", ["abc É", None]) == [("ABC É", None), (None, None)]
     assert apply("lower", ["ABC É", None]) == [("abc é", None), (None, None)]

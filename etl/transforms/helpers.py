@@ -26,6 +26,15 @@ WS_CHARS = (
 )
 # The same as a regex class (Rust regex: `\s` is Unicode White_Space).
 WS_RE = r"[\s\x{200B}\x{FEFF}]"
+# The runs of WS_RE that are not already one plain space: two or more, or one other than " ".
+# Replacing these with " " gives what replacing every run does, without a match (and its
+# copy) at each space between words.
+WS_RUNS = WS_RE + r"{2,}|[^\S ]|[\x{200B}\x{FEFF}]"
+
+
+def collapse_ws(expr: pl.Expr) -> pl.Expr:
+    """Every run of whitespace as one space (not trimmed)."""
+    return expr.str.replace_all(WS_RUNS, " ")
 
 F = pl.field
 

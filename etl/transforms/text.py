@@ -8,10 +8,10 @@ from typing import Literal
 import polars as pl
 
 from etl.transforms.helpers import (
-    WS_RE,
     F,
     as_text,
     blank_to_null,
+    collapse_ws,
     step_result,
     string_list,
     strip_ws,
@@ -31,7 +31,7 @@ def trim(expr: pl.Expr) -> Step:
 @transform("collapse_whitespace")
 def collapse_whitespace(expr: pl.Expr) -> Step:
     """Trim, and collapse internal runs of whitespace to one space; blank becomes null."""
-    collapsed = as_text(expr).str.replace_all(WS_RE + "+", " ").str.strip_chars(" ")
+    collapsed = collapse_ws(as_text(expr)).str.strip_chars(" ")
     return Step(blank_to_null(collapsed))
 
 
@@ -171,7 +171,7 @@ def split_name(expr: pl.Expr, *, part: Literal["first", "last"]) -> Step:
     """One part of a full name: "Last, First" or "First [Middle] Last"; Jr/Sr/II-IV stay on last."""
     if part not in ("first", "last"):
         raise ValueError(f"part must be 'first' or 'last', not {part!r}")
-    full = as_text(expr).str.replace_all(WS_RE + "+", " ").str.strip_chars(" ")
+    full = collapse_ws(as_text(expr)).str.strip_chars(" ")
     scope = pl.struct(full=full).struct.with_fields(
         suffix=F("full").str.extract(_NAME_SUFFIX, 1), base=F("full").str.replace(_NAME_SUFFIX, "")
     )
