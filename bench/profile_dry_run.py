@@ -52,6 +52,7 @@ STAGES = [
     ("etl.prepare.validate", "failures", "validate: rules"),
     ("etl.prepare.runner", "_reject_rows", "rejects: rows with reasons"),
     ("etl.prepare.payload", "scan_text", "payload: which fields need escaping (and control chars)"),
+    ("etl.prepare.payload", "escape_needs", "payload: which fields need escaping (and control chars)"),
     ("etl.prepare.runner", "_validate_batch", "payload: build JSON + keys"),
     ("etl.prepare.donors", "from_batch", "report: donor keys per batch"),
     ("etl.prepare.donors", "file_block", "report: possible duplicate donors"),
@@ -124,7 +125,9 @@ def _is_generator(fn: Callable[..., Any]) -> bool:
 
 
 def install(timers: Timers) -> None:
-    """Wrap every stage function, in its own module and wherever an etl module imported it."""
+    """Wrap every stage function, in its own module and wherever an etl module imported it
+    (a function this checkout does not have is left out: the script also profiles older
+    commits, with PYTHONPATH=<a worktree of one>)."""
     import etl.cli.app
     import etl.run.dry_run  # noqa: F401
 
@@ -133,10 +136,14 @@ def install(timers: Timers) -> None:
         if "." in qualname:  # a method
             cls_name, meth = qualname.split(".")
             cls = getattr(module, cls_name)
+            if meth not in cls.__dict__:
+                continue
             original = cls.__dict__[meth]
             setattr(cls, meth, timers.wrap(label, original))
             continue
-        original = getattr(module, qualname)
+        original = getattr(module, qualname, None)
+        if original is None:
+            continue
         inner = getattr(original, "__wrapped__", None)
         if inner is not None and _is_generator(inner):  # a @contextmanager: time its set-up
             from contextlib import contextmanager  # and tear-down, not the body it wraps
@@ -208,7 +215,7 @@ def profile(kind: str, rows: int, in_flight: int, serial: bool = False) -> dict[
     wall = time.perf_counter() - t
     shutil.rmtree(out, ignore_errors=True)
     stages = []
-    for _, _, label in STAGES:
+    for label in dict.fromkeys(label for _, _, label in STAGES):  # a label may name two
         if label in timers.calls:
             own = timers.total[label] - timers.children[label]
             stages.append({"stage": label, "calls": timers.calls[label],
