@@ -656,12 +656,13 @@ def test_normalize_phone_finds_the_digits_the_pattern_groups_would() -> None:
         parts.append(rng.choice(["", "", ".0", ".00", "0", ".0 "]))
         parts.append(rng.choice(["", "", "", " x12", " ext. 5", ",ext 7", "; extension 99",
                                  "X3", " EXT12", "ex 1", " x", "x0", " e12", ";x 4", ",,x1",
-                                 "  EXTENSION  8"]))
+                                 "  EXTENSION  8", " x\n12", " ext\r\n7", "x\n\n78"]))
         parts.append(rng.choice(["", "", "", " ", "a", "#"]))
         return "".join(parts)
 
     cells = [number() for _ in range(20_000)] + ["15555550100.0", "1555555010.0",
-                                                  "(1) 555-555-010.0", "555.555.0100.0 x12"]
+                                                  "(1) 555-555-010.0", "555.555.0100.0 x12",
+                                                  "555-555-0100 x\n12"]
     frame = pl.DataFrame({"v": cells})
     text = pl.col("v").str.strip_chars(WS_CHARS).replace("", None)
     replaced = text.str.replace(US_PHONE, groups)

@@ -46,7 +46,7 @@ def normalize_phone(expr: pl.Expr, *, country: str = "US") -> Step:
     # is what comes before the first of them, and the extension's digits end the value. The
     # ten digits are the main part's: eleven have the +1 prefix (a leading 1, preferred) or a
     # float's ".0" (a trailing 0), twelve both.
-    main = F("text").str.replace(r"[,;xXeE].*$", "").str.replace_all(r"[^0-9]", "")
+    main = F("text").str.replace(r"(?s)[,;xXeE].*$", "").str.replace_all(r"[^0-9]", "")
     scope = scope.struct.with_fields(
         us=F("text").str.contains(US_PHONE),
         digits=main,
