@@ -78,7 +78,10 @@ def _object_member(
     """`"key":{...}`, a nested JSON object from the tree of field paths; null when every
     member is null (told by the columns' nulls, not by comparing the text)."""
     body = pl.concat_str(_members(tree, kinds, needs), separator=",", ignore_nulls=True)
-    present = pl.any_horizontal([pl.col(f).is_not_null() for f in _leaves(tree)])
+    # A bool member is never null (a null bool is written false): it makes the object present.
+    present = pl.any_horizontal([
+        pl.lit(True) if kinds.get(f) == "bool" else pl.col(f).is_not_null() for f in _leaves(tree)
+    ])
     return pl.when(present).then(_member(key, "{", body, "}", lead))
 
 
