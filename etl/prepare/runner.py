@@ -340,18 +340,17 @@ def _amounts(out: pl.DataFrame, keep: pl.Series, fields: list[str]) -> pl.DataFr
     if "amount" not in fields:
         return _EMPTY_AMOUNTS
     cur = pl.col("currencyCode") if "currencyCode" in fields else pl.lit(None, pl.String)
-    frames = []
-    for stage, frame in (
-        ("read", out),
-        ("valid", out.select(*cur.meta.root_names(), "amount").filter(keep)),
-    ):
-        frames.append(
-            frame.group_by(cur.fill_null("(unspecified)").alias("currency"))
-            .agg((pl.col("amount") * 100).round(0).cast(pl.Int64).sum().alias("cents"))
-            .with_columns(pl.lit(stage).alias("stage"))
-            .select("currency", "stage", "cents")
-        )
-    return pl.concat(frames)
+    cents = (pl.col("amount") * 100).round(0).cast(pl.Int64)
+    # One grouping by currency and validity; the read sums add up its two halves.
+    sums = out.select(
+        cur.fill_null("(unspecified)").alias("currency"), keep.alias("valid"), cents.alias("cents")
+    ).group_by("currency", "valid").agg(pl.col("cents").sum())
+    read = sums.group_by("currency").agg(pl.col("cents").sum())
+    valid = sums.filter(pl.col("valid"))
+    return pl.concat([
+        frame.select("currency", pl.lit(stage).alias("stage"), "cents")
+        for stage, frame in (("read", read), ("valid", valid))
+    ])
 
 
 def _control_totals(outcomes: list[FileOutcome]) -> dict[str, dict[str, object]]:
