@@ -319,6 +319,21 @@ def test_record_layout_is_the_same_whatever_the_block_of_lines(write, monkeypatc
         "record has 2 fields, the header has 3", "record has 4 fields, the header has 3"]
 
 
+def test_batches_hold_whole_batches_of_records_the_header_aside(write, monkeypatch):
+    """The header is a scanned row, not a record: 30 records in batches of 10 are 3 batches of
+    10, not 10, 10, 9 and 1 (a batch of one row costs a whole batch's fixed work)."""
+    from etl.read import sources
+
+    monkeypatch.setattr(csvlayout, "STEP", 4)
+    path = write("c.csv", "name\n" + "".join(f"N{i}\n" for i in range(30)))
+    with sources.open_csv(path, Source(path=str(path)), ["name"], path.name) as src:
+        assert src.blocks is not None
+        batches = list(src.batches(10))
+    assert [b.height for b in batches] == [10, 10, 10]
+    assert pl.concat(batches)["_record"].to_list() == list(range(1, 31))
+    assert pl.concat(batches)["name"].to_list() == [f"N{i}" for i in range(30)]
+
+
 def test_a_layout_polars_disagrees_with_is_left_out_and_the_file_read_again(write, monkeypatch):
     """Irregular quoting can make the layout pass find another number of records than polars:
     the first full read notices, the file is read again without the layout (no line numbers,

@@ -92,6 +92,9 @@ class SourceFile:
         start, pending, held = 0, [], 0
         edges = blocks.offsets
         step = csvlayout.STEP
+        # The header is a scanned row but no record: the first batch takes it on top, so that
+        # every batch holds `rows` records (1M records: 10 batches, not 10 and one of 1 row).
+        want = rows + self.meta.skip
 
         def parse(k: int) -> pl.DataFrame:
             lf = blocks.read(edges[k], edges[k + 1])
@@ -115,12 +118,13 @@ class SourceFile:
                     raise MetaChanged(self.display)
                 pending.append(frame)
                 held += frame.height
-                while held >= rows or (k == len(edges) - 2 and held):
+                while held >= want or (k == len(edges) - 2 and held):
                     batch = pl.concat(pending, rechunk=False) if len(pending) > 1 else pending[0]
-                    out, rest = batch.head(rows), batch.slice(rows)
+                    out, rest = batch.head(want), batch.slice(want)
                     pending, held = ([rest] if rest.height else []), rest.height
                     yield self._finish(out, start, full)
                     start += out.height
+                    want = rows
         if start != self.meta.rows:  # the layout counted more records than the blocks hold
             self.blocks = None
             raise MetaChanged(self.display)
@@ -159,6 +163,7 @@ class Meta:
     batch's `_record` (null: not data), `_line` and `_shape_error` columns."""
 
     rows: int  # scanned rows
+    skip = 0  # of which the first are header rows
 
     def columns(self, start: int, n: int, expected: int) -> pl.DataFrame:
         raise NotImplementedError
