@@ -321,6 +321,9 @@ def test_null_values_ignoring_case_match_exactly_what_lower_casing_would(values)
     wanted = {v.lower() for v in values}
     assert got == [None if c is None or c.lower() in wanted else c for c in cells]
     assert (case_spellings(values) is None) == (values in (["nié"], ["x" * 13]))
+    # a "k" has three spellings (k, K, the Kelvin sign): counted as such, not as two
+    assert case_spellings(["k" * 8]) is None  # 3**8 = 6,561 spellings: lower-cased instead
+    assert len(case_spellings(["k" * 7]) or []) == 3**7
 
 
 def test_bundled_contacts_spec_sends_no_null_phone():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import polars as pl
 
@@ -19,9 +20,11 @@ def case_spellings(values: list[str]) -> list[str] | None:
     would, without a copy of every cell."""
     found: set[str] = set()
     for value in {v.lower() for v in values}:
-        if not value.isascii() or 2 ** sum(c.isalpha() for c in value) > _MAX_SPELLINGS:
+        if not value.isascii():
             return None
         choices = [{c, c.upper(), *(["\u212a"] if c == "k" else [])} for c in value]
+        if math.prod(len(c) for c in choices) > _MAX_SPELLINGS:  # a "k" has three
+            return None
         found.update("".join(p) for p in itertools.product(*choices))
     return sorted(found)
 
