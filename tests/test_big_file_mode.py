@@ -190,3 +190,46 @@ def test_a_batch_that_fails_stops_the_dry_run_and_leaves_no_payloads(tmp_path, m
         dry_run(open_pipeline(spec, out_dir=out), keep_payloads=False)
     assert not list(out.glob("*payloads.jsonl*"))
     assert len(calls) <= 5 + runner.IN_FLIGHT  # the batches after it are not all validated
+
+
+def test_a_batch_transforms_only_the_values_no_batch_before_had(monkeypatch):
+    """Lookup tables grow by the values a batch brings; a column whose values were all seen
+    is not transformed again, and every row still gets its value."""
+    import polars as pl
+
+    from etl.prepare import mapping
+    from etl.spec.parse import load_spec
+    from etl.targets import get_target
+
+    spec = load_spec(ROOT / "pipelines" / "legacy_gifts.yaml").spec
+    plans = [p for p in mapping.plan(spec, get_target(spec.target))
+             if p.sources() in ({"PayMethod"}, {"DonorLast"})]
+    monkeypatch.setattr(lookups, "DEDUPE_MIN_ROWS", 0)
+    monkeypatch.setattr(lookups, "DEDUPE_RATIO", 2.0)
+    transformed: list[tuple[str, int]] = []  # (column, values) of each transform
+    staged = mapping.with_stages
+
+    def spy(lf, group):
+        values = lf.collect()
+        transformed.append((values.columns[0], values.height))
+        return staged(values.lazy(), group)
+
+    monkeypatch.setattr(mapping, "with_stages", spy)
+    tables = lookups.Lookups()
+    batches = [
+        ({"PayMethod": ["CC", "CHK", "CC"], "DonorLast": ["lee", "ray", "lee"]},
+         [("DonorLast", 2), ("PayMethod", 2)]),
+        ({"PayMethod": ["CHK", "CC", "CC"], "DonorLast": ["ray", "o'brien", "lee"]},
+         [("DonorLast", 1)]),  # one new name, no new code
+        ({"PayMethod": ["CC", "CC", "CHK"], "DonorLast": ["lee", "lee", "ray"]}, []),
+    ]
+    for rows, expected in batches:
+        transformed.clear()
+        got = {t.columns[0]: t for t in tables.tables_for(pl.DataFrame(rows), plans)}
+        assert sorted(transformed) == expected
+        names = dict(zip(got["DonorLast"]["DonorLast"],
+                         got["DonorLast"][mapping.OUT + "contact.lastname"], strict=True))
+        assert [names[n] for n in rows["DonorLast"]] == [n.title() for n in rows["DonorLast"]]
+        codes = dict(zip(got["PayMethod"]["PayMethod"],
+                         got["PayMethod"][mapping.OUT + "giftType"], strict=True))
+        assert codes == {"CC": "Credit", "CHK": "Check"}

@@ -27,6 +27,14 @@ def field_exprs(group: list[mapping.FieldPlan]) -> list[pl.Expr]:
     )
 
 
+def _unseen(frame: pl.DataFrame, column: str, table: pl.DataFrame | None) -> pl.LazyFrame:
+    """The column's distinct values in `frame` that `table` lacks (all without a table)."""
+    values = frame.lazy().select(pl.col(column).unique())
+    if table is None:
+        return values
+    return values.join(table.lazy().select(column), on=column, how="anti", nulls_equal=True)
+
+
 LOOKUP_MAX = 50_000  # distinct values a column's lookup table keeps from batch to batch
 
 
@@ -64,25 +72,31 @@ class Lookups:
                               if n < frame.height * DEDUPE_RATIO]
             known = {c: self.tables.get(c) for c in self.cheap}
             per_batch = set(self.per_batch)
-        new = []
-        for column, table in known.items():
+        # First the values no batch before had (all of them for a column without a table);
+        # then only the columns with some are transformed: a transform costs its set-up even
+        # on no rows (a title-casing's replacement automaton), and most batches of a file
+        # bring no new codes, dates or first names.
+        fresh = pl.collect_all([
+            _unseen(frame, column, table) for column, table in known.items()])
+        todo = [(column, values) for (column, table), values in zip(known.items(), fresh,
+                                                                    strict=True)
+                if values.height or table is None or column in per_batch]
+        staged = []
+        for column, values in todo:
             group = [p for p in plans if single.get(p.field) == column]
-            values = frame.lazy().select(pl.col(column).unique())
-            if table is not None:  # only the values no batch before had
-                values = values.join(table.lazy().select(column), on=column, how="anti",
-                                     nulls_equal=True)
-            staged = mapping.with_stages(values, group)
-            new.append(staged.select(pl.col(column), *field_exprs(group)))
+            staged.append(mapping.with_stages(values.lazy(), group)
+                          .select(pl.col(column), *field_exprs(group)))
+        done = dict(zip([c for c, _ in todo], pl.collect_all(staged), strict=True))
         tables = []
-        # One call: the small tables in parallel.
-        for column, table, fresh in zip(known, known.values(), pl.collect_all(new), strict=True):
-            if column in per_batch:  # never kept: no copy
-                table = fresh
+        for column, table in known.items():
+            new = done.get(column)
+            if new is None:  # nothing new: the table as it is
+                assert table is not None
+            elif column in per_batch:  # never kept: no copy
+                table = new
             # Copied before it is kept: a table sharing the batch's text would keep it alive.
-            elif table is None:
-                table = compact(fresh)
-            elif fresh.height:
-                table = pl.concat([table, compact(fresh)])
+            else:
+                table = compact(new) if table is None else pl.concat([table, compact(new)])
             tables.append(table)
         with self.lock:
             for column, table in zip(known, tables, strict=True):
