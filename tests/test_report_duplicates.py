@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from etl.prepare import donors, runner
 from etl.prepare.runner import validate_pipeline
+from etl.read.sourcefile import SourceFile
 from etl.report.write import build_report, summary_table, write_report
 from etl.spec.parse import load_spec
 
@@ -90,9 +92,17 @@ def test_gifts_use_the_embedded_contact_and_one_donor_giving_twice_is_no_duplica
     assert [[d["id"] for d in g["donors"]] for g in block["sample"]] == [["D1", "D2"]] * 2
 
 
-def test_found_across_batches_and_the_sample_is_bounded(write, monkeypatch):
+def test_found_across_batches_and_the_sample_is_bounded(write, monkeypatch, tmp_path):
     monkeypatch.setattr(runner, "BATCH_ROWS", 7)
-    monkeypatch.setattr(donors, "BATCH_ROWS", 5)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the values are parked
+    reads = []
+    batches = SourceFile.batches
+
+    def counted(self, *args, **kwargs):
+        reads.append(self.display)
+        return batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(SourceFile, "batches", counted)
     monkeypatch.setattr(donors, "SAMPLE_GROUPS", 4)
     monkeypatch.setattr(donors, "SAMPLE_DONORS", 2)
     lines = ["id,first,last,email,zip"]
@@ -106,6 +116,10 @@ def test_found_across_batches_and_the_sample_is_bounded(write, monkeypatch):
     assert first["value"] == "s0@example.org"
     assert [(d["id"], d["record"]) for d in first["donors"]] == [("D0-0", 1), ("D0-1", 7)]
     assert first["more_donors"] == 1
+    # The sample's values come from what the batches parked, not from reading the file a
+    # third time (the batches and the file-wide pass read it), and nothing is left behind.
+    assert len(reads) == 2
+    assert not list(tmp_path.glob("etl-donors-*"))
 
 
 def test_report_json_html_and_summary_show_them_escaped(write, tmp_path: Path):

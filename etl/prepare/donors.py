@@ -3,17 +3,20 @@ same first name, last name and postal code. Suggestions for a person to review (
 docs advise for anything broader than an exact Find), never merged and never a reject.
 
 The batches of a file are validated one at a time, so the check runs in two steps:
-- each batch hands over, for its valid rows, only hashes (key, donor id) and the row number:
-  25 bytes a row and signal, whatever the text (and the values of its own first groups);
-- at the end of the file, a polars group_by finds the keys held by more than one donor id;
-  only for a bounded sample of those groups is the file read again (the few mapped columns),
-  to show the values. A file with no duplicates is never read again.
+- each batch hands over, for its valid rows, hashes (key, donor id) and the row number (25
+  bytes a row and signal, whatever the text), and the donor fields' values, which a file of
+  more than one batch parks on disk (Arrow IPC in a temporary folder) as they come;
+- at the end of the file, a polars group_by finds the keys held by more than one donor id,
+  and only the rows of a bounded sample of those groups are read back from the parked
+  values, to show them. The source file is never read again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,13 +24,11 @@ import polars as pl
 from etl.base.frames import compact, is_repeated
 from etl.base.spill import Spill
 from etl.prepare import mapping
-from etl.read.sources import SourceFile
 from etl.spec.parse import Spec
 from etl.targets import get_target
 
 SAMPLE_GROUPS = 20  # groups shown in the report
 SAMPLE_DONORS = 5  # donors shown per group
-BATCH_ROWS = 100_000
 KINDS = ("email", "name_postal")
 # kind: the index in KINDS; each kind hashes with its own seed, so h_key alone tells keys apart
 HASHES = {"kind": pl.UInt8, "h_key": pl.UInt64, "h_id": pl.UInt64, "_row": pl.Int64}
@@ -86,21 +87,19 @@ def _keys(donor: DonorFields) -> dict[str, pl.Expr]:
 
 @dataclass(frozen=True)
 class BatchDonors:
-    """What one batch hands over: its donors' hashes, and the values of the rows of the first
-    groups found within the batch (a file of one batch is then never read again)."""
+    """What one batch hands over: its donors' hashes, and its valid rows' donor fields
+    (`_row`, `_record`, the fields), from which the sample's values are taken."""
 
     hashes: pl.DataFrame
     values: pl.DataFrame | None
 
 
 def from_batch(out: pl.DataFrame, keep: pl.Series, donor: DonorFields | None) -> BatchDonors:
-    """The donor hashes of a batch's valid rows and the values of its first groups' rows."""
+    """The donor hashes of a batch's valid rows and those rows' donor fields."""
     hashes = batch_hashes(out, keep, donor)
     if donor is None or not hashes.height:
         return BatchDonors(hashes, None)
-    rows = groups(hashes).head(SAMPLE_GROUPS).select(pl.col("rows").list.head(SAMPLE_DONORS))
-    wanted = rows.explode("rows")["rows"]
-    values = out.filter(pl.col("_row").is_in(wanted.implode())).select(
+    values = out.filter(keep & pl.col(donor.id).is_not_null()).select(
         "_row", "_record", *donor.fields())
     return BatchDonors(hashes, values)
 
@@ -144,39 +143,43 @@ def groups(hashes: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _values(src: SourceFile, spec: Spec, donor: DonorFields, rows: set[int],
-            offset: int) -> Iterator[pl.DataFrame]:
-    """The mapped donor fields of `rows`, reading only the columns they need."""
-    target = get_target(spec.target)
-    plans = [p for p in mapping.plan(spec, target) if p.field in donor.fields()]
-    columns = sorted({c for p in plans for c in p.sources()} & set(src.header))
-    wanted = pl.Series(sorted(rows), dtype=pl.Int64)
-    seen = 0
-    for batch in src.batches(BATCH_ROWS, columns or src.header[:1], full=False):
-        numbered = batch.with_row_index("_row", offset=offset + seen).with_columns(
-            pl.col("_row").cast(pl.Int64))
-        seen += batch.height
-        hit = numbered.filter(pl.col("_row").is_in(wanted.implode()))
-        if hit.height:
-            lf = mapping.with_stages(hit.lazy(), plans)
-            yield lf.select("_row", "_record", *[p.value.alias(p.field) for p in plans]).collect()
-
-
 class FileDonors:
     """A file's donor hashes, batch by batch: parked on disk partitioned by key hash when the
-    file is big (`etl.base.spill`), so that only one partition is grouped at a time; and the
-    values of each batch's first groups (a bounded few rows a batch)."""
+    file is big (`etl.base.spill`), so that only one partition is grouped at a time; and its
+    valid rows' donor fields, parked on disk as they come unless the file is one batch
+    (memory stays flat: the sample's few rows are read back at the end)."""
 
-    def __init__(self, rows: int, spill_rows: int, part_rows: int) -> None:
+    def __init__(self, rows: int, spill_rows: int, part_rows: int, batch_rows: int) -> None:
         self.spill = Spill(1 if rows <= spill_rows else -(-rows // part_rows))
-        self.values: list[pl.DataFrame] = []
+        self.on_disk = rows > batch_rows
+        self._values: list[pl.DataFrame] = []  # one batch's, in memory
+        self._dir: Path | None = None
+        self._files: list[Path] = []
 
     def add(self, batch: BatchDonors) -> None:
         if batch.hashes.height:  # on disk, one row per key and donor of the batch
             hashes = batch.hashes if self.spill.parts_count == 1 else reduce(batch.hashes)
             self.spill.add(hashes, pl.col("h_key"))
-        if batch.values is not None:  # a copy: a filtered frame keeps the batch's text alive
-            self.values.append(compact(batch.values))
+        if batch.values is None or not batch.values.height:
+            return
+        if not self.on_disk:  # a copy: a filtered frame keeps the batch's text alive
+            self._values.append(compact(batch.values))
+            return
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="etl-donors-"))
+        path = self._dir / f"{len(self._files)}.arrow"
+        batch.values.write_ipc(path)
+        self._files.append(path)
+
+    def values_of(self, rows: set[int]) -> pl.DataFrame | None:
+        """The parked donor fields of `rows` (None: none were parked)."""
+        wanted = pl.Series(sorted(rows), dtype=pl.Int64).implode()
+        if self._files:
+            parked = pl.concat([pl.scan_ipc(f) for f in self._files])
+            return parked.filter(pl.col("_row").is_in(wanted)).collect()
+        if self._values:
+            return pl.concat(self._values).filter(pl.col("_row").is_in(wanted))
+        return None
 
     def groups(self) -> pl.DataFrame:
         found = [groups(part) for part in self.spill.parts()]
@@ -186,11 +189,13 @@ class FileDonors:
 
     def close(self) -> None:
         self.spill.close()
+        self._values = []
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
 
 
-def file_block(
-    collected: FileDonors, src: SourceFile, spec: Spec, offset: int
-) -> dict[str, Any]:
+def file_block(collected: FileDonors, display: str, spec: Spec) -> dict[str, Any]:
     """The possible duplicates of one file: counts by signal and a bounded sample."""
     donor = donor_fields(spec)
     found = collected.groups() if donor is not None else pl.DataFrame(
@@ -203,11 +208,8 @@ def file_block(
         return block
     sample = found.head(SAMPLE_GROUPS).with_columns(pl.col("rows").list.head(SAMPLE_DONORS))
     rows = {r for group in sample["rows"].to_list() for r in group}
-    values = {r["_row"]: r for v in collected.values
-              for r in v.iter_rows(named=True) if r["_row"] in rows}
-    if rows - set(values):  # a group across batches: read its first rows back
-        values |= {r["_row"]: r for f in _values(src, spec, donor, rows - set(values), offset)
-                   for r in f.iter_rows(named=True)}
+    parked = collected.values_of(rows)
+    values = {r["_row"]: r for r in parked.iter_rows(named=True)} if parked is not None else {}
     for kind, _, n, members, _ in sample.iter_rows():
         first = values.get(members[0], {})
         if KINDS[kind] == "email":
@@ -218,7 +220,7 @@ def file_block(
         block["sample"].append({
             "by": KINDS[kind],
             "value": shown,
-            "donors": [{"id": values.get(r, {}).get(donor.id), "file": src.display,
+            "donors": [{"id": values.get(r, {}).get(donor.id), "file": display,
                         "record": values.get(r, {}).get("_record")} for r in members],
             "more_donors": n - len(members),
         })

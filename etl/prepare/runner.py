@@ -211,7 +211,7 @@ def _batches(
     kept = Kept(sinks.payloads is not None, sinks.rejects is not None)
     amounts: list[pl.DataFrame] = []
     rows = valid = rejected = 0
-    found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS)
+    found = donors.FileDonors(src.meta.rows, SPILL_ROWS, SPILL_PART_ROWS, BATCH_ROWS)
     lookups = Lookups()
 
     def take(batch: Batch) -> None:  # in file order, in this thread: the sinks see one batch
@@ -249,7 +249,7 @@ def _batches(
             take(pending.popleft().result())
         if not rows:  # a file without data: the file-wide pass must still have read it whole
             wide_pass.result()
-        duplicates = donors.file_block(found, src, loaded.spec, offset)
+        duplicates = donors.file_block(found, src.display, loaded.spec)
     except MetaChanged:
         if rows:
             raise FileChanged(src.display) from None
