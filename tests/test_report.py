@@ -419,3 +419,28 @@ def test_a_registered_secret_is_redacted_from_every_report_file(tmp_path: Path) 
     assert redact(json.dumps({"k": 'a"' + secret})) == json.dumps({"k": 'a"***'})
     register("short")  # too short to be a credential: would garble every output
     assert redact("a short text") == "a short text"
+
+
+def test_payloads_jsonl_goes_to_disk_batch_by_batch(tmp_path, monkeypatch):
+    """Each batch is on disk once written (fsync in the writer's thread, while the next batch
+    is validated), so closing the file waits for the last batch only; the file is whole."""
+    from etl.report import write as write_module
+
+    synced: list[int] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        synced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(write_module.os, "fsync", fsync)
+    path = tmp_path / "payloads.jsonl"
+    writer = write_module.PayloadWriter(path, None)
+    batches = [[f'{{"n":{i}{k}}}' for k in range(3)] for i in range(3)]
+    for lines in batches:
+        writer.write(pl.DataFrame({"_payload": lines}))
+    writer.close()
+    expected = "".join(line + "\n" for lines in batches for line in lines)
+    assert path.read_text(encoding="utf-8") == expected
+    per_batch = [len("".join(line + "\n" for line in lines)) for lines in batches]
+    assert synced[:3] == [sum(per_batch[:i + 1]) for i in range(3)]

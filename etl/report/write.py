@@ -223,6 +223,10 @@ class PayloadWriter:
         if lines.height:
             lines.write_csv(self._fh, include_header=False, quote_style="never")
             self.written += lines.height
+            # To disk batch by batch, in this thread while the next batch is validated: the
+            # fsync at `close` then waits for the last batch only, not for the whole file.
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
 
     def close(self) -> Path:
         self._queue.put(None)
