@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.base.frames import compact, is_repeated
+from etl.base.frames import is_repeated
 from etl.base.spill import Spill
 from etl.prepare import mapping
 from etl.spec.parse import Spec
@@ -162,8 +162,8 @@ class FileDonors:
             self.spill.add(hashes, pl.col("h_key"))
         if batch.values is None or not batch.values.height:
             return
-        if not self.on_disk:  # a copy: a filtered frame keeps the batch's text alive
-            self._values.append(compact(batch.values))
+        if not self.on_disk:  # the file's only batch: keeping its text alive costs nothing
+            self._values.append(batch.values)
             return
         if self._dir is None:
             self._dir = Path(tempfile.mkdtemp(prefix="etl-donors-"))
