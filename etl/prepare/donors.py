@@ -13,10 +13,7 @@ The batches of a file are validated one at a time, so the check runs in two step
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -151,35 +148,23 @@ class FileDonors:
 
     def __init__(self, rows: int, spill_rows: int, part_rows: int, batch_rows: int) -> None:
         self.spill = Spill(1 if rows <= spill_rows else -(-rows // part_rows))
-        self.on_disk = rows > batch_rows
-        self._values: list[pl.DataFrame] = []  # one batch's, in memory
-        self._dir: Path | None = None
-        self._files: list[Path] = []
+        # The file's only batch keeps its fields in memory (its text is alive anyway).
+        self.fields = Spill(1, on_disk=rows > batch_rows)
 
     def add(self, batch: BatchDonors) -> None:
         if batch.hashes.height:  # on disk, one row per key and donor of the batch
             hashes = batch.hashes if self.spill.parts_count == 1 else reduce(batch.hashes)
             self.spill.add(hashes, pl.col("h_key"))
-        if batch.values is None or not batch.values.height:
-            return
-        if not self.on_disk:  # the file's only batch: keeping its text alive costs nothing
-            self._values.append(batch.values)
-            return
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="etl-donors-"))
-        path = self._dir / f"{len(self._files)}.arrow"
-        batch.values.write_ipc(path)
-        self._files.append(path)
+        if batch.values is not None and batch.values.height:
+            self.fields.add(batch.values)
 
     def values_of(self, rows: set[int]) -> pl.DataFrame | None:
         """The parked donor fields of `rows` (None: none were parked)."""
+        parked = self.fields.scan()
+        if parked is None:
+            return None
         wanted = pl.Series(sorted(rows), dtype=pl.Int64).implode()
-        if self._files:
-            parked = pl.concat([pl.scan_ipc(f) for f in self._files])
-            return parked.filter(pl.col("_row").is_in(wanted)).collect()
-        if self._values:
-            return pl.concat(self._values).filter(pl.col("_row").is_in(wanted))
-        return None
+        return parked.filter(pl.col("_row").is_in(wanted)).collect()
 
     def groups(self) -> pl.DataFrame:
         found = [groups(part) for part in self.spill.parts()]
@@ -189,10 +174,7 @@ class FileDonors:
 
     def close(self) -> None:
         self.spill.close()
-        self._values = []
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
+        self.fields.close()
 
 
 def file_block(collected: FileDonors, display: str, spec: Spec) -> dict[str, Any]:

@@ -80,7 +80,7 @@ class Lookups:
             _unseen(frame, column, table) for column, table in known.items()])
         todo = [(column, values) for (column, table), values in zip(known.items(), fresh,
                                                                     strict=True)
-                if values.height or table is None or column in per_batch]
+                if values.height or table is None]  # (a per-batch column has no table)
         staged = []
         for column, values in todo:
             group = [p for p in plans if single.get(p.field) == column]
